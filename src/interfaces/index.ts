@@ -1,0 +1,93 @@
+/**
+ * Contracts shared by the rooms of the project. `hardware/` and `skillsets/`
+ * depend on these types only, never on libp2p or Helia.
+ */
+
+export type SkillsetName = 'embed' | 'lm' | 'llava-next' | 'detr'
+export const SKILLSET_NAMES: readonly SkillsetName[] = Object.freeze(['embed', 'lm', 'llava-next', 'detr'])
+
+/** Weight formats a model may offer (transformers.js dtype names). */
+export type Dtype = 'fp32' | 'fp16' | 'q8' | 'int8' | 'uint8' | 'q4' | 'q4f16' | 'bnb4'
+export const DTYPES: readonly Dtype[] = Object.freeze(['fp32', 'fp16', 'q8', 'int8', 'uint8', 'q4', 'q4f16', 'bnb4'])
+
+/** ONNX Runtime execution providers this project knows. */
+export type ProviderName = 'cuda' | 'tensorrt' | 'webgpu' | 'cpu'
+
+/** Where a model's files come from. */
+export type ModelSource =
+  | { kind: 'generated', generator: 'bert', size: 'tiny' | 'minilm', seed: number }
+  | { kind: 'hub', repo: string, revision?: string }
+
+/** One entry of models.json. */
+export interface ModelEntry {
+  id: string
+  skillset: SkillsetName
+  source: ModelSource
+  /** Weight formats the model offers, e.g. ['fp32', 'q8']. */
+  dtypes: Dtype[]
+  /** Approximate size of the fp32 weights in MB, for memory planning. */
+  sizeMB: number
+  /** Root CID of the model's UnixFS directory, where known. */
+  cid?: string
+  description?: string
+  /** Served by default when the hub is unreachable (the generated demo model). */
+  offlineDefault?: boolean
+}
+
+/** How one model runs on this host: device, provider, dtype and why. */
+export interface ExecutionPlan {
+  modelId: string
+  /** 'cpu', 'cuda:0', 'webgpu', ... */
+  device: string
+  provider: ProviderName
+  dtype: Dtype
+  /** intra-op threads for ONNX Runtime sessions. */
+  intraOpThreads: number
+  /** GPU index for cuda/tensorrt plans. */
+  gpuIndex?: number
+  /** Human-readable reasons for each choice. */
+  reasons: string[]
+  /** Providers that were preferred but could not be used, with why. */
+  fallbacks: Array<{ provider: ProviderName, reason: string }>
+}
+
+/** The short form of a host's hardware that goes into adverts. */
+export interface HardwareSummary {
+  cpu: { model: string, physicalCores: number, logicalCores: number, flags: string[] }
+  memoryTotalMB: number
+  gpus: Array<{ vendor: string, name: string, memoryTotalMB: number, memoryFreeMB?: number }>
+  providers: ProviderName[]
+}
+
+/** A model as the inference thread sees it: where its Hugging Face-layout files are. */
+export interface ModelLocation {
+  id: string
+  /** Directory that holds `<id>/config.json`, ... (transformers.js localModelPath). */
+  localModelPath: string
+}
+
+/** What a skillset's runner does inside an inference thread. */
+export interface SkillsetRunner<I = unknown, O = unknown> {
+  /** Run a batch of compatible inputs; returns one output per input, in order. */
+  run(inputs: I[]): Promise<O[]>
+  dispose(): Promise<void>
+}
+
+/**
+ * A skillset: validates its inputs at the boundary, says which inputs can be
+ * batched together, and loads a runner inside an inference thread.
+ */
+export interface Skillset<I = unknown, O = unknown> {
+  readonly name: SkillsetName
+  /** Parse and validate an untrusted job input; throws InvalidInputError. */
+  parseInput(raw: unknown): I
+  /** Inputs with equal keys may run in one batch. */
+  batchKey(input: I): string
+  /** Rough cost of one input, used to cap batch sizes (e.g. number of texts). */
+  cost(input: I): number
+  /** Load the model; runs inside an inference thread. */
+  load(model: ModelLocation, plan: ExecutionPlan): Promise<SkillsetRunner<I, O>>
+  /** Convert an output to its wire form (binary-safe) and back. */
+  encodeOutput(output: O): Record<string, unknown>
+  decodeOutput(wire: unknown): O
+}
