@@ -1,0 +1,56 @@
+/**
+ * The node's configuration schema: one zod schema, strict (unknown keys are
+ * errors), with every default in one place.
+ */
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { z } from 'zod'
+import { multiaddr } from '@multiformats/multiaddr'
+import { modelIdSchema } from '../models/catalog.ts'
+
+const multiaddrSchema = z.string().max(1000).superRefine((s, ctx) => {
+  try {
+    multiaddr(s)
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `not a multiaddr (${(err as Error).message}); example: /ip4/127.0.0.1/tcp/4101` })
+  }
+})
+
+const hostPortSchema = z.string().max(300).regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected HOST:PORT, e.g. 127.0.0.1:8080')
+  .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port must be 0..65535')
+
+export const deviceSchema = z.string().regex(/^(auto|cpu|webgpu|cuda(:\d{1,2})?|tensorrt(:\d{1,2})?)$/, 'expected auto, cpu, cuda, cuda:N, tensorrt, tensorrt:N or webgpu')
+
+export function defaultDataDir (): string {
+  return join(homedir(), '.ipfs-accelerate')
+}
+
+export const configSchema = z.strictObject({
+  dataDir: z.string().min(1).max(4096).default(defaultDataDir),
+  listen: z.array(multiaddrSchema).max(32).default(['/ip4/0.0.0.0/tcp/4101']),
+  bootstrap: z.array(multiaddrSchema).max(256).default([]),
+  mdns: z.boolean().default(true),
+  http: z.union([hostPortSchema, z.literal(false)]).default('127.0.0.1:8080'),
+  /** Model ids to serve; empty means the offline default of each built skillset. */
+  models: z.array(modelIdSchema).max(64).default([]),
+  device: deviceSchema.default('auto'),
+  catalog: z.string().min(1).max(4096).optional(),
+  scheduler: z.strictObject({
+    /** Texts (or other cost units) merged into one inference call at most. */
+    maxBatchCost: z.number().int().min(1).max(4096).default(64),
+    /** Jobs waiting per model before the node stops bidding. */
+    maxQueuedJobs: z.number().int().min(1).max(100_000).default(1024),
+    /** Inference threads per model. */
+    threadsPerModel: z.number().int().min(1).max(64).default(1)
+  }).prefault({}),
+  adverts: z.strictObject({
+    intervalMs: z.number().int().min(100).max(600_000).default(5000)
+  }).prefault({}),
+  store: z.strictObject({
+    cacheBudgetMB: z.number().int().min(0).max(10_000_000).default(1024)
+  }).prefault({}),
+  logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info')
+})
+
+export type NodeConfig = z.infer<typeof configSchema>
+export type ConfigInput = z.input<typeof configSchema>

@@ -1,0 +1,61 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { configFromEnv, loadConfig, mergeConfig, validateConfig } from '../../src/config/load.ts'
+
+test('defaults are complete and frozen', () => {
+  const c = validateConfig({})
+  assert.equal(c.mdns, true)
+  assert.equal(c.http, '127.0.0.1:8080')
+  assert.deepEqual(c.listen, ['/ip4/0.0.0.0/tcp/4101'])
+  assert.equal(c.scheduler.maxBatchCost, 64)
+  assert.ok(Object.isFrozen(c))
+})
+
+test('file < env < flags', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ia-config-'))
+  const file = join(dir, 'config.yaml')
+  await writeFile(file, 'http: 127.0.0.1:9000\nmdns: false\ndevice: cpu\nscheduler:\n  maxBatchCost: 8\n')
+  const env = { IPFS_ACCELERATE_HTTP: '127.0.0.1:9001', IPFS_ACCELERATE_DEVICE: 'auto' }
+  const c = await loadConfig({ file, env, flags: { device: 'cpu', dataDir: dir } })
+  assert.equal(c.http, '127.0.0.1:9001', 'env beats file')
+  assert.equal(c.device, 'cpu', 'flags beat env')
+  assert.equal(c.mdns, false, 'file beats defaults')
+  assert.equal(c.scheduler.maxBatchCost, 8)
+  assert.equal(c.scheduler.maxQueuedJobs, 1024, 'nested defaults survive a partial section')
+})
+
+test('JSON config files work too', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ia-config-'))
+  const file = join(dir, 'c.json')
+  await writeFile(file, JSON.stringify({ bootstrap: ['/ip4/127.0.0.1/tcp/4101'] }))
+  const c = await loadConfig({ file, env: {} })
+  assert.deepEqual(c.bootstrap, ['/ip4/127.0.0.1/tcp/4101'])
+})
+
+test('every invalid value is named, all at once', () => {
+  assert.throws(() => validateConfig({ http: 'nope', device: 'tpu', listen: ['not-an-addr'], bogus: 1 }), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'ERR_CONFIG')
+    assert.match(err.message, /http:/)
+    assert.match(err.message, /device:/)
+    assert.match(err.message, /listen\.0:/)
+    assert.match(err.message, /bogus/)
+    return true
+  })
+})
+
+test('bad files and env values say what is wrong', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ia-config-'))
+  const file = join(dir, 'c.yaml')
+  await writeFile(file, 'http: [unclosed\n')
+  await assert.rejects(loadConfig({ file, env: {} }), { code: 'ERR_CONFIG', message: /not valid YAML/ })
+  await assert.rejects(loadConfig({ file: join(dir, 'missing.yaml'), env: {} }), { code: 'ERR_CONFIG', message: /cannot read/ })
+  assert.throws(() => configFromEnv({ IPFS_ACCELERATE_MDNS: 'maybe' }), { code: 'ERR_CONFIG', message: /IPFS_ACCELERATE_MDNS/ })
+  assert.deepEqual(configFromEnv({ IPFS_ACCELERATE_BOOTSTRAP: '/ip4/127.0.0.1/tcp/1, /ip4/127.0.0.1/tcp/2' }).bootstrap, ['/ip4/127.0.0.1/tcp/1', '/ip4/127.0.0.1/tcp/2'])
+})
+
+test('merge replaces arrays and merges objects', () => {
+  assert.deepEqual(mergeConfig({ a: [1, 2], s: { x: 1, y: 2 } }, { a: [3], s: { y: 5 } }), { a: [3], s: { x: 1, y: 5 } })
+})
