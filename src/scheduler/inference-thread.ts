@@ -1,0 +1,57 @@
+/**
+ * Entry point of an inference thread: loads one model through its skillset
+ * and runs batches, so ONNX Runtime's blocking calls stay off the event loop.
+ */
+import { parentPort, workerData } from 'node:worker_threads'
+import type { TransferListItem } from 'node:worker_threads'
+import { getSkillset } from '../../skillsets/index.ts'
+import type { SkillsetRunner } from '../interfaces/index.ts'
+import { errorCode, errorMessage } from '../errors.ts'
+import type { FromThread, ThreadInit, ToThread } from './thread-protocol.ts'
+
+const port = parentPort
+if (port === null) throw new Error('inference-thread.ts must run in a worker thread')
+const init = workerData as ThreadInit
+
+function post (msg: FromThread, transfer: TransferListItem[] = []): void {
+  port!.postMessage(msg, transfer)
+}
+
+/** ArrayBuffers of typed arrays found in outputs' top-level fields, to transfer instead of copy. */
+function transferables (outputs: unknown[]): ArrayBuffer[] {
+  const seen = new Set<ArrayBuffer>()
+  for (const o of outputs) {
+    if (typeof o !== 'object' || o === null) continue
+    for (const v of Object.values(o)) {
+      if (ArrayBuffer.isView(v) && v.buffer instanceof ArrayBuffer && v.byteOffset === 0 && v.byteLength === v.buffer.byteLength) seen.add(v.buffer)
+    }
+  }
+  return [...seen]
+}
+
+let runner: SkillsetRunner | undefined
+const t0 = performance.now()
+try {
+  runner = await getSkillset(init.skillset).load(init.model, init.plan)
+  post({ type: 'ready', loadMs: performance.now() - t0 })
+} catch (err) {
+  post({ type: 'load-error', code: errorCode(err), message: errorMessage(err) })
+}
+
+port.on('message', (msg: ToThread) => {
+  if (msg.type === 'dispose') {
+    const done = runner === undefined ? Promise.resolve() : runner.dispose()
+    done.then(() => { post({ type: 'disposed' }) }, () => { post({ type: 'disposed' }) })
+    return
+  }
+  if (runner === undefined) {
+    post({ type: 'error', id: msg.id, code: 'ERR_MODEL_LOAD', message: 'the model failed to load in this thread' })
+    return
+  }
+  const start = performance.now()
+  runner.run(msg.inputs).then((outputs) => {
+    post({ type: 'result', id: msg.id, outputs, runMs: performance.now() - start }, transferables(outputs))
+  }, (err: unknown) => {
+    post({ type: 'error', id: msg.id, code: errorCode(err), message: errorMessage(err) })
+  })
+})
