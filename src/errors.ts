@@ -17,35 +17,119 @@ export class AccelerateError extends Error {
   }
 }
 
-function defineError (name: string, code: string, defaultMessage: string): new (message?: string, options?: ErrorOptions) => AccelerateError {
-  const cls = class extends AccelerateError {
-    constructor (message: string = defaultMessage, options: ErrorOptions = {}) {
-      super(code, message, options)
-    }
+export class ConfigError extends AccelerateError {
+  constructor (message = 'Invalid configuration: check the config file, IPFS_ACCELERATE_* variables and flags', options: ErrorOptions = {}) {
+    super('ERR_CONFIG', message, options)
   }
-  Object.defineProperty(cls, 'name', { value: name })
-  return cls
 }
 
-export const ConfigError = defineError('ConfigError', 'ERR_CONFIG', 'Invalid configuration: check the config file, IPFS_ACCELERATE_* variables and flags')
-export const UsageError = defineError('UsageError', 'ERR_USAGE', 'Invalid command line: run with --help')
-export const InvalidInputError = defineError('InvalidInputError', 'ERR_INVALID_INPUT', 'Invalid job input: check the input against the skillset schema')
-export const InputTooLargeError = defineError('InputTooLargeError', 'ERR_INPUT_TOO_LARGE', 'Input too large: split it into smaller jobs')
-export const ModelNotFoundError = defineError('ModelNotFoundError', 'ERR_MODEL_NOT_FOUND', 'Model not found: list known models with `ipfs-accelerate models list`')
-export const ModelLoadError = defineError('ModelLoadError', 'ERR_MODEL_LOAD', 'Model failed to load: check its files, or regenerate it')
-export const ModelIntegrityError = defineError('ModelIntegrityError', 'ERR_MODEL_INTEGRITY', 'Model file does not match its recorded hash: re-import or re-pull the model')
-export const SkillsetNotFoundError = defineError('SkillsetNotFoundError', 'ERR_SKILLSET_NOT_FOUND', 'Unknown skillset')
-export const NoWorkerError = defineError('NoWorkerError', 'ERR_NO_WORKER', 'No worker took the job: start a worker node (`npm start`) or pass --bootstrap with its address')
-export const JobTimeoutError = defineError('JobTimeoutError', 'ERR_JOB_TIMEOUT', 'The job did not finish before its deadline: raise --timeout or check the worker logs')
-export const JobFailedError = defineError('JobFailedError', 'ERR_JOB_FAILED', 'The worker failed the job')
-export const QueueFullError = defineError('QueueFullError', 'ERR_QUEUE_FULL', 'The worker queue is full: retry later or add workers')
-export const ShuttingDownError = defineError('ShuttingDownError', 'ERR_SHUTTING_DOWN', 'The node is shutting down: resubmit the job to another worker')
-export const ProtocolError = defineError('ProtocolError', 'ERR_PROTOCOL', 'Malformed protocol message')
-export const MessageTooLargeError = defineError('MessageTooLargeError', 'ERR_MESSAGE_TOO_LARGE', 'Protocol message over the size limit')
-export const DeviceUnavailableError = defineError('DeviceUnavailableError', 'ERR_DEVICE_UNAVAILABLE', 'The requested device is not available on this host: run `ipfs-accelerate hardware` to see what is')
-export const ProbeError = defineError('ProbeError', 'ERR_PROBE', 'A hardware probe failed')
-export const StoreError = defineError('StoreError', 'ERR_STORE', 'Content store operation failed')
-export const NotStartedError = defineError('NotStartedError', 'ERR_NOT_STARTED', 'Component not started: call start() first')
+export class UsageError extends AccelerateError {
+  constructor (message = 'Invalid command line: run with --help', options: ErrorOptions = {}) {
+    super('ERR_USAGE', message, options)
+  }
+}
+
+export class InvalidInputError extends AccelerateError {
+  constructor (message = 'Invalid job input: check the input against the skillset schema', options: ErrorOptions = {}) {
+    super('ERR_INVALID_INPUT', message, options)
+  }
+}
+
+export class InputTooLargeError extends AccelerateError {
+  constructor (message = 'Input too large: split it into smaller jobs', options: ErrorOptions = {}) {
+    super('ERR_INPUT_TOO_LARGE', message, options)
+  }
+}
+
+export class ModelNotFoundError extends AccelerateError {
+  constructor (message = 'Model not found: list known models with `ipfs-accelerate models list`', options: ErrorOptions = {}) {
+    super('ERR_MODEL_NOT_FOUND', message, options)
+  }
+}
+
+export class ModelLoadError extends AccelerateError {
+  constructor (message = 'Model failed to load: check its files, or regenerate it', options: ErrorOptions = {}) {
+    super('ERR_MODEL_LOAD', message, options)
+  }
+}
+
+export class ModelIntegrityError extends AccelerateError {
+  constructor (message = 'Model file does not match its recorded hash: re-import or re-pull the model', options: ErrorOptions = {}) {
+    super('ERR_MODEL_INTEGRITY', message, options)
+  }
+}
+
+export class SkillsetNotFoundError extends AccelerateError {
+  constructor (message = 'Unknown skillset', options: ErrorOptions = {}) {
+    super('ERR_SKILLSET_NOT_FOUND', message, options)
+  }
+}
+
+export class NoWorkerError extends AccelerateError {
+  constructor (message = 'No worker took the job: start a worker node (`npm start`) or pass --bootstrap with its address', options: ErrorOptions = {}) {
+    super('ERR_NO_WORKER', message, options)
+  }
+}
+
+export class JobTimeoutError extends AccelerateError {
+  constructor (message = 'The job did not finish before its deadline: raise --timeout or check the worker logs', options: ErrorOptions = {}) {
+    super('ERR_JOB_TIMEOUT', message, options)
+  }
+}
+
+export class JobFailedError extends AccelerateError {
+  constructor (message = 'The worker failed the job', options: ErrorOptions = {}) {
+    super('ERR_JOB_FAILED', message, options)
+  }
+}
+
+export class QueueFullError extends AccelerateError {
+  constructor (message = 'The worker queue is full: retry later or add workers', options: ErrorOptions = {}) {
+    super('ERR_QUEUE_FULL', message, options)
+  }
+}
+
+export class ShuttingDownError extends AccelerateError {
+  constructor (message = 'The node is shutting down: resubmit the job to another worker', options: ErrorOptions = {}) {
+    super('ERR_SHUTTING_DOWN', message, options)
+  }
+}
+
+export class ProtocolError extends AccelerateError {
+  constructor (message = 'Malformed protocol message', options: ErrorOptions = {}) {
+    super('ERR_PROTOCOL', message, options)
+  }
+}
+
+export class MessageTooLargeError extends AccelerateError {
+  constructor (message = 'Protocol message over the size limit', options: ErrorOptions = {}) {
+    super('ERR_MESSAGE_TOO_LARGE', message, options)
+  }
+}
+
+export class DeviceUnavailableError extends AccelerateError {
+  constructor (message = 'The requested device is not available on this host: run `ipfs-accelerate hardware` to see what is', options: ErrorOptions = {}) {
+    super('ERR_DEVICE_UNAVAILABLE', message, options)
+  }
+}
+
+export class ProbeError extends AccelerateError {
+  constructor (message = 'A hardware probe failed', options: ErrorOptions = {}) {
+    super('ERR_PROBE', message, options)
+  }
+}
+
+export class StoreError extends AccelerateError {
+  constructor (message = 'Content store operation failed', options: ErrorOptions = {}) {
+    super('ERR_STORE', message, options)
+  }
+}
+
+export class NotStartedError extends AccelerateError {
+  constructor (message = 'Component not started: call start() first', options: ErrorOptions = {}) {
+    super('ERR_NOT_STARTED', message, options)
+  }
+}
 
 /** The code of any error, for results, HTTP bodies and exit messages. */
 export function errorCode (err: unknown): string {
