@@ -1,0 +1,267 @@
+/**
+ * The client side of the job protocol: offer a job on its skillset's topic,
+ * take bids on direct streams, lease the job to exactly one worker with its
+ * input, and return that worker's result. Unanswered offers are re-sent;
+ * a job whose worker is lost before it answers is offered again, and a
+ * job's result is accepted once.
+ */
+import { randomBytes } from 'node:crypto'
+import type { Libp2p, Stream } from '@libp2p/interface'
+import { AccelerateError, JobFailedError, JobTimeoutError, NoWorkerError, ProtocolError } from '../errors.ts'
+import type { SkillsetName } from '../interfaces/index.ts'
+import type { Logger } from '../logger.ts'
+import type { Adverts } from './adverts.ts'
+import { encodeMessage } from './codec.ts'
+import { FrameStream } from './framing.ts'
+import type { NodeServices } from './libp2p.ts'
+import { bidSchema, workerOutcomeSchema } from './messages.ts'
+import type { Bid, Offer, Result } from './messages.ts'
+import { JOB_PROTOCOL, MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from './protocol.ts'
+
+export interface JobRequest {
+  skillset: SkillsetName
+  model?: string
+  input: Record<string, unknown>
+  params?: Record<string, unknown>
+  /** Cost units of the input (texts for embed). */
+  cost: number
+  timeoutMs: number
+  signal?: AbortSignal
+}
+
+export interface JobResponse {
+  jobId: string
+  traceId: string
+  worker: string
+  model: string
+  output: Record<string, unknown>
+  timings: Result['timings'] & { totalMs: number, bidMs: number, attempts: number }
+}
+
+export interface JobClientInit {
+  libp2p: Libp2p<NodeServices>
+  log: Logger
+  /** Live adverts, to know how many workers may bid. */
+  adverts?: Adverts
+  /** After the first bid, wait this long for better ones unless every known worker bid. */
+  bidWindowMs?: number
+  /** Re-send an offer nobody bid on after this long. */
+  reofferMs?: number
+}
+
+interface PendingBid { bid: Bid, frames: FrameStream, worker: string }
+
+interface PendingJob {
+  offer: Offer
+  request: JobRequest
+  bids: PendingBid[]
+  leased: boolean
+  excluded: Set<string>
+  expected: number
+  windowTimer?: NodeJS.Timeout
+  /** Resolves with a lease decision: the chosen bid. */
+  choose: (b: PendingBid) => void
+}
+
+export function newJobId (): string {
+  return randomBytes(12).toString('base64url')
+}
+
+export class JobClient {
+  private readonly init: JobClientInit
+  private readonly pending = new Map<string, PendingJob>()
+  /** Jobs leased to each worker and not yet answered: spreads load before bids catch up. */
+  private readonly inFlight = new Map<string, number>()
+  private started = false
+
+  constructor (init: JobClientInit) {
+    this.init = init
+  }
+
+  async start (): Promise<void> {
+    if (this.started) return
+    await this.init.libp2p.handle(JOB_PROTOCOL, (stream, connection) => { void this.onBidStream(stream, connection.remotePeer.toString()) }, { maxInboundStreams: 1024 })
+    this.started = true
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    await this.init.libp2p.unhandle(JOB_PROTOCOL)
+  }
+
+  private async onBidStream (stream: Stream, worker: string): Promise<void> {
+    const frames = new FrameStream(stream)
+    let bid: Bid
+    try {
+      bid = await frames.read(bidSchema, AbortSignal.timeout(5000))
+    } catch (err) {
+      this.init.log.debug('dropped a malformed bid', { error: (err as Error).message })
+      frames.abort(err as Error)
+      return
+    }
+    const job = this.pending.get(bid.jobId)
+    if (job === undefined || job.leased || job.excluded.has(worker)) {
+      await this.decline({ bid, frames, worker })
+      return
+    }
+    job.bids.push({ bid, frames, worker })
+    if (job.bids.length >= job.expected) {
+      this.decide(job)
+    } else if (job.windowTimer === undefined) {
+      job.windowTimer = setTimeout(() => { this.decide(job) }, this.init.bidWindowMs ?? 20)
+    }
+  }
+
+  private async decline (b: PendingBid): Promise<void> {
+    try {
+      await b.frames.write({ v: PROTOCOL_VERSION, t: 'decline', jobId: b.bid.jobId }, AbortSignal.timeout(2000))
+      await b.frames.close()
+    } catch (err) {
+      b.frames.abort(err as Error)
+    }
+  }
+
+  private score (b: PendingBid): number {
+    return b.bid.queueDepth + (this.inFlight.get(b.worker) ?? 0) + Math.random() * 0.5
+  }
+
+  private decide (job: PendingJob): void {
+    clearTimeout(job.windowTimer)
+    job.windowTimer = undefined
+    if (job.leased || job.bids.length === 0) return
+    const ranked = [...job.bids].sort((a, b) => this.score(a) - this.score(b))
+    job.bids = []
+    job.leased = true
+    const [best, ...rest] = ranked
+    for (const r of rest) void this.decline(r)
+    job.choose(best!)
+  }
+
+  /** How many workers we expect to bid: live adverts serving it, else topic subscribers. */
+  private expectedBidders (req: JobRequest): number {
+    const adverts = this.init.adverts?.peers() ?? []
+    const serving = adverts.filter((p) => p.advert.models.some((m) => m.skillset === req.skillset && (req.model === undefined || m.id === req.model)))
+    if (serving.length > 0) return serving.length
+    return Math.max(1, this.init.libp2p.services.pubsub.getSubscribers(jobsTopic(req.skillset)).length)
+  }
+
+  /** Wait (bounded) until some peer is subscribed to the skillset's topic. */
+  private async waitForWorkers (topic: string, deadline: number, signal: AbortSignal): Promise<void> {
+    const { pubsub } = this.init.libp2p.services
+    while (pubsub.getSubscribers(topic).length === 0) {
+      if (Date.now() >= deadline || signal.aborted) {
+        const peers = this.init.libp2p.getPeers().length
+        throw new NoWorkerError(peers === 0
+          ? 'no peer found: start a worker node (`npm start`), or pass --bootstrap with the multiaddr it printed'
+          : `connected to ${peers} peer(s), but none serves \`${topic.split('/').pop() ?? ''}\` jobs: start a worker that serves it`)
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+  }
+
+  async submit (req: JobRequest): Promise<JobResponse> {
+    const t0 = performance.now()
+    const deadline = Date.now() + req.timeoutMs
+    const signal = AbortSignal.any([AbortSignal.timeout(req.timeoutMs), ...(req.signal === undefined ? [] : [req.signal])])
+    const topic = jobsTopic(req.skillset)
+    const inputBytes = encodeMessage(req.input, Number.MAX_SAFE_INTEGER).byteLength
+    await this.waitForWorkers(topic, deadline, signal)
+    const offer: Offer = {
+      v: PROTOCOL_VERSION,
+      t: 'offer',
+      jobId: newJobId(),
+      traceId: newJobId(),
+      skillset: req.skillset,
+      ...(req.model === undefined ? {} : { model: req.model }),
+      cost: req.cost,
+      inputBytes,
+      deadline,
+      sentAt: Date.now()
+    }
+    const excluded = new Set<string>()
+    let attempts = 0
+    let lastError: Error | undefined
+    try {
+      while (Date.now() < deadline) {
+        attempts++
+        const chosen = await this.offerOnce(offer, req, excluded, signal)
+        if (chosen === undefined) break
+        const bidMs = performance.now() - t0
+        this.inFlight.set(chosen.worker, (this.inFlight.get(chosen.worker) ?? 0) + 1)
+        try {
+          const outcome = await this.lease(chosen, offer, req, signal)
+          if (outcome.t === 'result') {
+            return {
+              jobId: offer.jobId,
+              traceId: offer.traceId,
+              worker: chosen.worker,
+              model: outcome.model,
+              output: outcome.output,
+              timings: { ...outcome.timings, totalMs: performance.now() - t0, bidMs, attempts }
+            }
+          }
+          const err = new AccelerateError(outcome.code, `worker ${chosen.worker} failed the job: ${outcome.message}`)
+          if (outcome.code !== 'ERR_QUEUE_FULL' && outcome.code !== 'ERR_SHUTTING_DOWN') throw err
+          lastError = err
+        } catch (err) {
+          if (err instanceof AccelerateError && err.code !== 'ERR_PROTOCOL') throw err
+          lastError = err as Error
+          this.init.log.warn('lost the worker of a job: offering it again', { jobId: offer.jobId, traceId: offer.traceId, worker: chosen.worker, error: (err as Error).message })
+        } finally {
+          const n = (this.inFlight.get(chosen.worker) ?? 1) - 1
+          if (n <= 0) this.inFlight.delete(chosen.worker)
+          else this.inFlight.set(chosen.worker, n)
+        }
+        excluded.add(chosen.worker)
+      }
+    } finally {
+      this.pending.delete(offer.jobId)
+    }
+    if (req.signal?.aborted === true) throw new JobFailedError('the job was cancelled', { cause: req.signal.reason })
+    throw new JobTimeoutError(`no result within ${Math.round(req.timeoutMs / 1000)} s (${attempts} offer round(s))${lastError === undefined ? '' : `; last error: ${lastError.message}`}: raise --timeout or check the workers`)
+  }
+
+  /** Publish the offer (again every reofferMs) until a bid is chosen or the deadline passes. */
+  private async offerOnce (offer: Offer, req: JobRequest, excluded: Set<string>, signal: AbortSignal): Promise<PendingBid | undefined> {
+    const { pubsub } = this.init.libp2p.services
+    const bytes = encodeMessage(offer, MAX_GOSSIP_BYTES)
+    return await new Promise<PendingBid | undefined>((resolve) => {
+      let reoffer: NodeJS.Timeout | undefined
+      const finish = (b: PendingBid | undefined): void => {
+        clearInterval(reoffer)
+        signal.removeEventListener('abort', onAbort)
+        resolve(b)
+      }
+      const onAbort = (): void => {
+        const job = this.pending.get(offer.jobId)
+        if (job !== undefined) job.leased = true
+        finish(undefined)
+      }
+      const job: PendingJob = { offer, request: req, bids: [], leased: false, excluded, expected: this.expectedBidders(req), choose: finish }
+      this.pending.set(offer.jobId, job)
+      signal.addEventListener('abort', onAbort, { once: true })
+      const publish = (): void => {
+        pubsub.publish(jobsTopic(offer.skillset), bytes).catch((err: unknown) => {
+          this.init.log.warn('could not publish an offer', { jobId: offer.jobId, error: (err as Error).message })
+        })
+      }
+      publish()
+      reoffer = setInterval(publish, this.init.reofferMs ?? 1000)
+    })
+  }
+
+  private async lease (chosen: PendingBid, offer: Offer, req: JobRequest, signal: AbortSignal): Promise<ReturnType<typeof workerOutcomeSchema.parse>> {
+    try {
+      await chosen.frames.write({ v: PROTOCOL_VERSION, t: 'assign', jobId: offer.jobId, input: req.input, ...(req.params === undefined ? {} : { params: req.params }) }, signal)
+      const outcome = await chosen.frames.read(workerOutcomeSchema, signal)
+      if (outcome.jobId !== offer.jobId) throw new ProtocolError(`worker answered for job ${outcome.jobId}, not ${offer.jobId}`)
+      await chosen.frames.close()
+      return outcome
+    } catch (err) {
+      chosen.frames.abort(err as Error)
+      if (signal.aborted) throw new JobTimeoutError(`worker ${chosen.worker} did not answer before the deadline: raise --timeout or check the workers`, { cause: err })
+      throw err
+    }
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * libp2p options for worker nodes and clients: TCP + noise + yamux,
+ * identify, gossipsub (StrictSign), mDNS and bootstrap discovery.
+ * Helia composes the worker's libp2p from these options (src/store).
+ */
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { bootstrap } from '@libp2p/bootstrap'
+import { gossipsub } from '@libp2p/gossipsub'
+import type { GossipSub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import type { Identify } from '@libp2p/identify'
+import type { PeerDiscovery, PrivateKey } from '@libp2p/interface'
+import { mdns } from '@libp2p/mdns'
+import { tcp } from '@libp2p/tcp'
+import type { Libp2pOptions } from 'libp2p'
+import { ADVERTS_TOPIC, MAX_GOSSIP_BYTES, jobsTopic } from './protocol.ts'
+import { SKILLSET_NAMES } from '../interfaces/index.ts'
+
+export interface NodeServices extends Record<string, unknown> {
+  identify: Identify
+  pubsub: GossipSub
+}
+
+export interface Libp2pInit {
+  privateKey?: PrivateKey
+  listen: string[]
+  bootstrap: string[]
+  mdns: boolean
+  /** mDNS service tag: lets tests keep separate swarms apart. */
+  mdnsServiceTag?: string
+}
+
+const ALLOWED_TOPICS = [ADVERTS_TOPIC, ...SKILLSET_NAMES.map(jobsTopic)]
+
+export function libp2pOptions (init: Libp2pInit): Libp2pOptions<NodeServices> {
+  const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
+  if (init.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: init.bootstrap, timeout: 0 }))
+  if (init.mdns) peerDiscovery.push(mdns({ serviceTag: init.mdnsServiceTag ?? 'ipfs-accelerate.local', interval: 5000 }))
+  return {
+    ...(init.privateKey === undefined ? {} : { privateKey: init.privateKey }),
+    addresses: { listen: init.listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    peerDiscovery,
+    connectionManager: { maxConnections: 512 },
+    services: {
+      identify: identify(),
+      pubsub: gossipsub({
+        globalSignaturePolicy: 'StrictSign',
+        allowPublishToZeroTopicPeers: true,
+        floodPublish: true,
+        emitSelf: false,
+        maxInboundDataLength: MAX_GOSSIP_BYTES * 2,
+        allowedTopics: ALLOWED_TOPICS,
+        heartbeatInterval: 500
+      })
+    }
+  }
+}
