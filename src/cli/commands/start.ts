@@ -1,8 +1,108 @@
-import type { Command } from '../command.ts'
+import type { Command, ParsedArgs } from '../command.ts'
+import { bool, str, strs } from '../command.ts'
+import { defaultDataDir } from '../../config/schema.ts'
+import { setLogLevel } from '../../logger.ts'
+
+/** Flags as a config layer (only those given). */
+export function startFlags (args: ParsedArgs): Record<string, unknown> {
+  const flags: Record<string, unknown> = {}
+  const dataDir = str(args, 'data-dir')
+  if (dataDir !== undefined) flags.dataDir = dataDir
+  if (strs(args, 'listen').length > 0) flags.listen = strs(args, 'listen')
+  if (strs(args, 'bootstrap').length > 0) flags.bootstrap = strs(args, 'bootstrap')
+  const mdns = bool(args, 'mdns')
+  if (mdns !== undefined) flags.mdns = mdns
+  const http = str(args, 'http')
+  if (http !== undefined) flags.http = /^(off|false|none)$/i.test(http) ? false : http
+  const models = str(args, 'models')
+  if (models !== undefined) flags.models = models.split(',').map((s) => s.trim()).filter((s) => s.length > 0)
+  const device = str(args, 'device')
+  if (device !== undefined) flags.device = device
+  const dtype = str(args, 'dtype')
+  if (dtype !== undefined) flags.dtype = dtype
+  const logLevel = str(args, 'log-level')
+  if (logLevel !== undefined) flags.logLevel = logLevel
+  return flags
+}
 
 export const startCommand: Command = {
   name: 'start',
-  summary: '(not built yet)',
-  help: 'Usage: ipfs-accelerate start',
-  options: {}
+  summary: 'run a worker node until SIGINT/SIGTERM',
+  help: `Usage: ipfs-accelerate start [options]
+
+Runs a worker node: joins the libp2p swarm, serves the configured models and
+takes inference jobs offered over gossipsub, until SIGINT or SIGTERM; then it
+finishes (or fails, with a clear error) the jobs it holds and closes cleanly.
+When ready it prints its multiaddrs and writes <data-dir>/node.json.
+
+Options:
+  --data-dir DIR        where identity, models and the block store live
+                        (default ~/.ipfs-accelerate; env IPFS_ACCELERATE_DATA_DIR)
+  --listen MULTIADDR    address to listen on, repeatable
+                        (default /ip4/0.0.0.0/tcp/4101)
+  --bootstrap MULTIADDR peer to join at start, repeatable
+  --no-mdns             do not discover peers on the LAN by mDNS
+  --http HOST:PORT      HTTP gateway (/healthz) address, or "off"
+                        (default 127.0.0.1:8080)
+  --models ID,...       models to serve (default: the offline demo model)
+  --device DEV          auto, cpu, cuda, cuda:N, tensorrt or webgpu (default auto)
+  --dtype DTYPE         weight format: auto, fp32, fp16, q8, ... (default auto:
+                        the hardware plan chooses; the model must offer it)
+  --config FILE         a JSON or YAML config file (env IPFS_ACCELERATE_CONFIG)
+  --log-level LEVEL     error, warn, info or debug
+  --json                print the ready line as one JSON object
+  -h, --help            this help
+
+Settings merge as: config file < IPFS_ACCELERATE_* environment < flags.
+`,
+  options: {
+    'data-dir': { type: 'string' },
+    listen: { type: 'string', multiple: true },
+    bootstrap: { type: 'string', multiple: true },
+    mdns: { type: 'boolean' },
+    http: { type: 'string' },
+    models: { type: 'string' },
+    device: { type: 'string' },
+    dtype: { type: 'string' },
+    config: { type: 'string' },
+    'log-level': { type: 'string' },
+    json: { type: 'boolean' }
+  },
+  async run (args) {
+    const { loadConfig } = await import('../../config/load.ts')
+    const { WorkerNode } = await import('../../node/worker-node.ts')
+    const config = await loadConfig({ file: str(args, 'config'), flags: startFlags(args) })
+    setLogLevel(config.logLevel)
+    const node = new WorkerNode(config)
+    let signals = 0
+    const done = new Promise<void>((resolve) => {
+      const onSignal = (sig: string): void => {
+        signals++
+        if (signals > 1) {
+          process.stderr.write(`${sig} again: exiting now without a clean stop\n`)
+          process.exit(130)
+        }
+        process.stderr.write(`${sig}: stopping (finishing the jobs in hand; press Ctrl-C again to exit at once)\n`)
+        node.stop().then(resolve, (err: unknown) => {
+          process.stderr.write(`error during stop: ${(err as Error).message}\n`)
+          process.exitCode = 1
+          resolve()
+        })
+      }
+      process.on('SIGINT', onSignal)
+      process.on('SIGTERM', onSignal)
+    })
+    const info = await node.start()
+    if (bool(args, 'json') === true) {
+      process.stdout.write(JSON.stringify({ ready: true, ...info }) + '\n')
+    } else {
+      process.stdout.write(`ipfs-accelerate worker ${info.peerId} ready\n`)
+      for (const a of info.multiaddrs) process.stdout.write(`  listening on ${a}\n`)
+      if (info.httpUrl !== null) process.stdout.write(`  http ${info.httpUrl}/healthz\n`)
+      for (const m of info.models) process.stdout.write(`  serving ${m.skillset} ${m.id} on ${m.device} (${m.provider}, ${m.dtype})${m.randomWeights ? ' [random weights]' : ''}\n`)
+      process.stdout.write(`Submit a job from another terminal: npx ipfs-accelerate submit embed --text "hello world"${config.dataDir === defaultDataDir() ? '' : ` --data-dir ${config.dataDir}`}\n`)
+    }
+    await done
+    return Number(process.exitCode ?? 0)
+  }
 }

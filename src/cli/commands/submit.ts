@@ -1,8 +1,109 @@
-import type { Command } from '../command.ts'
+import type { Command, ParsedArgs } from '../command.ts'
+import { bool, str, strs } from '../command.ts'
+import { defaultDataDir } from '../../config/schema.ts'
+import { UsageError } from '../../errors.ts'
+import { getSkillset } from '../../../skillsets/index.ts'
+import { readLiveNodeFile } from '../../node/node-file.ts'
+import { modelIdSchema } from '../../models/catalog.ts'
+
+const MAX_TIMEOUT_S = 3600
+
+function timeoutMs (args: ParsedArgs): number {
+  const raw = str(args, 'timeout') ?? '30'
+  const s = Number(raw)
+  if (!Number.isFinite(s) || s <= 0 || s > MAX_TIMEOUT_S) throw new UsageError(`--timeout ${raw}: expected seconds between 0 and ${MAX_TIMEOUT_S}`)
+  return Math.round(s * 1000)
+}
+
+/** Where to find workers: --bootstrap, else the node running from this data dir. */
+async function bootstrapAddrs (args: ParsedArgs): Promise<string[]> {
+  const given = strs(args, 'bootstrap')
+  if (given.length > 0) return given
+  const dataDir = str(args, 'data-dir') ?? process.env.IPFS_ACCELERATE_DATA_DIR ?? defaultDataDir()
+  const local = await readLiveNodeFile(dataDir)
+  const all = local?.multiaddrs ?? []
+  const loopback = all.filter((a) => a.startsWith('/ip4/127.') || a.startsWith('/ip6/::1/'))
+  return loopback.length > 0 ? loopback : all
+}
+
+const embedCommand: Command = {
+  name: 'embed',
+  summary: 'embed texts into vectors',
+  help: `Usage: ipfs-accelerate submit embed --text T [--text T2 ...] [options]
+
+Joins the swarm as a client only, offers the job over gossipsub, leases it to
+one worker and prints the result. Without --bootstrap it finds the node running
+from the same data dir (its node.json) and peers on the LAN by mDNS.
+
+Options:
+  --text T              a text to embed, repeatable (at least one)
+  --model ID            model to use (default: the worker's default embed model)
+  --pooling mean|cls    pooling over tokens (default mean)
+  --no-normalize        do not L2-normalise the vectors
+  --bootstrap MULTIADDR worker to join through, repeatable
+  --data-dir DIR        data dir of a local node to find (default ~/.ipfs-accelerate)
+  --no-mdns             do not look for workers on the LAN
+  --timeout SECONDS     give up after this long (default 30)
+  --json                one JSON object on stdout:
+                        {"jobId","worker","skillset","model",
+                         "output":{"embeddings":number[][],"dims":N},"timings":{...}}
+  -h, --help            this help
+
+Exit status: 0 with a result; 1 when no worker answered in time or the job
+failed; 2 for invalid usage.
+`,
+  options: {
+    text: { type: 'string', multiple: true },
+    model: { type: 'string' },
+    pooling: { type: 'string' },
+    normalize: { type: 'boolean' },
+    bootstrap: { type: 'string', multiple: true },
+    'data-dir': { type: 'string' },
+    mdns: { type: 'boolean' },
+    timeout: { type: 'string' },
+    json: { type: 'boolean' }
+  },
+  async run (args) {
+    const texts = strs(args, 'text')
+    if (texts.length === 0) throw new UsageError('give at least one --text to embed')
+    const model = str(args, 'model')
+    if (model !== undefined && !modelIdSchema.safeParse(model).success) throw new UsageError(`--model ${JSON.stringify(model)} is not a model id (OWNER/NAME)`)
+    const skillset = getSkillset('embed')
+    const raw: Record<string, unknown> = { texts }
+    const pooling = str(args, 'pooling')
+    if (pooling !== undefined) raw.pooling = pooling
+    const normalize = bool(args, 'normalize')
+    if (normalize !== undefined) raw.normalize = normalize
+    const input = skillset.parseInput(raw)
+    const ms = timeoutMs(args)
+    const { ClientNode } = await import('../../node/client-node.ts')
+    const client = new ClientNode({ bootstrap: await bootstrapAddrs(args), mdns: bool(args, 'mdns') ?? true })
+    try {
+      await client.start()
+      const res = await client.submit({ skillset: 'embed', ...(model === undefined ? {} : { model }), input: raw, cost: skillset.cost(input), timeoutMs: ms })
+      const out = skillset.decodeOutput(res.output) as { embeddings: Float32Array, count: number, dims: number }
+      const embeddings: number[][] = []
+      for (let i = 0; i < out.count; i++) embeddings.push(Array.from(out.embeddings.subarray(i * out.dims, (i + 1) * out.dims)))
+      if (bool(args, 'json') === true) {
+        process.stdout.write(JSON.stringify({ jobId: res.jobId, traceId: res.traceId, worker: res.worker, skillset: 'embed', model: res.model, output: { embeddings, dims: out.dims }, timings: res.timings }) + '\n')
+      } else {
+        process.stdout.write(`job ${res.jobId} ran on ${res.worker}\nmodel ${res.model}, ${out.count} vector(s) of ${out.dims} dims, ${res.timings.totalMs.toFixed(1)} ms\n`)
+        embeddings.forEach((v, i) => {
+          const norm = Math.sqrt(v.reduce((s, x) => s + x * x, 0))
+          process.stdout.write(`[${i}] |v|=${norm.toFixed(4)} [${v.slice(0, 6).map((x) => x.toFixed(4)).join(', ')}${v.length > 6 ? ', ...' : ''}]\n`)
+        })
+      }
+      return 0
+    } finally {
+      await client.stop()
+    }
+  }
+}
 
 export const submitCommand: Command = {
   name: 'submit',
-  summary: '(not built yet)',
-  help: 'Usage: ipfs-accelerate submit',
-  options: {}
+  summary: 'submit a job to the swarm and print its result',
+  help: 'Usage: ipfs-accelerate submit <skillset> [options]',
+  options: {},
+  subcommands: Object.freeze([embedCommand])
 }

@@ -1,0 +1,101 @@
+import { join, resolve } from 'node:path'
+import type { Command, ParsedArgs } from '../command.ts'
+import { bool, str, strs } from '../command.ts'
+import { defaultDataDir } from '../../config/schema.ts'
+import { UsageError } from '../../errors.ts'
+import type { ModelEntry } from '../../interfaces/index.ts'
+import { DEFAULT_CATALOG_PATH, loadCatalog, modelIdSchema } from '../../models/catalog.ts'
+import type { GenerateProgress, GraphDtype } from '../../models/generate/index.ts'
+import { ensureGeneratedModel, isGeneratedModelComplete, modelDir } from '../../models/generate/index.ts'
+
+interface Result { id: string, dir: string, status: 'generated' | 'present', ms: number }
+
+function targets (args: ParsedArgs, all: readonly ModelEntry[]): ModelEntry[] {
+  const ids = strs(args, 'id')
+  if (ids.length === 0) return all.filter((m) => m.source.kind === 'generated')
+  return [...new Set(ids)].map((id) => {
+    if (!modelIdSchema.safeParse(id).success) throw new UsageError(`--id ${JSON.stringify(id)}: not a model id (NAME or OWNER/NAME)`)
+    const entry = all.find((m) => m.id === id)
+    if (entry === undefined) throw new UsageError(`--id ${id}: not in the catalog; generated models are ${all.filter((m) => m.source.kind === 'generated').map((m) => m.id).join(', ')}`)
+    if (entry.source.kind !== 'generated') throw new UsageError(`--id ${id}: comes from the hub (${entry.source.repo}), not from the generator: use \`ipfs-accelerate models pull\``)
+    return entry
+  })
+}
+
+async function run (args: ParsedArgs): Promise<number> {
+  const json = bool(args, 'json') === true
+  const force = bool(args, 'force') === true
+  const dataDir = str(args, 'data-dir') ?? process.env.IPFS_ACCELERATE_DATA_DIR ?? defaultDataDir()
+  const modelsDir = resolve(str(args, 'models-dir') ?? join(dataDir, 'models'))
+  const catalog = await loadCatalog(str(args, 'catalog') ?? DEFAULT_CATALOG_PATH)
+  const entries = targets(args, catalog.models)
+  const say = (line: string): void => { if (!json) process.stdout.write(line + '\n') }
+  if (entries.length === 0) say('the catalog has no generated models')
+
+  const results: Result[] = []
+  for (const entry of entries) {
+    if (entry.source.kind !== 'generated') continue
+    const { size, seed } = entry.source
+    const dir = modelDir(modelsDir, entry.id)
+    const dtypes = (['fp32', 'q8'] as GraphDtype[]).filter((d) => entry.dtypes.includes(d))
+    if (!force && await isGeneratedModelComplete(dir, entry.source, dtypes)) {
+      say(`${entry.id}: present in ${dir} (--force regenerates it)`)
+      results.push({ id: entry.id, dir, status: 'present', ms: 0 })
+      continue
+    }
+    say(`${entry.id}: generating ${size} BERT, seed ${seed} → ${dir}`)
+    const t0 = performance.now()
+    const onProgress = (e: GenerateProgress): void => { say(`  ${(e.elapsedMs / 1000).toFixed(1).padStart(5)}s  ${e.step.padEnd(9)} ${e.detail}`) }
+    await ensureGeneratedModel(entry, modelsDir, { force, onProgress })
+    const ms = Math.round(performance.now() - t0)
+    say(`${entry.id}: done in ${(ms / 1000).toFixed(1)} s`)
+    results.push({ id: entry.id, dir, status: 'generated', ms })
+  }
+  if (json) process.stdout.write(JSON.stringify({ modelsDir, models: results }) + '\n')
+  return 0
+}
+
+export const modelsGenerateCommand: Command = {
+  name: 'generate',
+  summary: 'write the generated (seeded random) models of models.json to disk',
+  help: `Usage: ipfs-accelerate models generate [--id ID]... [options]
+
+Writes the catalog's generated models (source kind "generated": BERT encoders
+with seeded RANDOM weights, real ONNX in the Hugging Face layout) into the
+models directory, one directory per model id:
+
+  <models-dir>/<id>/config.json, tokenizer.json, tokenizer_config.json,
+                    special_tokens_map.json, generated.json,
+                    onnx/model.onnx (fp32), onnx/model_quantized.onnx (q8)
+
+The same seed always gives byte-identical files. A model that is already
+complete is left alone; an incomplete or stale one is regenerated. Each model
+is written to a temporary directory first and renamed into place, so an
+interrupted run never leaves half a model. demo/minilm-random (all-MiniLM-L6-v2's
+shape, 86 MiB fp32 + 22 MiB q8) takes a few seconds.
+
+Options:
+  --id ID           a model to generate, repeatable (default: every generated
+                    model of the catalog)
+  --models-dir DIR  where models go (default <data-dir>/models)
+  --data-dir DIR    the node's data dir (default $IPFS_ACCELERATE_DATA_DIR,
+                    else ~/.ipfs-accelerate)
+  --catalog FILE    the model catalog (default: the package's models.json)
+  --force           regenerate models that are already complete
+  --json            no progress; one JSON object on stdout:
+                    {"modelsDir","models":[{"id","dir","status":"generated"|"present","ms"}]}
+  -h, --help        this help
+
+Exit status: 0 when every model is in place; 1 when one could not be written
+(ERR_MODEL_LOAD) or the catalog is invalid (ERR_CONFIG); 2 for invalid usage.
+`,
+  options: {
+    id: { type: 'string', multiple: true },
+    'models-dir': { type: 'string' },
+    'data-dir': { type: 'string' },
+    catalog: { type: 'string' },
+    force: { type: 'boolean' },
+    json: { type: 'boolean' }
+  },
+  run
+}

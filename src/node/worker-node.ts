@@ -1,0 +1,223 @@
+/**
+ * WorkerNode composes everything a worker is: configuration, hardware plan,
+ * served models (inference threads + batching queues), Helia with libp2p,
+ * the job bus, adverts and the HTTP gateway. It owns start and stop.
+ *
+ * Shutdown order: stop taking jobs → drain running jobs → HTTP → inference
+ * threads → Helia (and its libp2p).
+ */
+import { mkdir } from 'node:fs/promises'
+import { multiaddr } from '@multiformats/multiaddr'
+import { detectHardware, planModel, summarizeHardware } from '../../hardware/index.ts'
+import type { HardwareProfile } from '../../hardware/index.ts'
+import { SKILLSETS } from '../../skillsets/index.ts'
+import type { NodeConfig } from '../config/schema.ts'
+import { ConfigError, InvalidInputError, ModelNotFoundError } from '../errors.ts'
+import type { Dtype, ExecutionPlan, HardwareSummary, ModelEntry, SkillsetName } from '../interfaces/index.ts'
+import { forComponent } from '../logger.ts'
+import { loadCatalog } from '../models/catalog.ts'
+import { Adverts } from '../p2p/adverts.ts'
+import type { AdvertBody } from '../p2p/adverts.ts'
+import { autoDial } from '../p2p/dialer.ts'
+import type { AutoDialer } from '../p2p/dialer.ts'
+import { loadOrCreateIdentity } from '../p2p/identity.ts'
+import { libp2pOptions } from '../p2p/libp2p.ts'
+import { JobWorker } from '../p2p/job-worker.ts'
+import type { JobHandler } from '../p2p/job-worker.ts'
+import type { Offer } from '../p2p/messages.ts'
+import { createStoreHelia } from '../store/helia.ts'
+import type { StoreHelia } from '../store/helia.ts'
+import { createGateway, listen, sendJson } from '../gateway/http.ts'
+import type { ListeningGateway } from '../gateway/http.ts'
+import { readLiveNodeFile, removeNodeFile, writeNodeFile } from './node-file.ts'
+import type { NodeFile } from './node-file.ts'
+import { selectModels, startServedModel } from './served-models.ts'
+import type { ServedModel } from './served-models.ts'
+
+const log = forComponent('ipfs-accelerate:node')
+
+export interface WorkerNodeInfo {
+  peerId: string
+  multiaddrs: string[]
+  httpUrl: string | null
+  models: NodeFile['models']
+}
+
+export class WorkerNode implements JobHandler {
+  readonly config: Readonly<NodeConfig>
+  private helia: StoreHelia | undefined
+  private jobWorker: JobWorker | undefined
+  private adverts: Adverts | undefined
+  private dialer: AutoDialer | undefined
+  private gateway: ListeningGateway | undefined
+  private hardware: HardwareProfile | undefined
+  private summary: HardwareSummary | undefined
+  private readonly served = new Map<string, ServedModel>()
+  private readonly defaults = new Map<SkillsetName, string>()
+  private started = false
+  private stopping: Promise<void> | undefined
+
+  constructor (config: Readonly<NodeConfig>) {
+    this.config = config
+  }
+
+  get libp2p (): StoreHelia['libp2p'] {
+    if (this.helia === undefined) throw new ConfigError('the node is not started')
+    return this.helia.libp2p
+  }
+
+  async start (): Promise<WorkerNodeInfo> {
+    if (this.started) return this.info()
+    const cfg = this.config
+    await mkdir(cfg.dataDir, { recursive: true })
+    const live = await readLiveNodeFile(cfg.dataDir)
+    if (live !== undefined && live.pid !== process.pid) {
+      throw new ConfigError(`a node already runs from ${cfg.dataDir} (pid ${live.pid}): stop it, or start this one with another --data-dir`)
+    }
+    try {
+      await this.startParts()
+    } catch (err) {
+      await this.stop()
+      throw err
+    }
+    this.started = true
+    const info = this.info()
+    await writeNodeFile(cfg.dataDir, { version: 1, pid: process.pid, startedAt: new Date().toISOString(), skillsets: [...new Set(info.models.map((m) => m.skillset))], ...info })
+    return info
+  }
+
+  private async startParts (): Promise<void> {
+    const cfg = this.config
+    const catalog = await loadCatalog(cfg.catalog)
+    const entries = selectModels(cfg.models, catalog, Object.keys(SKILLSETS) as SkillsetName[])
+    if (entries.length === 0) throw new ConfigError('no model to serve: list model ids in `models` (config) or --models')
+    for (const e of entries) {
+      if (!(e.skillset in SKILLSETS)) throw new ConfigError(`model ${e.id} needs the \`${e.skillset}\` skillset, which this version does not have yet`)
+    }
+    this.hardware = await detectHardware()
+    this.summary = summarizeHardware(this.hardware)
+    const sessions = entries.length * cfg.scheduler.threadsPerModel
+    const plans = entries.map((e) => withDtype(planModel(e, this.hardware!, { device: cfg.device, concurrentSessions: sessions }), e, cfg.dtype))
+    for (const p of plans) {
+      for (const f of p.fallbacks) log.warn(`${p.modelId}: not using ${f.provider}`, { reason: f.reason })
+      log.info(`${p.modelId}: runs on ${p.device} (${p.provider}, ${p.dtype}, ${p.intraOpThreads} threads)`, { why: p.reasons.join('; ') })
+    }
+
+    const privateKey = await loadOrCreateIdentity(cfg.dataDir)
+    this.helia = await createStoreHelia({ dataDir: cfg.dataDir, libp2p: libp2pOptions({ privateKey, listen: cfg.listen, bootstrap: cfg.bootstrap, mdns: cfg.mdns }) })
+    await this.helia.start()
+    const libp2p = this.helia.libp2p
+    this.dialer = autoDial(libp2p, log)
+
+    for (const [i, entry] of entries.entries()) {
+      const model = await startServedModel(entry, plans[i]!, cfg, log)
+      this.served.set(entry.id, model)
+      if (!this.defaults.has(entry.skillset)) this.defaults.set(entry.skillset, entry.id)
+      if (model.randomWeights) log.warn(`${entry.id} has RANDOM weights (generated offline, no model hub here): its outputs exercise the swarm but mean nothing`)
+      log.info(`${entry.id} loaded`, { ms: Math.round(model.loadMs) })
+    }
+
+    this.jobWorker = new JobWorker({ libp2p, handler: this, skillsets: [...this.defaults.keys()], log: log.child('jobs') })
+    this.adverts = new Adverts({ libp2p, log: log.child('adverts'), build: () => this.advertBody(), intervalMs: cfg.adverts.intervalMs, onAdvert: (p) => { this.dialer?.dial(p.advert.addrs.map((a) => multiaddrOf(a))) } })
+    this.jobWorker.start()
+    this.adverts.start()
+    if (cfg.http !== false) this.gateway = await listen(createGateway(this.routes(), log.child('http')), cfg.http)
+  }
+
+  private routes (): Parameters<typeof createGateway>[0] {
+    return [
+      { method: 'GET', path: '/healthz', handler: (_req, res) => { sendJson(res, this.started ? 200 : 503, { status: this.started ? 'ok' : 'starting', peerId: this.helia?.libp2p.peerId.toString(), peers: this.helia?.libp2p.getPeers().length ?? 0, queueDepth: this.queueDepth(), models: this.info().models, jobs: this.jobWorker?.stats }) } }
+    ]
+  }
+
+  private queueDepth (): number {
+    let n = 0
+    for (const m of this.served.values()) n += m.queue.depth
+    return n
+  }
+
+  private advertBody (): AdvertBody {
+    return {
+      hardware: this.summary!,
+      models: [...this.served.values()].map((m) => ({
+        id: m.entry.id,
+        skillset: m.entry.skillset,
+        ...(m.entry.cid === undefined ? {} : { cid: m.entry.cid }),
+        provider: m.plan.provider,
+        dtype: m.plan.dtype,
+        device: m.plan.device,
+        loaded: true,
+        ...(m.queue.throughput === undefined ? {} : { throughput: m.queue.throughput })
+      })),
+      queueDepth: this.queueDepth(),
+      addrs: this.libp2p.getMultiaddrs().slice(0, 16).map(String),
+      ...(this.gateway === undefined ? {} : { httpUrl: this.gateway.url })
+    }
+  }
+
+  info (): WorkerNodeInfo {
+    return {
+      peerId: this.helia?.libp2p.peerId.toString() ?? '',
+      multiaddrs: this.helia === undefined ? [] : this.helia.libp2p.getMultiaddrs().map(String),
+      httpUrl: this.gateway?.url ?? null,
+      models: [...this.served.values()].map((m) => ({ id: m.entry.id, skillset: m.entry.skillset, provider: m.plan.provider, dtype: m.plan.dtype, device: m.plan.device, randomWeights: m.randomWeights }))
+    }
+  }
+
+  private modelFor (offer: Pick<Offer, 'skillset' | 'model'>): ServedModel | undefined {
+    const id = offer.model ?? this.defaults.get(offer.skillset)
+    const m = id === undefined ? undefined : this.served.get(id)
+    return m !== undefined && m.entry.skillset === offer.skillset ? m : undefined
+  }
+
+  bid (offer: Offer): ReturnType<JobHandler['bid']> {
+    const m = this.modelFor(offer)
+    if (m === undefined || m.queue.full || this.stopping !== undefined) return undefined
+    return { model: m.entry.id, queueDepth: m.queue.depth, provider: m.plan.provider, dtype: m.plan.dtype }
+  }
+
+  async run (offer: Offer, assign: Parameters<JobHandler['run']>[1]): ReturnType<JobHandler['run']> {
+    const m = this.modelFor(offer)
+    if (m === undefined) throw new ModelNotFoundError(`this node does not serve ${offer.model ?? offer.skillset}`)
+    const input = m.skillset.parseInput(assign.input)
+    if (m.skillset.cost(input) !== offer.cost) throw new InvalidInputError(`the offer announced ${offer.cost} cost units, the input has ${m.skillset.cost(input)}`)
+    const outcome = await m.queue.submit(input, offer.deadline)
+    return {
+      model: m.entry.id,
+      output: m.skillset.encodeOutput(outcome.output),
+      timings: { queueMs: outcome.queueMs, runMs: outcome.runMs, batchSize: outcome.batchSize }
+    }
+  }
+
+  /** Stop: no new bids → leaving advert → drain jobs → HTTP → threads → Helia/libp2p. Idempotent. */
+  async stop (graceMs = 30_000): Promise<void> {
+    this.stopping ??= this.doStop(graceMs)
+    await this.stopping
+  }
+
+  private async doStop (graceMs: number): Promise<void> {
+    this.jobWorker?.stopBidding()
+    await this.adverts?.stop()
+    await Promise.all([...this.served.values()].map(async (m) => { await m.queue.drain(graceMs) }))
+    await this.jobWorker?.stop(5000)
+    await this.gateway?.close()
+    await Promise.all([...this.served.values()].flatMap((m) => m.threads.map(async (t) => { await t.stop() })))
+    this.served.clear()
+    this.dialer?.stop()
+    await this.helia?.stop()
+    if (this.started) await removeNodeFile(this.config.dataDir)
+    this.started = false
+    log.info('stopped')
+  }
+}
+
+/** Apply a configured dtype over the plan's choice; the model must offer it. */
+function withDtype (plan: ExecutionPlan, entry: ModelEntry, dtype: string): ExecutionPlan {
+  if (dtype === 'auto' || dtype === plan.dtype) return plan
+  if (!(entry.dtypes as string[]).includes(dtype)) throw new ConfigError(`dtype ${dtype} is not offered by ${entry.id} (it offers ${entry.dtypes.join(', ')}): pick one of those or auto`)
+  return { ...plan, dtype: dtype as Dtype, reasons: [...plan.reasons, `dtype ${dtype} set by configuration (the plan chose ${plan.dtype})`] }
+}
+
+function multiaddrOf (s: string): ReturnType<typeof multiaddr> {
+  return multiaddr(s)
+}
