@@ -1,0 +1,76 @@
+/**
+ * Start real ipfs-accelerate processes for integration tests, on 127.0.0.1
+ * only, with mDNS off, and stop them for sure afterwards.
+ */
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+export const CLI = join(ROOT, 'bin', 'ipfs-accelerate.js')
+
+export interface WorkerProc {
+  proc: ChildProcess
+  dataDir: string
+  peerId: string
+  multiaddrs: string[]
+  httpUrl: string
+  stderr: () => string
+}
+
+export async function tempDir (prefix: string): Promise<string> {
+  return await mkdtemp(join(tmpdir(), prefix))
+}
+
+/** Start a worker and wait (bounded) for its ready line. */
+export async function startWorker (opts: { dataDir?: string, models?: string, dtype?: string, bootstrap?: string[], config?: Record<string, unknown>, timeoutMs?: number, env?: NodeJS.ProcessEnv } = {}): Promise<WorkerProc> {
+  const dataDir = opts.dataDir ?? await tempDir('ia-worker-')
+  const args = [CLI, 'start', '--json', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--http', '127.0.0.1:0', '--models', opts.models ?? 'demo/tiny-random', '--dtype', opts.dtype ?? 'auto']
+  for (const b of opts.bootstrap ?? []) args.push('--bootstrap', b)
+  if (opts.config !== undefined) {
+    const file = join(dataDir, 'test-config.json')
+    await writeFile(file, JSON.stringify(opts.config))
+    args.push('--config', file)
+  }
+  const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, IPFS_ACCELERATE_LOG_LEVEL: 'info', ...opts.env } })
+  let err = ''
+  proc.stderr!.on('data', (d: Buffer) => { err += d.toString() })
+  const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    let out = ''
+    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`worker not ready within ${opts.timeoutMs ?? 60_000} ms:\n${err}`)) }, opts.timeoutMs ?? 60_000)
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString()
+      const line = out.split('\n').find((l) => l.startsWith('{'))
+      if (line !== undefined) { clearTimeout(timer); resolve(JSON.parse(line)) }
+    })
+    proc.once('exit', (code) => { clearTimeout(timer); reject(new Error(`worker exited with ${code} before ready:\n${err}`)) })
+  })
+  return { proc, dataDir, peerId: ready.peerId as string, multiaddrs: ready.multiaddrs as string[], httpUrl: ready.httpUrl as string, stderr: () => err }
+}
+
+/** SIGTERM, wait for a clean exit (bounded), else SIGKILL. Resolves with the exit code. */
+export async function stopProc (proc: ChildProcess, timeoutMs = 30_000): Promise<number | null> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode
+  return await new Promise((resolve) => {
+    const timer = setTimeout(() => { proc.kill('SIGKILL') }, timeoutMs)
+    proc.once('exit', (code) => { clearTimeout(timer); resolve(code) })
+    proc.kill('SIGTERM')
+  })
+}
+
+/** Run a process to completion (bounded); collect stdout and stderr. */
+export async function runProc (args: string[], opts: { timeoutMs?: number, env?: NodeJS.ProcessEnv, input?: string } = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } })
+  let stdout = ''
+  let stderr = ''
+  proc.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+  proc.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  proc.stdin.end(opts.input ?? '')
+  const timer = setTimeout(() => { proc.kill('SIGKILL') }, opts.timeoutMs ?? 60_000)
+  const code = await new Promise<number | null>((resolve) => { proc.once('exit', (c) => { resolve(c) }) })
+  clearTimeout(timer)
+  return { code, stdout, stderr }
+}
