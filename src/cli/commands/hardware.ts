@@ -4,7 +4,7 @@ import { ConfigError, UsageError } from '../../errors.ts'
 import type { ExecutionPlan } from '../../interfaces/index.ts'
 import { DEFAULT_CATALOG_PATH, loadCatalog } from '../../models/catalog.ts'
 import type { HardwareProfile } from '../../../hardware/index.ts'
-import { DEVICE_SPEC_HELP, detectHardware, parseDeviceSpec, planAll, summarizeHardware } from '../../../hardware/index.ts'
+import { detectHardware, parseDeviceSpec, planAll, summarizeHardware } from '../../../hardware/index.ts'
 
 const HELP = `Usage: ipfs-accelerate hardware [options]
 
@@ -18,10 +18,13 @@ controllers, and creates one tiny probe session per ONNX Runtime provider
 (cuda, tensorrt, webgpu, cpu) in a child process.
 
 Options:
-  --json                   print the whole profile, a summary and the plans as JSON
+  --json                   print the whole profile, a summary and the plans
+                           as JSON
   --device <spec>          plan as if the node were forced onto a device:
-                           ${DEVICE_SPEC_HELP}; a device that
-                           cannot be used is an error (exit 1, ERR_DEVICE_UNAVAILABLE)
+                           auto (default), cpu, cuda, cuda:N (N = CUDA device
+                           number, 0-based), tensorrt, tensorrt:N or webgpu;
+                           a device that cannot be used is an error
+                           (exit 1, ERR_DEVICE_UNAVAILABLE)
   --tensorrt               prefer TensorRT over plain CUDA where it works
   --sessions <n>           sessions that run at once on the CPU (default 1);
                            intra-op threads = physical cores / n
