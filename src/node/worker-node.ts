@@ -8,7 +8,7 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { multiaddr } from '@multiformats/multiaddr'
-import { detectHardware, planModel, summarizeHardware } from '../../hardware/index.ts'
+import { detectHardware, planAll, summarizeHardware } from '../../hardware/index.ts'
 import type { HardwareProfile } from '../../hardware/index.ts'
 import { SKILLSETS } from '../../skillsets/index.ts'
 import type { NodeConfig } from '../config/schema.ts'
@@ -97,9 +97,10 @@ export class WorkerNode implements JobHandler {
     this.hardware = await detectHardware()
     this.summary = summarizeHardware(this.hardware)
     const sessions = entries.length * cfg.scheduler.threadsPerModel
-    const plans = entries.map((e) => withDtype(planModel(e, this.hardware!, { device: cfg.device, concurrentSessions: sessions }), e, cfg.dtype))
+    // planAll spreads models over GPUs by free memory and logs each fallback once.
+    const plans = planAll(entries, this.hardware, { device: cfg.device, concurrentSessions: sessions, logger: log.child('plan') })
+      .map((p, i) => withDtype(p, entries[i]!, cfg.dtype))
     for (const p of plans) {
-      for (const f of p.fallbacks) log.warn(`${p.modelId}: not using ${f.provider}`, { reason: f.reason })
       log.info(`${p.modelId}: runs on ${p.device} (${p.provider}, ${p.dtype}, ${p.intraOpThreads} threads)`, { why: p.reasons.join('; ') })
     }
 

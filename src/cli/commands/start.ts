@@ -69,6 +69,8 @@ Settings merge as: config file < IPFS_ACCELERATE_* environment < flags.
     json: { type: 'boolean' }
   },
   async run (args) {
+    // Number CUDA devices as nvidia-smi does, before ONNX Runtime loads.
+    process.env.CUDA_DEVICE_ORDER ??= 'PCI_BUS_ID'
     const { loadConfig } = await import('../../config/load.ts')
     const { WorkerNode } = await import('../../node/worker-node.ts')
     const config = await loadConfig({ file: str(args, 'config'), flags: startFlags(args) })
