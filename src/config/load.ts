@@ -76,6 +76,7 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Plain {
     http: e('HTTP'),
     models: e('MODELS'),
     device: e('DEVICE'),
+    dtype: e('DTYPE'),
     catalog: e('CATALOG'),
     logLevel: e('LOG_LEVEL'),
     cacheBudgetMB: e('CACHE_BUDGET_MB'),
@@ -88,6 +89,7 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Plain {
   if (v.http !== undefined) out.http = /^(off|false|none)$/i.test(v.http) ? false : v.http
   if (v.models !== undefined) out.models = list(v.models)
   if (v.device !== undefined) out.device = v.device
+  if (v.dtype !== undefined) out.dtype = v.dtype
   if (v.catalog !== undefined) out.catalog = v.catalog
   if (v.logLevel !== undefined) out.logLevel = v.logLevel
   if (v.cacheBudgetMB !== undefined) out.store = { cacheBudgetMB: intEnv('IPFS_ACCELERATE_CACHE_BUDGET_MB', v.cacheBudgetMB) }

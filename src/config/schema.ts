@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { multiaddr } from '@multiformats/multiaddr'
 import { modelIdSchema } from '../models/catalog.ts'
+import { DTYPES } from '../interfaces/index.ts'
 
 const multiaddrSchema = z.string().max(1000).superRefine((s, ctx) => {
   try {
@@ -34,6 +35,8 @@ export const configSchema = z.strictObject({
   /** Model ids to serve; empty means the offline default of each built skillset. */
   models: z.array(modelIdSchema).max(64).default([]),
   device: deviceSchema.default('auto'),
+  /** Weight format; auto lets the hardware plan choose (quantized on capable CPUs, fp16 on CUDA). */
+  dtype: z.enum(['auto', ...DTYPES] as [string, ...string[]]).default('auto'),
   catalog: z.string().min(1).max(4096).optional(),
   scheduler: z.strictObject({
     /** Texts (or other cost units) merged into one inference call at most. */
