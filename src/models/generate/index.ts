@@ -1,0 +1,11 @@
+/** Generated BERT encoders with seeded random weights, in the Hugging Face layout. */
+export type { BertShape, BertSize } from './config.ts'
+export { BERT_SHAPES, BERT_SIZES, hfConfig } from './config.ts'
+export type { BertLayerWeights, BertWeights, LayerNorm, Linear } from './weights.ts'
+export { generateBertWeights, parameterCount } from './weights.ts'
+export { buildVocab, SPECIAL_IDS, SPECIAL_TOKENS } from './vocab.ts'
+export type { GraphDtype } from './graph.ts'
+export { buildBertOnnx, MASK_VALUE } from './graph.ts'
+export { quantizeUint8 } from './quantize.ts'
+export type { EnsureOptions, GeneratedFile, GeneratedModel, GenerateOptions, GenerateProgress } from './writer.ts'
+export { ensureGeneratedModel, generateBertModel, GENERATOR_VERSION, isGeneratedModelComplete, MANIFEST_FILE, modelDir } from './writer.ts'

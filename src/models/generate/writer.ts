@@ -1,0 +1,183 @@
+/**
+ * Writes a generated BERT model in the Hugging Face layout, and makes sure
+ * the generated entries of models.json exist on disk (atomically: a crash
+ * never leaves half a model where a loader would find it).
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { dirname, join, relative, resolve, sep } from 'node:path'
+import type { ModelEntry } from '../../interfaces/index.ts'
+import { ModelLoadError } from '../../errors.ts'
+import { forComponent } from '../../logger.ts'
+import type { BertSize } from './config.ts'
+import { BERT_SHAPES, hfConfig } from './config.ts'
+import type { GraphDtype } from './graph.ts'
+import { buildBertOnnx } from './graph.ts'
+import { generateBertWeights, parameterCount } from './weights.ts'
+import { buildVocab, specialTokensMapJson, tokenizerConfigJson, tokenizerJson } from './vocab.ts'
+
+const log = forComponent('ipfs-accelerate:models:generate')
+
+/** Bumped whenever the generator's output changes for a given seed. */
+export const GENERATOR_VERSION = 1
+export const MANIFEST_FILE = 'generated.json'
+const ONNX_FILES: Readonly<Record<GraphDtype, string>> = Object.freeze({ fp32: 'onnx/model.onnx', q8: 'onnx/model_quantized.onnx' })
+
+export interface GenerateProgress { step: 'weights' | 'tokenizer' | 'onnx' | 'write' | 'done', detail: string, elapsedMs: number }
+
+export interface GenerateOptions {
+  size: BertSize
+  seed: number
+  outDir: string
+  /** ONNX variants to write; default both fp32 (model.onnx) and q8 (model_quantized.onnx). */
+  dtypes?: readonly GraphDtype[]
+  onProgress?: (event: GenerateProgress) => void
+  signal?: AbortSignal
+}
+
+export interface GeneratedFile { path: string, bytes: number, sha256: string }
+
+export interface GeneratedModel {
+  dir: string
+  size: BertSize
+  seed: number
+  parameters: number
+  files: GeneratedFile[]
+  ms: number
+}
+
+interface Manifest { generator: 'bert', version: number, size: BertSize, seed: number, files: GeneratedFile[] }
+
+function json (v: unknown): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(v, null, 2) + '\n')
+}
+
+/** Generate a model into `outDir` (created; existing files are overwritten). */
+export async function generateBertModel (opts: GenerateOptions): Promise<GeneratedModel> {
+  const shape = BERT_SHAPES[opts.size]
+  if (shape === undefined) throw new RangeError(`unknown generated model size "${String(opts.size)}"`)
+  if (!Number.isSafeInteger(opts.seed) || opts.seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${opts.seed}`)
+  const dtypes = [...new Set<GraphDtype>(opts.dtypes ?? ['fp32', 'q8'])].sort()
+  for (const d of dtypes) if (!(d in ONNX_FILES)) throw new RangeError(`unknown ONNX variant "${String(d)}": fp32 or q8`)
+  const t0 = performance.now()
+  const progress = (step: GenerateProgress['step'], detail: string): void => {
+    opts.signal?.throwIfAborted()
+    opts.onProgress?.({ step, detail, elapsedMs: performance.now() - t0 })
+  }
+
+  progress('weights', `${parameterCount(shape)} parameters`)
+  const weights = generateBertWeights(shape, opts.seed)
+  progress('tokenizer', `${shape.vocabSize} tokens`)
+  const vocab = buildVocab(shape.vocabSize)
+  const contents = new Map<string, Uint8Array>([
+    ['config.json', json(hfConfig(shape, opts.size, opts.seed))],
+    ['tokenizer.json', json(tokenizerJson(vocab))],
+    ['tokenizer_config.json', json(tokenizerConfigJson(shape.maxPositionEmbeddings))],
+    ['special_tokens_map.json', json(specialTokensMapJson())]
+  ])
+  for (const dtype of dtypes) {
+    progress('onnx', ONNX_FILES[dtype])
+    contents.set(ONNX_FILES[dtype], buildBertOnnx(weights, dtype))
+  }
+
+  const files: GeneratedFile[] = []
+  for (const [path, bytes] of contents) {
+    progress('write', `${path} (${(bytes.byteLength / 1048576).toFixed(1)} MiB)`)
+    const full = join(opts.outDir, path)
+    await mkdir(dirname(full), { recursive: true })
+    await writeFile(full, bytes)
+    files.push({ path, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') })
+  }
+  const manifest: Manifest = { generator: 'bert', version: GENERATOR_VERSION, size: opts.size, seed: opts.seed, files }
+  await writeFile(join(opts.outDir, MANIFEST_FILE), json(manifest))
+  const ms = performance.now() - t0
+  progress('done', `${files.length} files`)
+  return { dir: opts.outDir, size: opts.size, seed: opts.seed, parameters: parameterCount(shape), files, ms }
+}
+
+/** The directory of a model under a models root (`<root>/<owner>/<name>`). */
+export function modelDir (modelsRoot: string, id: string): string {
+  const root = resolve(modelsRoot)
+  const dir = resolve(root, ...id.split('/'))
+  const rel = relative(root, dir)
+  if (rel === '' || rel.startsWith('..') || rel.split(sep).includes('..')) throw new ModelLoadError(`model id "${id}" escapes the models directory`)
+  return dir
+}
+
+type GeneratedSource = Extract<ModelEntry['source'], { kind: 'generated' }>
+
+/** Whether `dir` holds a complete model generated from `source` (manifest and file sizes). */
+export async function isGeneratedModelComplete (dir: string, source: GeneratedSource, dtypes: readonly GraphDtype[]): Promise<boolean> {
+  let manifest: Manifest
+  try {
+    manifest = JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8')) as Manifest
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+    log.warn('unreadable manifest: the model will be regenerated', { dir, error: err })
+    return false
+  }
+  if (manifest.generator !== source.generator || manifest.version !== GENERATOR_VERSION ||
+      manifest.size !== source.size || manifest.seed !== source.seed || !Array.isArray(manifest.files)) return false
+  const listed = new Set(manifest.files.map((f) => f.path))
+  if (dtypes.some((d) => !listed.has(ONNX_FILES[d]))) return false
+  for (const f of manifest.files) {
+    const st = await stat(join(dir, f.path)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined
+      throw err
+    })
+    if (st?.size !== f.bytes) return false
+  }
+  return true
+}
+
+export interface EnsureOptions {
+  /** Regenerate even when a complete model is there. */
+  force?: boolean
+  onProgress?: (event: GenerateProgress) => void
+  signal?: AbortSignal
+}
+
+/**
+ * Make sure a `generated` catalog entry exists under `<modelsRoot>/<entry.id>/`:
+ * generate it into a temporary sibling directory and rename it into place.
+ * Returns the model's directory.
+ */
+export async function ensureGeneratedModel (entry: ModelEntry, modelsRoot: string, options: EnsureOptions = {}): Promise<string> {
+  const source = entry.source
+  if (source.kind !== 'generated') throw new ModelLoadError(`model "${entry.id}" is not a generated model (source kind "${source.kind}")`)
+  const dir = modelDir(modelsRoot, entry.id)
+  const dtypes = (['fp32', 'q8'] as const).filter((d) => entry.dtypes.includes(d))
+  if (dtypes.length === 0) throw new ModelLoadError(`model "${entry.id}": the generator writes fp32 and q8 only, the entry lists ${entry.dtypes.join(', ')}`)
+  if (options.force !== true && await isGeneratedModelComplete(dir, source, dtypes)) return dir
+
+  const suffix = `${process.pid}-${randomBytes(4).toString('hex')}`
+  const tmp = `${dir}.tmp-${suffix}`
+  const old = `${dir}.old-${suffix}`
+  await mkdir(dirname(dir), { recursive: true })
+  try {
+    log.info('generating model', { model: entry.id, size: source.size, seed: source.seed })
+    const made = await generateBertModel({ size: source.size, seed: source.seed, outDir: tmp, dtypes, onProgress: options.onProgress, signal: options.signal })
+    // Move a stale or incomplete copy aside, then put the new one in place.
+    const hadOld = await rename(dir, old).then(() => true, (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return false
+      throw err
+    })
+    try {
+      await rename(tmp, dir)
+    } catch (err) {
+      // Another process put a model there first: keep theirs if it is complete.
+      const code = (err as NodeJS.ErrnoException).code
+      if ((code === 'ENOTEMPTY' || code === 'EEXIST') && await isGeneratedModelComplete(dir, source, dtypes)) return dir
+      throw err
+    } finally {
+      if (hadOld) await rm(old, { recursive: true, force: true })
+    }
+    log.info('model generated', { model: entry.id, dir, ms: Math.round(made.ms) })
+    return dir
+  } catch (err) {
+    if (err instanceof ModelLoadError) throw err
+    throw new ModelLoadError(`cannot generate model "${entry.id}" into ${dir}: ${(err as Error).message}`, { cause: err })
+  } finally {
+    await rm(tmp, { recursive: true, force: true })
+  }
+}
