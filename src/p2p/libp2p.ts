@@ -14,6 +14,7 @@ import type { PeerDiscovery, PrivateKey } from '@libp2p/interface'
 import { mdns } from '@libp2p/mdns'
 import { tcp } from '@libp2p/tcp'
 import type { Libp2pOptions } from 'libp2p'
+import { MemoryDatastore } from 'datastore-core'
 import { ADVERTS_TOPIC, MAX_GOSSIP_BYTES, jobsTopic } from './protocol.ts'
 import { SKILLSET_NAMES } from '../interfaces/index.ts'
 
@@ -39,6 +40,10 @@ export function libp2pOptions (init: Libp2pInit): Libp2pOptions<NodeServices> {
   if (init.mdns) peerDiscovery.push(mdns({ serviceTag: init.mdnsServiceTag ?? 'ipfs-accelerate.local', interval: 5000 }))
   return {
     ...(init.privateKey === undefined ? {} : { privateKey: init.privateKey }),
+    // The peer store lives in memory: on Helia's filesystem datastore every
+    // new stream paid for peer-store reads and writes on disk (3-10 ms each).
+    // The identity persists separately (identity.key).
+    datastore: new MemoryDatastore(),
     addresses: { listen: init.listen },
     transports: [tcp()],
     connectionEncrypters: [noise()],
