@@ -12,7 +12,7 @@ import { detectHardware, planAll, summarizeHardware } from '../../hardware/index
 import type { HardwareProfile } from '../../hardware/index.ts'
 import { SKILLSETS } from '../../skillsets/index.ts'
 import type { NodeConfig } from '../config/schema.ts'
-import { ConfigError, InvalidInputError, ModelNotFoundError } from '../errors.ts'
+import { ConfigError, errorMessage, InvalidInputError, ModelNotFoundError } from '../errors.ts'
 import type { Dtype, ExecutionPlan, HardwareSummary, ModelEntry, SkillsetName } from '../interfaces/index.ts'
 import { forComponent } from '../logger.ts'
 import { loadCatalog } from '../models/catalog.ts'
@@ -106,7 +106,15 @@ export class WorkerNode implements JobHandler {
 
     const privateKey = await loadOrCreateIdentity(cfg.dataDir)
     this.helia = await createStoreHelia({ dataDir: cfg.dataDir, libp2p: libp2pOptions({ privateKey, listen: cfg.listen, bootstrap: cfg.bootstrap, mdns: cfg.mdns }) })
-    await this.helia.start()
+    try {
+      await this.helia.start()
+    } catch (err) {
+      const msg = errorMessage(err)
+      const inUse = /EADDRINUSE[^\n]*?(\d+\.\d+\.\d+\.\d+:\d+|\[[^\]]+\]:\d+)/.exec(msg)
+      if (inUse !== null) throw new ConfigError(`cannot listen on ${inUse[1] ?? 'the configured address'}: the port is in use (another node?): stop that process, or pass --listen with another port, e.g. /ip4/0.0.0.0/tcp/0`, { cause: err })
+      if (/EADDRNOTAVAIL|EACCES/.test(msg)) throw new ConfigError(`cannot listen on ${cfg.listen.join(', ')}: ${msg.split('\n').find((l) => /EADDRNOTAVAIL|EACCES/.test(l))?.trim() ?? msg}: pass --listen with an address of this host`, { cause: err })
+      throw err
+    }
     const libp2p = this.helia.libp2p
     this.dialer = autoDial(libp2p, log)
 
@@ -122,7 +130,12 @@ export class WorkerNode implements JobHandler {
     this.adverts = new Adverts({ libp2p, log: log.child('adverts'), build: () => this.advertBody(), intervalMs: cfg.adverts.intervalMs, onAdvert: (p) => { this.dialer?.dial(p.advert.addrs.map((a) => multiaddrOf(a))) } })
     this.jobWorker.start()
     this.adverts.start()
-    if (cfg.http !== false) this.gateway = await listen(createGateway(this.routes(), log.child('http')), cfg.http)
+    if (cfg.http !== false) {
+      const http = cfg.http
+      this.gateway = await listen(createGateway(this.routes(), log.child('http')), http).catch((err: unknown) => {
+        throw new ConfigError(`cannot serve HTTP on ${http}: ${errorMessage(err)}: pass --http with another HOST:PORT, or --http off`, { cause: err })
+      })
+    }
   }
 
   private routes (): Parameters<typeof createGateway>[0] {
