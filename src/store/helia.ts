@@ -11,11 +11,11 @@ import type { BitswapOptions } from '@helia/bitswap'
 import type { Helia, Router } from '@helia/interface'
 import { withLibp2pLight } from '@helia/libp2p'
 import type { HeliaWithLibp2p } from '@helia/libp2p'
-import { FsBlockstore } from 'blockstore-fs'
 import { FsDatastore } from 'datastore-fs'
 import { createHeliaLight } from 'helia'
 import type { Libp2pOptions } from 'libp2p'
 import type { NodeServices } from '../p2p/libp2p.ts'
+import { FastFsBlockstore } from './fs-blockstore.ts'
 
 export type StoreHelia = HeliaWithLibp2p<NodeServices>
 
@@ -50,11 +50,11 @@ export interface CreateHeliaInit {
   bitswap?: BitswapOptions
 }
 
-async function openStores (dataDir: string): Promise<{ blockstore: FsBlockstore, datastore: FsDatastore }> {
+async function openStores (dataDir: string): Promise<{ blockstore: FastFsBlockstore, datastore: FsDatastore }> {
   const paths = storePaths(dataDir)
   await mkdir(paths.blocks, { recursive: true })
   await mkdir(paths.datastore, { recursive: true })
-  const blockstore = new FsBlockstore(paths.blocks)
+  const blockstore = new FastFsBlockstore(paths.blocks)
   const datastore = new FsDatastore(paths.datastore)
   await blockstore.open()
   await datastore.open()

@@ -1,5 +1,12 @@
 import type { Command } from '../command.ts'
 import { modelsGenerateCommand } from './models-generate.ts'
+import { modelsImportCommand } from './models-import.ts'
+import { modelsListCommand } from './models-list.ts'
+import { modelsPullCommand } from './models-pull.ts'
+import { modelsPinCommand, modelsUnpinCommand } from './models-pin.ts'
+import { modelsGcCommand } from './models-gc.ts'
+import { modelsExportCommand } from './models-export.ts'
+import { modelsVerifyCommand } from './models-verify.ts'
 
 /** `models <sub-command>`: one file per sub-command, listed here. */
 export const modelsCommand: Command = {
@@ -7,5 +14,15 @@ export const modelsCommand: Command = {
   summary: 'generate, import, list, pull, pin, export models',
   help: 'Usage: ipfs-accelerate models <sub-command> [options]',
   options: {},
-  subcommands: Object.freeze([modelsGenerateCommand])
+  subcommands: Object.freeze([
+    modelsGenerateCommand,
+    modelsImportCommand,
+    modelsListCommand,
+    modelsPullCommand,
+    modelsPinCommand,
+    modelsUnpinCommand,
+    modelsGcCommand,
+    modelsExportCommand,
+    modelsVerifyCommand
+  ])
 }

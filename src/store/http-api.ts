@@ -1,0 +1,141 @@
+/**
+ * The store's HTTP routes, for the CLI when a node runs on the data dir
+ * (the node owns pins and records then). Paths are fixed (model ids hold
+ * "/", so references travel in bodies):
+ *
+ *   GET  /api/v1/models                     → { models: ModelSummary[] }
+ *   POST /api/v1/models/import  { dir, id?, skillset? }
+ *   POST /api/v1/models/pull    { ref, peers?, id?, skillset? }
+ *   POST /api/v1/models/pin     { ref }      /unpin { ref }   /verify { ref }
+ *   POST /api/v1/models/export  { ref, dir }
+ *   POST /api/v1/models/gc      {}
+ *
+ * POST answers are NDJSON: `{"type":"progress",...}` lines, then one
+ * `{"type":"result","result":...}` or `{"type":"error","code","message"}`.
+ * Import and export name folders on the node's host, so every route
+ * answers loopback clients only (403 otherwise). Closing the request
+ * cancels the operation.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { z } from 'zod'
+import { errorCode, errorMessage } from '../errors.ts'
+import { SKILLSET_NAMES } from '../interfaces/index.ts'
+import type { SkillsetName } from '../interfaces/index.ts'
+import { modelIdSchema } from '../models/catalog.ts'
+import type { ModelStore, StoreProgress } from './model-store.ts'
+
+export const STORE_API_PREFIX = '/api/v1/models'
+const MAX_BODY_BYTES = 64 * 1024
+
+export interface StoreRoute {
+  method: 'GET' | 'POST'
+  path: string
+  handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>
+}
+
+const ref = z.string().min(1).max(300)
+const skillset = z.enum(SKILLSET_NAMES as [SkillsetName, ...SkillsetName[]])
+const absDir = z.string().min(1).max(4096).refine((d) => d.startsWith('/') || /^[A-Za-z]:[\\/]/.test(d), 'an absolute path')
+
+export const storeBodies = {
+  import: z.strictObject({ dir: absDir, id: modelIdSchema.optional(), skillset: skillset.optional() }),
+  pull: z.strictObject({ ref, peers: z.array(z.string().min(1).max(1000)).max(64).optional(), id: modelIdSchema.optional(), skillset: skillset.optional() }),
+  ref: z.strictObject({ ref }),
+  export: z.strictObject({ ref, dir: absDir }),
+  gc: z.strictObject({})
+}
+
+function send (res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) })
+  res.end(text)
+}
+
+function isLoopback (req: IncomingMessage): boolean {
+  const a = req.socket.remoteAddress ?? ''
+  return a === '127.0.0.1' || a === '::1' || a === '::ffff:127.0.0.1' || a.startsWith('127.')
+}
+
+async function readBody (req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const c of req) {
+    size += (c as Buffer).byteLength
+    if (size > MAX_BODY_BYTES) throw Object.assign(new Error(`request body over ${MAX_BODY_BYTES} bytes`), { code: 'ERR_INVALID_INPUT' })
+    chunks.push(c as Buffer)
+  }
+  const text = Buffer.concat(chunks).toString('utf8')
+  if (text.trim() === '') return {}
+  try {
+    return JSON.parse(text)
+  } catch (err) {
+    throw Object.assign(new Error(`request body is not JSON: ${(err as Error).message}`), { code: 'ERR_INVALID_INPUT' })
+  }
+}
+
+type Op<S extends z.ZodType> = (body: z.infer<S>, ctx: { signal: AbortSignal, onProgress: (p: StoreProgress) => void }) => Promise<unknown>
+
+/** A POST route: validate the body, stream progress and the outcome as NDJSON. */
+function post<S extends z.ZodType> (path: string, schema: S, op: Op<S>): StoreRoute {
+  return {
+    method: 'POST',
+    path,
+    handler: async (req, res) => {
+      if (!isLoopback(req)) { send(res, 403, { error: { code: 'ERR_FORBIDDEN', message: 'the store API answers loopback clients only' } }); return }
+      let body: z.infer<S>
+      try {
+        const parsed = schema.safeParse(await readBody(req))
+        if (!parsed.success) {
+          send(res, 400, { error: { code: 'ERR_INVALID_INPUT', message: parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ') } })
+          return
+        }
+        body = parsed.data
+      } catch (err) {
+        send(res, 400, { error: { code: errorCode(err), message: errorMessage(err) } })
+        return
+      }
+      const ac = new AbortController()
+      res.on('close', () => { if (!res.writableFinished) ac.abort(new Error('the client went away')) })
+      res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' })
+      const line = (o: unknown): void => { if (!res.destroyed) res.write(JSON.stringify(o) + '\n') }
+      let last = 0
+      try {
+        const result = await op(body, {
+          signal: ac.signal,
+          onProgress: (p) => {
+            const now = Date.now()
+            if (now - last < 200) return
+            last = now
+            line({ type: 'progress', ...p })
+          }
+        })
+        line({ type: 'result', result })
+      } catch (err) {
+        line({ type: 'error', code: errorCode(err), message: errorMessage(err) })
+      }
+      res.end()
+    }
+  }
+}
+
+/** The store's routes, for the node's gateway. */
+export function storeRoutes (store: ModelStore): StoreRoute[] {
+  const p = STORE_API_PREFIX
+  return [
+    {
+      method: 'GET',
+      path: p,
+      handler: async (req, res) => {
+        if (!isLoopback(req)) { send(res, 403, { error: { code: 'ERR_FORBIDDEN', message: 'the store API answers loopback clients only' } }); return }
+        send(res, 200, { models: await store.list() })
+      }
+    },
+    post(`${p}/import`, storeBodies.import, async (b, ctx) => await store.importDir(b.dir, { ...ctx, ...(b.id === undefined ? {} : { id: b.id }), ...(b.skillset === undefined ? {} : { skillset: b.skillset }) })),
+    post(`${p}/pull`, storeBodies.pull, async (b, ctx) => await store.pull(b.ref, { ...ctx, ...(b.peers === undefined ? {} : { peers: b.peers }), ...(b.id === undefined ? {} : { id: b.id }), ...(b.skillset === undefined ? {} : { skillset: b.skillset }) })),
+    post(`${p}/pin`, storeBodies.ref, async (b, ctx) => await store.pin(b.ref, ctx)),
+    post(`${p}/unpin`, storeBodies.ref, async (b, ctx) => await store.unpin(b.ref, ctx)),
+    post(`${p}/verify`, storeBodies.ref, async (b, ctx) => await store.verify(b.ref, ctx)),
+    post(`${p}/export`, storeBodies.export, async (b, ctx) => await store.exportTo(b.ref, b.dir, ctx)),
+    post(`${p}/gc`, storeBodies.gc, async (_b, ctx) => await store.gc(ctx))
+  ]
+}

@@ -1,0 +1,169 @@
+/**
+ * A model's files as UnixFS: import a Hugging Face-layout folder (CIDv1,
+ * raw leaves, 1 MiB chunks, no mtime or mode, so identical files in
+ * different models and on different peers give identical blocks), list
+ * and hash the files of a DAG, write them back out, check copies on disk.
+ */
+import { createHash } from 'node:crypto'
+import { createReadStream, createWriteStream } from 'node:fs'
+import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises'
+import { dirname, join, relative, resolve, sep } from 'node:path'
+import { pipeline } from 'node:stream/promises'
+import type { UnixFS } from '@helia/unixfs'
+import { fixedSize } from 'ipfs-unixfs-importer/chunker'
+import { balanced } from 'ipfs-unixfs-importer/layout'
+import type { CID } from 'multiformats/cid'
+import { ModelIntegrityError, StoreError } from '../errors.ts'
+import type { ModelFile } from './records.ts'
+
+export const CHUNK_BYTES = 1024 * 1024
+export const IMPORT_OPTIONS = Object.freeze({
+  cidVersion: 1 as const,
+  rawLeaves: true,
+  chunker: fixedSize({ chunkSize: CHUNK_BYTES }),
+  layout: balanced({ maxChildrenPerNode: 1024 }),
+  reduceSingleLeafToSelf: true,
+  wrapWithDirectory: true
+})
+const MAX_FILES = 100_000
+
+export interface LocalFile { path: string, abs: string, size: number }
+
+/** Regular files under `dir` (symlinks followed, `.git` skipped), sorted, as "/"-separated relative paths. */
+export async function listLocalFiles (dir: string): Promise<LocalFile[]> {
+  const root = resolve(dir)
+  const info = await stat(root).catch((err: unknown) => {
+    throw new StoreError(`cannot read the model folder ${root}: ${(err as Error).message}`, { cause: err })
+  })
+  if (!info.isDirectory()) throw new StoreError(`${root} is not a folder: pass the folder that holds config.json`)
+  const out: LocalFile[] = []
+  const walk = async (d: string): Promise<void> => {
+    const entries = await readdir(d, { withFileTypes: true })
+    for (const e of entries) {
+      if (e.name === '.git') continue
+      const abs = join(d, e.name)
+      const s = await stat(abs) // follows symlinks (Hugging Face cache snapshots are links into blobs/)
+      if (s.isDirectory()) await walk(abs)
+      else if (s.isFile()) {
+        out.push({ path: relative(root, abs).split(sep).join('/'), abs, size: s.size })
+        if (out.length > MAX_FILES) throw new StoreError(`${root} holds more than ${MAX_FILES} files: is it a model folder?`)
+      }
+    }
+  }
+  await walk(root)
+  if (out.length === 0) throw new StoreError(`${root} holds no files`)
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
+}
+
+/** Import files into the blockstore; returns the root directory CID and each file's record. */
+export async function importFiles (fs: UnixFS, files: LocalFile[], options: { signal?: AbortSignal, onBytes?: (n: number) => void } = {}): Promise<{ root: CID, files: ModelFile[] }> {
+  const hashes = new Map<string, string>()
+  const candidates = files.map((f) => ({
+    path: f.path,
+    content: (async function * () {
+      const hash = createHash('sha256')
+      for await (const chunk of createReadStream(f.abs, { highWaterMark: CHUNK_BYTES, signal: options.signal })) {
+        const buf = chunk as Buffer
+        hash.update(buf)
+        options.onBytes?.(buf.byteLength)
+        yield buf
+      }
+      hashes.set(f.path, hash.digest('hex'))
+    })()
+  }))
+  const cids = new Map<string, CID>()
+  let root: CID | undefined
+  for await (const r of fs.addAll(candidates, { ...IMPORT_OPTIONS, signal: options.signal })) {
+    if (r.path === '' || r.path === undefined) root = r.cid
+    else cids.set(r.path, r.cid)
+  }
+  if (root === undefined) throw new StoreError('the importer gave no root directory')
+  const out: ModelFile[] = files.map((f) => {
+    const cid = cids.get(f.path)
+    const sha256 = hashes.get(f.path)
+    if (cid === undefined || sha256 === undefined) throw new StoreError(`the importer skipped ${f.path}`)
+    return { path: f.path, size: f.size, sha256, cid: cid.toString() }
+  })
+  return { root, files: out }
+}
+
+/** The files of a UnixFS directory DAG (all blocks local), with their CIDs and sizes. */
+export async function listDagFiles (fs: UnixFS, root: CID, options: { signal?: AbortSignal } = {}): Promise<Array<{ path: string, cid: CID, size: number }>> {
+  const out: Array<{ path: string, cid: CID, size: number }> = []
+  const walk = async (cid: CID, prefix: string): Promise<void> => {
+    for await (const e of fs.ls(cid, { signal: options.signal, offline: true })) {
+      const path = prefix === '' ? e.name : `${prefix}/${e.name}`
+      const st = await fs.stat(e.cid, { signal: options.signal, offline: true })
+      if (st.type === 'directory') await walk(e.cid, path)
+      else out.push({ path, cid: e.cid, size: Number(st.size) })
+      if (out.length > MAX_FILES) throw new StoreError(`DAG ${root.toString()} holds more than ${MAX_FILES} files`)
+    }
+  }
+  const st = await fs.stat(root, { signal: options.signal, offline: true })
+  if (st.type !== 'directory') throw new StoreError(`${root.toString()} is not a UnixFS directory: a model is a folder`)
+  await walk(root, '')
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
+}
+
+/** sha256 and size of a file read from the blockstore. */
+export async function hashDagFile (fs: UnixFS, cid: CID, options: { signal?: AbortSignal } = {}): Promise<{ sha256: string, size: number }> {
+  const hash = createHash('sha256')
+  let size = 0
+  for await (const chunk of fs.cat(cid, { signal: options.signal, offline: true })) {
+    hash.update(chunk)
+    size += chunk.byteLength
+  }
+  return { sha256: hash.digest('hex'), size }
+}
+
+export function integrityError (modelId: string, file: ModelFile, got: { sha256: string, size: number }): InstanceType<typeof ModelIntegrityError> {
+  return new ModelIntegrityError(`model ${modelId}: file ${file.path} does not match its record (sha256 ${got.sha256.slice(0, 16)}…, ${got.size} bytes; expected ${file.sha256.slice(0, 16)}…, ${file.size} bytes): re-import or re-pull the model`)
+}
+
+/** Write one file of a model under `dir`, verified against its sha256 before it takes its name. */
+export async function exportFile (fs: UnixFS, modelId: string, file: ModelFile, dir: string, cid: CID, options: { signal?: AbortSignal, onBytes?: (n: number) => void } = {}): Promise<void> {
+  const target = resolve(dir, ...file.path.split('/'))
+  if (!target.startsWith(resolve(dir) + sep)) throw new StoreError(`refusing to write ${file.path} outside ${dir}`)
+  await mkdir(dirname(target), { recursive: true })
+  const tmp = `${target}.${process.pid}.partial`
+  const hash = createHash('sha256')
+  let size = 0
+  try {
+    await pipeline((async function * () {
+      for await (const chunk of fs.cat(cid, { signal: options.signal, offline: true })) {
+        hash.update(chunk)
+        size += chunk.byteLength
+        options.onBytes?.(chunk.byteLength)
+        yield chunk
+      }
+    })(), createWriteStream(tmp), { signal: options.signal })
+    const sha256 = hash.digest('hex')
+    if (sha256 !== file.sha256 || size !== file.size) throw integrityError(modelId, file, { sha256, size })
+    await rename(tmp, target)
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined) // best effort: the partial file may not exist
+    throw err
+  }
+}
+
+/** Check a copy of a model's files on disk; returns one line per problem (empty: all match). */
+export async function verifyLocalFiles (dir: string, files: ModelFile[], options: { signal?: AbortSignal } = {}): Promise<string[]> {
+  const problems: string[] = []
+  for (const f of files) {
+    const abs = resolve(dir, ...f.path.split('/'))
+    const hash = createHash('sha256')
+    let size = 0
+    try {
+      for await (const chunk of createReadStream(abs, { highWaterMark: CHUNK_BYTES, signal: options.signal })) {
+        hash.update(chunk as Buffer)
+        size += (chunk as Buffer).byteLength
+      }
+    } catch (err) {
+      problems.push(`${f.path}: ${(err as Error).message}`)
+      continue
+    }
+    const sha256 = hash.digest('hex')
+    if (sha256 !== f.sha256 || size !== f.size) problems.push(`${f.path}: sha256 ${sha256} (${size} bytes), expected ${f.sha256} (${f.size} bytes)`)
+  }
+  return problems
+}

@@ -1,0 +1,237 @@
+/**
+ * Pulling a model: resolve the reference (local record, CID, catalog, or a
+ * peer's manifest), find sources (named peers, provider records from
+ * adverts, connected peers, each asked `has`), stream the DAG with the
+ * block exchange, fall back to bitswap for whatever that could not give
+ * (saying why), check the DAG is whole, pin, hash the files, record.
+ */
+import type { PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { CID } from 'multiformats/cid'
+import { errorMessage, ModelNotFoundError, StoreError } from '../errors.ts'
+import type { SkillsetName } from '../interfaces/index.ts'
+import type { Logger } from '../logger.ts'
+import type { ModelCatalog } from '../models/catalog.ts'
+import { childLinks, DAG_PB_CODE, findMissing, parseCid, readBlock, tryParseCid, walkParallel } from './blocks.ts'
+import { BLOCKS_PROTOCOL } from './block-exchange.ts'
+import type { ModelStoreComponents, StoreProgress } from './model-store.ts'
+import { parseModelRecord } from './records.ts'
+import type { ModelFile, ModelRecord } from './records.ts'
+
+export interface PullOptions {
+  /** Peers to ask first: multiaddrs ending in /p2p/<id>, or peer ids. Provider records and connected peers are asked too. */
+  peers?: string[]
+  /** Record the model under this id (default: the peer's id for it, the catalog's, or the CID). */
+  id?: string
+  skillset?: SkillsetName
+  signal?: AbortSignal
+  onProgress?: (p: StoreProgress) => void
+  /** Skip the block exchange (benchmarks, or peers that only speak bitswap). */
+  bitswapOnly?: boolean
+  /** How long each peer has to answer `has` (ms). */
+  askTimeoutMs?: number
+}
+
+export interface PullResult {
+  record: ModelRecord
+  fetched: {
+    blocks: number
+    bytes: number
+    /** Time spent fetching blocks (finding sources, transfer, verification, writes). */
+    ms: number
+    /** Time for the whole pull (also pinning and hashing the files for the record). */
+    totalMs: number
+    /** 'none' when the model was already whole here. */
+    via: 'none' | 'exchange' | 'bitswap' | 'exchange+bitswap'
+    byPeer: Record<string, number>
+    /** Why peers were dropped or skipped, one line each. */
+    failures: string[]
+  }
+}
+
+export interface PullContext {
+  ref: string
+  options: PullOptions
+  find: (ref: string) => Promise<ModelRecord | undefined>
+  catalog?: ModelCatalog
+  components: ModelStoreComponents
+  log: Logger
+  recordFromDag: (root: CID, base: Pick<ModelRecord, 'id' | 'skillset'> & { files?: ModelFile[] }, signal?: AbortSignal, onProgress?: (p: StoreProgress) => void) => Promise<ModelRecord>
+  pinRoot: (root: CID, signal?: AbortSignal) => Promise<void>
+  saveRecord: (record: ModelRecord) => Promise<void>
+}
+
+export async function pullModel (ctx: PullContext): Promise<PullResult> {
+  const started = performance.now()
+  const { options, components: c, log } = ctx
+  const signal = options.signal
+  const exchange = c.exchange
+  let record = await ctx.find(ctx.ref)
+  const entry = ctx.catalog?.find(ctx.ref)
+  let root: CID | undefined = record !== undefined ? parseCid(record.cid) : tryParseCid(ctx.ref) ?? (entry?.cid === undefined ? undefined : parseCid(entry.cid))
+  const fetched: PullResult['fetched'] = { blocks: 0, bytes: 0, ms: 0, totalMs: 0, via: 'none', byPeer: {}, failures: [] }
+  const done = (r: ModelRecord): PullResult => ({ record: r, fetched: { ...fetched, totalMs: Math.round(performance.now() - started) } })
+
+  if (root !== undefined && record?.pinned === true && (await findMissing(c.blockstore, root, { signal })).length === 0) {
+    return done(record)
+  }
+  if (exchange === undefined || c.libp2p === undefined) {
+    throw new StoreError(`cannot pull "${ctx.ref}": this store has no network (start the node, or pass --bootstrap to the CLI)`)
+  }
+
+  const fetchStarted = performance.now()
+  const candidates = await connectCandidates(ctx, root)
+  let manifest: ModelRecord | undefined
+  if (root === undefined) {
+    manifest = await askManifest(ctx, candidates, ctx.ref)
+    if (manifest !== undefined) root = parseCid(manifest.cid)
+  }
+  if (root === undefined) {
+    throw new ModelNotFoundError(`no local record, catalog CID or peer knows model "${ctx.ref}": pass its root CID, or --bootstrap a peer that holds it`)
+  }
+
+  const missing = await exchange.findMissing(root, { signal })
+  if (missing.length > 0 && candidates.length === 0) {
+    throw new StoreError(`no peer to fetch ${root.toString()} from: pass --bootstrap with the address of a peer that holds it (or start the node, whose adverts name holders)`)
+  }
+  if (missing.length > 0) {
+    const sources: PeerId[] = []
+    const notes: string[] = []
+    if (options.bitswapOnly !== true) {
+      await Promise.all(candidates.map(async (peer) => {
+        try {
+          const [have] = await exchange.has(peer, [root], { signal: AbortSignal.any([AbortSignal.timeout(options.askTimeoutMs ?? 5000), ...(signal === undefined ? [] : [signal])]) })
+          if (have === true) sources.push(peer)
+          else notes.push(`${peer.toString()} does not hold it`)
+        } catch (err) {
+          signal?.throwIfAborted()
+          notes.push((err as Error).name === 'UnsupportedProtocolError' ? `${peer.toString()} does not speak ${BLOCKS_PROTOCOL}` : `${peer.toString()}: ${errorMessage(err)}`)
+        }
+      }))
+    }
+    const onProgress = (p: { bytes: number, totalBytes?: number }): void => { options.onProgress?.({ phase: 'fetch', bytes: p.bytes, ...(p.totalBytes === undefined ? {} : { totalBytes: p.totalBytes }) }) }
+    let leftover = missing
+    if (sources.length > 0) {
+      log.info('fetching a model DAG from peers', { cid: root.toString(), peers: sources.length })
+      const res = await exchange.fetch(root, sources, { signal, onProgress })
+      fetched.blocks += res.blocks
+      fetched.bytes += res.bytes
+      fetched.byPeer = res.byPeer
+      fetched.via = 'exchange'
+      leftover = res.leftover
+      notes.push(...res.failures)
+      fetched.failures.push(...res.failures)
+    }
+    if (leftover.length > 0) {
+      const reason = options.bitswapOnly === true
+        ? 'bitswap was asked for'
+        : sources.length === 0 ? `no peer serves it on ${BLOCKS_PROTOCOL} (${notes.join('; ') || 'no peers'})` : `the block exchange left ${leftover.length} subtrees (${notes.join('; ')})`
+      log.warn('fetching via bitswap', { cid: root.toString(), reason })
+      const got = await bitswapFetch(c, root, leftover, candidates, fetched.bytes, { signal, onProgress: (bytes) => { onProgress({ bytes }) } })
+      fetched.blocks += got.blocks
+      fetched.bytes += got.bytes
+      fetched.via = fetched.via === 'exchange' ? 'exchange+bitswap' : 'bitswap'
+    }
+    const still = await exchange.findMissing(root, { signal })
+    if (still.length > 0) throw new StoreError(`model ${root.toString()} is still missing ${still.length} subtrees after fetching: no peer could give them`)
+    fetched.ms = Math.round(performance.now() - fetchStarted)
+  }
+
+  await ctx.pinRoot(root, signal)
+  if (manifest === undefined && record === undefined && candidates.length > 0) manifest = await askManifest(ctx, candidates, root.toString())
+  const id = options.id ?? record?.id ?? manifest?.id ?? entry?.id ?? root.toString()
+  const prev = record?.cid === root.toString() ? record : undefined
+  const next = prev !== undefined
+    ? { ...prev, pinned: true, usedAt: new Date().toISOString() }
+    : await ctx.recordFromDag(root, {
+      id,
+      ...(options.skillset ?? manifest?.skillset ?? entry?.skillset) === undefined ? {} : { skillset: options.skillset ?? manifest?.skillset ?? entry?.skillset },
+      ...(manifest === undefined ? {} : { files: manifest.files })
+    }, signal, options.onProgress)
+  await ctx.saveRecord(next)
+  log.info('pulled a model', { id: next.id, cid: next.cid, blocks: fetched.blocks, bytes: fetched.bytes, via: fetched.via })
+  return done(next)
+}
+
+/** Named peers, provider records for the root, and connected peers, dialled and de-duplicated. */
+async function connectCandidates (ctx: PullContext, root: CID | undefined): Promise<PeerId[]> {
+  const libp2p = ctx.components.libp2p
+  if (libp2p === undefined) return []
+  const signal = ctx.options.signal
+  const out = new Map<string, PeerId>()
+  const targets: Array<Parameters<typeof libp2p.dial>[0]> = []
+  for (const p of ctx.options.peers ?? []) {
+    try {
+      targets.push(p.startsWith('/') ? multiaddr(p) : peerIdFromString(p))
+    } catch (err) {
+      throw new StoreError(`"${p}" is neither a multiaddr nor a peer id: ${errorMessage(err)}`, { cause: err })
+    }
+  }
+  if (root !== undefined) for (const e of ctx.components.providers?.find(root) ?? []) targets.push(e.multiaddrs.length > 0 ? e.multiaddrs : e.peerId)
+  await Promise.all(targets.map(async (t) => {
+    try {
+      const conn = await libp2p.dial(t, { signal: AbortSignal.any([AbortSignal.timeout(10_000), ...(signal === undefined ? [] : [signal])]) })
+      out.set(conn.remotePeer.toString(), conn.remotePeer)
+    } catch (err) {
+      signal?.throwIfAborted()
+      ctx.log.warn('could not reach a peer', { peer: t.toString(), error: errorMessage(err) })
+    }
+  }))
+  for (const p of libp2p.getPeers()) out.set(p.toString(), p)
+  return [...out.values()]
+}
+
+/** The first valid record a peer gives for `ref`. */
+async function askManifest (ctx: PullContext, peers: PeerId[], ref: string): Promise<ModelRecord | undefined> {
+  const exchange = ctx.components.exchange
+  if (exchange === undefined) return undefined
+  const answers = await Promise.all(peers.map(async (peer) => {
+    try {
+      const raw = await exchange.manifest(peer, ref, { signal: AbortSignal.any([AbortSignal.timeout(5000), ...(ctx.options.signal === undefined ? [] : [ctx.options.signal])]) })
+      return raw === undefined ? undefined : parseModelRecord(raw, `peer ${peer.toString()}`)
+    } catch (err) {
+      ctx.log.debug('no manifest from a peer', { peer: peer.toString(), error: errorMessage(err) })
+      return undefined
+    }
+  }))
+  return answers.find((a) => a !== undefined && (a.id === ref || a.cid === ref))
+}
+
+/** Walk the missing subtrees through Helia's networked blockstore (bitswap), many wants at once. */
+async function bitswapFetch (c: ModelStoreComponents, root: CID, missing: CID[], peers: PeerId[], base: number, options: { signal?: AbortSignal, onProgress?: (bytes: number) => void, stallMs?: number }): Promise<{ blocks: number, bytes: number }> {
+  // bitswap waits for providers for as long as it is let: give up when no block came for a while
+  const stallMs = options.stallMs ?? 30_000
+  const stalled = new AbortController()
+  let timer = setTimeout(() => { stalled.abort(new StoreError(`bitswap got no block of ${root.toString()} for ${stallMs / 1000} s: no reachable peer has it`)) }, stallMs)
+  const progress = (): void => {
+    clearTimeout(timer)
+    timer = setTimeout(() => { stalled.abort(new StoreError(`bitswap got no block of ${root.toString()} for ${stallMs / 1000} s: no reachable peer has it`)) }, stallMs)
+  }
+  const signal = options.signal === undefined ? stalled.signal : AbortSignal.any([options.signal, stalled.signal])
+  const session = c.blockstore.createSession?.(root, { signal, providers: peers.map((p) => p.toCID()) })
+  const bs = session ?? c.blockstore
+  let blocks = 0
+  let bytes = 0
+  try {
+    await walkParallel(missing, 32, async (cid) => {
+      const local = await c.blockstore.has(cid)
+      if (local && cid.code !== DAG_PB_CODE) return []
+      const data = await readBlock(bs, cid, { signal })
+      progress()
+      if (!local) {
+        blocks++
+        bytes += data.byteLength
+        options.onProgress?.(base + bytes)
+      }
+      return childLinks(cid, data).map((l) => l.cid)
+    }, signal)
+  } catch (err) {
+    if (stalled.signal.aborted && options.signal?.aborted !== true) throw stalled.signal.reason
+    throw err
+  } finally {
+    clearTimeout(timer)
+    session?.close()
+  }
+  return { blocks, bytes }
+}

@@ -1,0 +1,78 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createServer } from 'node:http'
+import type { Server } from 'node:http'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { StoreApiClient } from '../../src/store/api-client.ts'
+import { storeRoutes } from '../../src/store/http-api.ts'
+import type { ContentStore } from '../../src/store/content-store.ts'
+import { CLI, runProc } from '../helpers/procs.ts'
+import { smallModelFiles, startStore, tempDir, writeModelDir } from '../helpers/store-fixtures.ts'
+
+async function serve (store: ContentStore): Promise<{ url: string, server: Server }> {
+  const routes = storeRoutes(store.models)
+  const server = createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname
+    const route = routes.find((r) => r.path === path && r.method === req.method)
+    if (route === undefined) { res.writeHead(404).end(); return }
+    void route.handler(req, res)
+  })
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server }
+}
+
+test('the store API: import, list, pin, verify, export, gc through HTTP, errors with their codes', async () => {
+  const root = await tempDir()
+  const files = await writeModelDir(join(root, 'model'), smallModelFiles())
+  const store = await startStore(join(root, 'data'))
+  const { url, server } = await serve(store)
+  try {
+    const api = new StoreApiClient(url)
+    const rec = await api.importDir(join(root, 'model'), { id: 'http/model', skillset: 'embed' })
+    assert.equal(rec.id, 'http/model')
+    assert.deepEqual((await api.list()).map((m) => [m.id, m.pinned, m.local]), [['http/model', true, true]])
+    await api.exportTo('http/model', join(root, 'out'))
+    for (const [p, bytes] of files) assert.ok((await readFile(join(root, 'out', p))).equals(bytes), p)
+    assert.equal((await api.verify(rec.cid)).cid, rec.cid)
+    assert.equal((await api.unpin('http/model')).pinned, false)
+    assert.ok((await api.gc()).deletedBlocks > 0)
+    await assert.rejects(api.pin('http/model'), (err: Error & { code?: string }) => err.code === 'ERR_STORE' && /pull it first/.test(err.message))
+    await assert.rejects(api.verify('no/such'), (err: Error & { code?: string }) => err.code === 'ERR_MODEL_NOT_FOUND')
+    const bad = await fetch(`${url}/api/v1/models/import`, { method: 'POST', body: JSON.stringify({ dir: 'relative/path', bogus: 1 }) })
+    assert.equal(bad.status, 400)
+    const body = await bad.json() as { error: { code: string, message: string } }
+    assert.equal(body.error.code, 'ERR_INVALID_INPUT')
+    assert.match(body.error.message, /dir: an absolute path/)
+  } finally {
+    server.close()
+    await store.stop()
+  }
+})
+
+test('the CLI talks to the node that runs on its data dir (node.json), else opens the store itself', async () => {
+  const root = await tempDir()
+  await writeModelDir(join(root, 'model'), { 'config.json': 10, 'onnx/model.onnx': 50_000 })
+  const store = await startStore(join(root, 'node-store'))
+  const { url, server } = await serve(store)
+  const cliDir = join(root, 'cli-data')
+  try {
+    // no node.json: the CLI opens cli-data's store itself
+    const local = await runProc([CLI, 'models', 'import', join(root, 'model'), '--id', 'cli/local', '--json', '--data-dir', cliDir], { timeoutMs: 60_000 })
+    assert.equal(local.code, 0, local.stderr)
+    assert.equal((JSON.parse(local.stdout) as { id: string }).id, 'cli/local')
+    // a live node.json: the same commands go to that node's API (its store is elsewhere)
+    await writeFile(join(cliDir, 'node.json'), JSON.stringify({ version: 1, peerId: 'x', multiaddrs: [], httpUrl: url, pid: process.pid, startedAt: new Date().toISOString(), skillsets: [], models: [] }))
+    const viaNode = await runProc([CLI, 'models', 'import', join(root, 'model'), '--id', 'cli/via-node', '--json', '--data-dir', cliDir], { timeoutMs: 60_000 })
+    assert.equal(viaNode.code, 0, viaNode.stderr)
+    const list = await runProc([CLI, 'models', 'list', '--json', '--data-dir', cliDir], { timeoutMs: 60_000 })
+    assert.deepEqual((JSON.parse(list.stdout) as { models: Array<{ id: string }> }).models.map((m) => m.id), ['cli/via-node'])
+    assert.deepEqual((await store.models.list()).map((m) => m.id), ['cli/via-node'])
+    const missing = await runProc([CLI, 'models', 'export', 'no/such', join(root, 'x'), '--data-dir', cliDir], { timeoutMs: 60_000 })
+    assert.equal(missing.code, 1)
+    assert.match(missing.stderr, /^error ERR_MODEL_NOT_FOUND: /)
+  } finally {
+    server.close()
+    await store.stop()
+  }
+})
