@@ -44,7 +44,7 @@ const dataDir = opts['data-dir'] ?? await tempDir('ia-bench-')
 // One worker process: it generates the model (if missing) and serves it.
 process.stderr.write(`starting a worker (${opts.model}, ${opts.dtype}) in ${dataDir}...\n`)
 const scheduler = { maxBatchCost: Number(opts['max-batch']), threadsPerModel: Number(opts['threads-per-model']) }
-const worker = await startWorker({ dataDir, models: opts.model, dtype: opts.dtype, config: { scheduler }, timeoutMs: 300_000, env: { IPFS_ACCELERATE_LOG_LEVEL: 'warn' } })
+const worker = await startWorker({ dataDir, models: opts.model, dtype: opts.dtype, config: { scheduler, store: { embeddingCache: false } }, timeoutMs: 300_000, env: { IPFS_ACCELERATE_LOG_LEVEL: 'warn' } })
 const health = await (await fetch(`${worker.httpUrl}/healthz`)).json() as { models: Array<{ id: string, dtype: string, provider: string }> }
 const served = health.models[0]!
 

@@ -80,7 +80,8 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Plain {
     catalog: e('CATALOG'),
     logLevel: e('LOG_LEVEL'),
     cacheBudgetMB: e('CACHE_BUDGET_MB'),
-    maxBatchCost: e('MAX_BATCH_COST')
+    maxBatchCost: e('MAX_BATCH_COST'),
+    embedCache: e('EMBED_CACHE')
   }
   if (v.dataDir !== undefined) out.dataDir = v.dataDir
   if (v.listen !== undefined) out.listen = list(v.listen)
@@ -93,6 +94,7 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Plain {
   if (v.catalog !== undefined) out.catalog = v.catalog
   if (v.logLevel !== undefined) out.logLevel = v.logLevel
   if (v.cacheBudgetMB !== undefined) out.store = { cacheBudgetMB: intEnv('IPFS_ACCELERATE_CACHE_BUDGET_MB', v.cacheBudgetMB) }
+  if (v.embedCache !== undefined) out.store = { ...(out.store as Plain | undefined), embeddingCache: boolEnv('IPFS_ACCELERATE_EMBED_CACHE', v.embedCache) }
   if (v.maxBatchCost !== undefined) out.scheduler = { maxBatchCost: intEnv('IPFS_ACCELERATE_MAX_BATCH_COST', v.maxBatchCost) }
   return out
 }

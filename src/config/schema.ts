@@ -50,7 +50,10 @@ export const configSchema = z.strictObject({
     intervalMs: z.number().int().min(100).max(600_000).default(5000)
   }).prefault({}),
   store: z.strictObject({
-    cacheBudgetMB: z.number().int().min(0).max(10_000_000).default(1024)
+    /** Unpinned cache blocks (embeddings) are kept under this many MB, least recently used evicted first. */
+    cacheBudgetMB: z.number().int().min(0).max(10_000_000).default(1024),
+    /** Look embed inputs up in this node's and peers' caches before computing. */
+    embeddingCache: z.boolean().default(true)
   }).prefault({}),
   logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info')
 })

@@ -64,6 +64,12 @@ export interface ModelLocation {
   id: string
   /** Directory that holds `<id>/config.json`, ... (transformers.js localModelPath). */
   localModelPath: string
+  /**
+   * The model's blocks in the content store: when set, the inference thread
+   * serves its files to transformers.js from the store (verified), and
+   * localModelPath holds no copy.
+   */
+  store?: { blocksDir: string, cid: string, files: Array<{ path: string, size: number, sha256: string, cid: string }> }
 }
 
 /** What a skillset's runner does inside an inference thread. */

@@ -1,16 +1,23 @@
 /**
- * The models a node serves: their files made ready, their inference threads
- * started, one batching queue each.
+ * The models a node serves: their weights made ready in the content store
+ * (already there, pulled from peers, or generated and imported), their
+ * inference threads started with files read from the store, one batching
+ * queue each.
  */
+import { mkdir, rm } from 'node:fs/promises'
+import { CID } from 'multiformats/cid'
 import { join } from 'node:path'
 import { ensureGeneratedModel } from '../models/generate/index.ts'
 import { getSkillset } from '../../skillsets/index.ts'
-import type { ExecutionPlan, ModelEntry, Skillset, SkillsetName } from '../interfaces/index.ts'
-import { ModelNotFoundError } from '../errors.ts'
+import type { Dtype, ExecutionPlan, ModelEntry, Skillset, SkillsetName } from '../interfaces/index.ts'
+import { ConfigError, ModelNotFoundError, errorMessage } from '../errors.ts'
 import type { Logger } from '../logger.ts'
+import type { ModelCatalog } from '../models/catalog.ts'
 import { ModelQueue } from '../scheduler/model-queue.ts'
 import { InferenceThread } from '../scheduler/thread.ts'
 import type { NodeConfig } from '../config/schema.ts'
+import type { ModelStore, StoredModelLocation } from '../store/model-store.ts'
+import type { ModelRecord } from '../store/records.ts'
 
 export interface ServedModel {
   entry: ModelEntry
@@ -18,38 +25,112 @@ export interface ServedModel {
   skillset: Skillset
   queue: ModelQueue
   threads: InferenceThread[]
+  /** Root CID of the weights in the content store. */
+  cid: string
   randomWeights: boolean
   loadMs: number
 }
 
-export function modelsRoot (dataDir: string): string {
-  return join(dataDir, 'models')
+/** Weight formats a Hugging Face-layout folder offers, from its ONNX file names. */
+const DTYPE_FILES: ReadonlyArray<[string, Dtype]> = Object.freeze([
+  ['onnx/model.onnx', 'fp32'], ['onnx/model_fp16.onnx', 'fp16'], ['onnx/model_quantized.onnx', 'q8'],
+  ['onnx/model_int8.onnx', 'int8'], ['onnx/model_uint8.onnx', 'uint8'], ['onnx/model_q4.onnx', 'q4'],
+  ['onnx/model_q4f16.onnx', 'q4f16'], ['onnx/model_bnb4.onnx', 'bnb4']
+])
+
+/** A catalog-like entry for a model that exists only in the store (imported or pulled under its own id). */
+export function entryFromRecord (r: ModelRecord): ModelEntry {
+  if (r.skillset === undefined) throw new ConfigError(`model ${r.id} in the store has no skillset: import it again with --skillset`)
+  const names = new Set(r.files.map((f) => f.path))
+  const dtypes = DTYPE_FILES.filter(([f]) => names.has(f)).map(([, d]) => d)
+  if (dtypes.length === 0) throw new ConfigError(`model ${r.id} in the store has no onnx/model*.onnx file`)
+  const bytes = r.files.reduce((s, f) => s + f.size, 0)
+  return { id: r.id, skillset: r.skillset, source: { kind: 'hub', repo: r.id }, dtypes, sizeMB: Math.max(1, Math.round(bytes / 1e6)), cid: r.cid }
 }
 
-/** Make the model's files ready on disk; returns transformers.js's localModelPath. */
-async function ensureFiles (entry: ModelEntry, dataDir: string, log: Logger): Promise<string> {
-  const root = modelsRoot(dataDir)
+/** Which models to serve: the configured ids (catalog, else the store), else each built skillset's offline default. */
+export async function selectModels (configured: readonly string[], catalog: ModelCatalog, models: ModelStore, built: readonly SkillsetName[]): Promise<ModelEntry[]> {
+  if (configured.length === 0) return built.map((s) => catalog.offlineDefault(s)).filter((m): m is ModelEntry => m !== undefined)
+  return await Promise.all(configured.map(async (id) => {
+    const known = catalog.find(id)
+    if (known !== undefined) return known
+    const record = await models.find(id)
+    if (record === undefined) throw new ModelNotFoundError(`unknown model "${id}": not in models.json (${catalog.models.map((m) => m.id).join(', ')}) nor in this node's store: import it with \`ipfs-accelerate models import DIR --id ${id} --skillset S\` or pull it with \`models pull\``)
+    return entryFromRecord(record)
+  }))
+}
+
+export interface EnsureContext {
+  models: ModelStore
+  dataDir: string
+  /** Peers to ask first for weights this node lacks (bootstrap addresses). */
+  peers: string[]
+  log: Logger
+}
+
+/**
+ * Make a model's weights whole in the store and return where they are:
+ * already here → pull from peers (by CID, or by id) → for a generated
+ * model, generate and import it (every host generates the same bytes, so
+ * the same CID).
+ */
+export async function ensureModel (entry: ModelEntry, ctx: EnsureContext): Promise<StoredModelLocation> {
+  const { models, log } = ctx
+  const record = await models.find(entry.id)
+  if (record !== undefined && await models.holds(parseRoot(record.cid))) return await models.locate(entry.id)
+  const ref = entry.cid ?? entry.id
+  let pullError: unknown
+  if (entry.source.kind !== 'generated' || entry.cid !== undefined) {
+    try {
+      let last = 0
+      const res = await models.pull(ref, {
+        id: entry.id,
+        skillset: entry.skillset,
+        peers: ctx.peers,
+        onProgress: (p) => {
+          if (p.bytes - last < 32 * 1024 * 1024) return
+          last = p.bytes
+          log.info(`fetching ${entry.id}: ${(p.bytes / 1e6).toFixed(0)}${p.totalBytes === undefined ? '' : ` of ${(p.totalBytes / 1e6).toFixed(0)}`} MB`, { phase: p.phase })
+        }
+      })
+      log.info(`${entry.id} fetched from peers`, { cid: res.record.cid, MB: (res.fetched.bytes / 1e6).toFixed(1), ms: res.fetched.totalMs, via: res.fetched.via })
+      return await models.locate(entry.id)
+    } catch (err) {
+      pullError = err
+      log.info(`${entry.id}: no peer could give it`, { error: errorMessage(err) })
+    }
+  }
   if (entry.source.kind === 'generated') {
+    const staging = join(ctx.dataDir, 'staging')
+    await mkdir(staging, { recursive: true })
     let lastStep = ''
-    await ensureGeneratedModel(entry, root, {
+    const dir = await ensureGeneratedModel(entry, staging, {
       onProgress: (p) => {
         if (p.step !== lastStep) log.info(`generating ${entry.id}: ${p.step}`, { detail: p.detail })
         lastStep = p.step
       }
     })
-    return root
+    const imported = await models.importDir(dir, { id: entry.id, skillset: entry.skillset })
+    await rm(dir, { recursive: true, force: true })
+    log.info(`${entry.id} generated and imported`, { cid: imported.cid })
+    return await models.locate(entry.id)
   }
-  throw new ModelNotFoundError(`model ${entry.id} comes from the Hugging Face hub (${entry.source.repo}), and this node has no copy of it: import it with \`ipfs-accelerate models import DIR --id ${entry.id}\` or pull it from a peer with \`ipfs-accelerate models pull ${entry.id}\``)
+  throw new ModelNotFoundError(`model ${entry.id} (${entry.source.repo}) is not in this node's store and no peer gave it (${errorMessage(pullError)}): on a host that has it, run \`ipfs-accelerate models import DIR --id ${entry.id} --skillset ${entry.skillset}\`, then start this node with --bootstrap to that host`, { cause: pullError })
 }
 
-export async function startServedModel (entry: ModelEntry, plan: ExecutionPlan, config: Readonly<NodeConfig>, log: Logger): Promise<ServedModel> {
+function parseRoot (cid: string): Parameters<ModelStore['holds']>[0] {
+  return CID.parse(cid)
+}
+
+export async function startServedModel (entry: ModelEntry, plan: ExecutionPlan, location: StoredModelLocation, config: Readonly<NodeConfig>, log: Logger): Promise<ServedModel> {
   const skillset = getSkillset(entry.skillset)
-  const localModelPath = await ensureFiles(entry, config.dataDir, log)
+  // transformers.js reads every file through the store's reader; the local path stays empty.
+  const localModelPath = join(config.dataDir, 'store', 'no-local-files')
   const threads: InferenceThread[] = []
   const t0 = performance.now()
   try {
     for (let i = 0; i < config.scheduler.threadsPerModel; i++) {
-      const thread = new InferenceThread({ skillset: entry.skillset, model: { id: entry.id, localModelPath }, plan }, log)
+      const thread = new InferenceThread({ skillset: entry.skillset, model: { id: entry.id, localModelPath, store: { blocksDir: location.blocksDir, cid: location.cid, files: location.files } }, plan }, log)
       threads.push(thread)
       await thread.start()
     }
@@ -65,11 +146,5 @@ export async function startServedModel (entry: ModelEntry, plan: ExecutionPlan, 
     maxQueuedJobs: config.scheduler.maxQueuedJobs,
     log
   })
-  return { entry, plan, skillset, queue, threads, randomWeights: entry.source.kind === 'generated', loadMs: performance.now() - t0 }
-}
-
-/** Which models to serve: the configured ids, else each built skillset's offline default. */
-export function selectModels (configured: readonly string[], catalog: { get(id: string): ModelEntry, offlineDefault(s: SkillsetName): ModelEntry | undefined }, built: readonly SkillsetName[]): ModelEntry[] {
-  if (configured.length > 0) return configured.map((id) => catalog.get(id))
-  return built.map((s) => catalog.offlineDefault(s)).filter((m): m is ModelEntry => m !== undefined)
+  return { entry, plan, skillset, queue, threads, cid: location.cid, randomWeights: entry.source.kind === 'generated', loadMs: performance.now() - t0 }
 }

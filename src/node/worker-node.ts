@@ -25,13 +25,16 @@ import { libp2pOptions } from '../p2p/libp2p.ts'
 import { JobWorker } from '../p2p/job-worker.ts'
 import type { JobHandler } from '../p2p/job-worker.ts'
 import type { Offer } from '../p2p/messages.ts'
-import { createStoreHelia } from '../store/helia.ts'
-import type { StoreHelia } from '../store/helia.ts'
+import { createContentStore } from '../store/content-store.ts'
+import type { ContentStore } from '../store/content-store.ts'
+import { storeRoutes } from '../store/http-api.ts'
+import { EmbedCache } from './embed-cache.ts'
+import type { EmbedInput, EmbedOutput } from '../../skillsets/embed/index.ts'
 import { createGateway, listen, sendJson } from '../gateway/http.ts'
 import type { ListeningGateway } from '../gateway/http.ts'
 import { readLiveNodeFile, removeNodeFile, writeNodeFile } from './node-file.ts'
 import type { NodeFile } from './node-file.ts'
-import { selectModels, startServedModel } from './served-models.ts'
+import { ensureModel, selectModels, startServedModel } from './served-models.ts'
 import type { ServedModel } from './served-models.ts'
 
 const log = forComponent('ipfs-accelerate:node')
@@ -45,7 +48,9 @@ export interface WorkerNodeInfo {
 
 export class WorkerNode implements JobHandler {
   readonly config: Readonly<NodeConfig>
-  private helia: StoreHelia | undefined
+  private store: ContentStore | undefined
+  private held: Array<{ id: string, cid: string }> = []
+  private embedCache: EmbedCache | undefined
   private jobWorker: JobWorker | undefined
   private adverts: Adverts | undefined
   private dialer: AutoDialer | undefined
@@ -61,9 +66,10 @@ export class WorkerNode implements JobHandler {
     this.config = config
   }
 
-  get libp2p (): StoreHelia['libp2p'] {
-    if (this.helia === undefined) throw new ConfigError('the node is not started')
-    return this.helia.libp2p
+  get libp2p (): NonNullable<ContentStore['libp2p']> {
+    const libp2p = this.store?.libp2p
+    if (libp2p === undefined) throw new ConfigError('the node is not started')
+    return libp2p
   }
 
   async start (): Promise<WorkerNodeInfo> {
@@ -89,7 +95,41 @@ export class WorkerNode implements JobHandler {
   private async startParts (): Promise<void> {
     const cfg = this.config
     const catalog = await loadCatalog(cfg.catalog)
-    const entries = selectModels(cfg.models, catalog, Object.keys(SKILLSETS) as SkillsetName[])
+    const privateKey = await loadOrCreateIdentity(cfg.dataDir)
+    const store = await createContentStore({ dataDir: cfg.dataDir, libp2p: libp2pOptions({ privateKey, listen: cfg.listen, bootstrap: cfg.bootstrap, mdns: cfg.mdns }), catalog, cacheBudgetMB: cfg.store.cacheBudgetMB })
+    this.store = store
+    try {
+      await store.start()
+    } catch (err) {
+      throw listenError(err, cfg.listen)
+    }
+    const libp2p = store.libp2p!
+    this.dialer = autoDial(libp2p, log)
+    // Adverts start before the models load: peers learn which weights we hold at once.
+    this.held = await store.models.heldRoots()
+    this.adverts = new Adverts({
+      libp2p,
+      log: log.child('adverts'),
+      build: () => this.advertBody(),
+      intervalMs: cfg.adverts.intervalMs,
+      onAdvert: (p) => {
+        const addrs = p.advert.addrs.map((a) => multiaddr(a))
+        this.dialer?.dial(addrs)
+        const cids = [...p.advert.models.map((m) => m.cid), ...p.advert.held.map((h) => h.cid)].filter((c): c is string => c !== undefined)
+        store.providers.setFromAdvert(p.peerId, [...new Set(cids)], { multiaddrs: addrs, ttlMs: p.advert.ttlMs })
+      },
+      onLeave: (peerId) => { store.providers.removePeer(peerId) }
+    })
+    this.adverts.start()
+
+    // `--models` may name models that only peers hold: pull them first (bootstrap peers, then any connected).
+    for (const id of cfg.models) {
+      if (catalog.find(id) !== undefined || await store.models.find(id) !== undefined) continue
+      log.info(`${id} is not in models.json nor in this store: asking peers`)
+      const res = await store.models.pull(id, { peers: cfg.bootstrap, id })
+      log.info(`${id} fetched from peers`, { cid: res.record.cid, MB: (res.fetched.bytes / 1e6).toFixed(1), ms: res.fetched.totalMs, via: res.fetched.via })
+    }
+    const entries = await selectModels(cfg.models, catalog, store.models, Object.keys(SKILLSETS) as SkillsetName[])
     if (entries.length === 0) throw new ConfigError('no model to serve: list model ids in `models` (config) or --models')
     for (const e of entries) {
       if (!(e.skillset in SKILLSETS)) throw new ConfigError(`model ${e.id} needs the \`${e.skillset}\` skillset, which this version does not have yet`)
@@ -104,35 +144,23 @@ export class WorkerNode implements JobHandler {
       log.info(`${p.modelId}: runs on ${p.device} (${p.provider}, ${p.dtype}, ${p.intraOpThreads} threads)`, { why: p.reasons.join('; ') })
     }
 
-    const privateKey = await loadOrCreateIdentity(cfg.dataDir)
-    this.helia = await createStoreHelia({ dataDir: cfg.dataDir, libp2p: libp2pOptions({ privateKey, listen: cfg.listen, bootstrap: cfg.bootstrap, mdns: cfg.mdns }) })
-    try {
-      await this.helia.start()
-    } catch (err) {
-      const msg = errorMessage(err)
-      const inUse = /EADDRINUSE[^\n]*?(\d+\.\d+\.\d+\.\d+:\d+|\[[^\]]+\]:\d+)/.exec(msg)
-      if (inUse !== null) throw new ConfigError(`cannot listen on ${inUse[1] ?? 'the configured address'}: the port is in use (another node?): stop that process, or pass --listen with another port, e.g. /ip4/0.0.0.0/tcp/0`, { cause: err })
-      if (/EADDRNOTAVAIL|EACCES/.test(msg)) throw new ConfigError(`cannot listen on ${cfg.listen.join(', ')}: ${msg.split('\n').find((l) => /EADDRNOTAVAIL|EACCES/.test(l))?.trim() ?? msg}: pass --listen with an address of this host`, { cause: err })
-      throw err
-    }
-    const libp2p = this.helia.libp2p
-    this.dialer = autoDial(libp2p, log)
-
     for (const [i, entry] of entries.entries()) {
-      const model = await startServedModel(entry, plans[i]!, cfg, log)
+      const location = await ensureModel(entry, { models: store.models, dataDir: cfg.dataDir, peers: cfg.bootstrap, log })
+      this.held = await store.models.heldRoots()
+      const model = await startServedModel(entry, plans[i]!, location, cfg, log)
       this.served.set(entry.id, model)
       if (!this.defaults.has(entry.skillset)) this.defaults.set(entry.skillset, entry.id)
       if (model.randomWeights) log.warn(`${entry.id} has RANDOM weights (generated offline, no model hub here): its outputs exercise the swarm but mean nothing`)
-      log.info(`${entry.id} loaded`, { ms: Math.round(model.loadMs) })
+      log.info(`${entry.id} loaded from the store`, { cid: model.cid, ms: Math.round(model.loadMs) })
     }
 
+    this.embedCache = cfg.store.embeddingCache ? new EmbedCache(store.cache, log.child('embed-cache')) : undefined
     this.jobWorker = new JobWorker({ libp2p, handler: this, skillsets: [...this.defaults.keys()], log: log.child('jobs') })
-    this.adverts = new Adverts({ libp2p, log: log.child('adverts'), build: () => this.advertBody(), intervalMs: cfg.adverts.intervalMs, onAdvert: (p) => { this.dialer?.dial(p.advert.addrs.map((a) => multiaddrOf(a))) } })
     this.jobWorker.start()
-    this.adverts.start()
+    this.adverts.publishSoon()
     if (cfg.http !== false) {
       const http = cfg.http
-      this.gateway = await listen(createGateway(this.routes(), log.child('http')), http).catch((err: unknown) => {
+      this.gateway = await listen(createGateway([...this.routes(), ...storeRoutes(store.models)], log.child('http')), http).catch((err: unknown) => {
         throw new ConfigError(`cannot serve HTTP on ${http}: ${errorMessage(err)}: pass --http with another HOST:PORT, or --http off`, { cause: err })
       })
     }
@@ -140,7 +168,7 @@ export class WorkerNode implements JobHandler {
 
   private routes (): Parameters<typeof createGateway>[0] {
     return [
-      { method: 'GET', path: '/healthz', handler: (_req, res) => { sendJson(res, this.started ? 200 : 503, { status: this.started ? 'ok' : 'starting', peerId: this.helia?.libp2p.peerId.toString(), peers: this.helia?.libp2p.getPeers().length ?? 0, queueDepth: this.queueDepth(), models: this.info().models, jobs: this.jobWorker?.stats }) } }
+      { method: 'GET', path: '/healthz', handler: (_req, res) => { sendJson(res, this.started ? 200 : 503, { status: this.started ? 'ok' : 'starting', peerId: this.store?.libp2p?.peerId.toString(), peers: this.store?.libp2p?.getPeers().length ?? 0, queueDepth: this.queueDepth(), models: this.info().models, jobs: this.jobWorker?.stats }) } }
     ]
   }
 
@@ -156,13 +184,14 @@ export class WorkerNode implements JobHandler {
       models: [...this.served.values()].map((m) => ({
         id: m.entry.id,
         skillset: m.entry.skillset,
-        ...(m.entry.cid === undefined ? {} : { cid: m.entry.cid }),
+        cid: m.cid,
         provider: m.plan.provider,
         dtype: m.plan.dtype,
         device: m.plan.device,
         loaded: true,
         ...(m.queue.throughput === undefined ? {} : { throughput: m.queue.throughput })
       })),
+      held: this.held.slice(0, 256),
       queueDepth: this.queueDepth(),
       addrs: this.libp2p.getMultiaddrs().slice(0, 16).map(String),
       ...(this.gateway === undefined ? {} : { httpUrl: this.gateway.url })
@@ -171,8 +200,8 @@ export class WorkerNode implements JobHandler {
 
   info (): WorkerNodeInfo {
     return {
-      peerId: this.helia?.libp2p.peerId.toString() ?? '',
-      multiaddrs: this.helia === undefined ? [] : this.helia.libp2p.getMultiaddrs().map(String),
+      peerId: this.store?.libp2p?.peerId.toString() ?? '',
+      multiaddrs: this.store?.libp2p?.getMultiaddrs().map(String) ?? [],
       httpUrl: this.gateway?.url ?? null,
       models: [...this.served.values()].map((m) => ({ id: m.entry.id, skillset: m.entry.skillset, provider: m.plan.provider, dtype: m.plan.dtype, device: m.plan.device, randomWeights: m.randomWeights }))
     }
@@ -195,6 +224,14 @@ export class WorkerNode implements JobHandler {
     if (m === undefined) throw new ModelNotFoundError(`this node does not serve ${offer.model ?? offer.skillset}`)
     const input = m.skillset.parseInput(assign.input)
     if (m.skillset.cost(input) !== offer.cost) throw new InvalidInputError(`the offer announced ${offer.cost} cost units, the input has ${m.skillset.cost(input)}`)
+    if (this.embedCache !== undefined && m.entry.skillset === 'embed') {
+      const res = await this.embedCache.run(m.cid, input as EmbedInput, async (misses) => {
+        const o = await m.queue.submit(misses, offer.deadline)
+        return { output: o.output as EmbedOutput, queueMs: o.queueMs, runMs: o.runMs, batchSize: o.batchSize }
+      })
+      const t = res.computed ?? { queueMs: 0, runMs: 0, batchSize: 1 }
+      return { model: m.entry.id, output: m.skillset.encodeOutput(res.output), timings: { ...t, cacheHit: res.cachedItems === (input as EmbedInput).texts.length, cachedItems: res.cachedItems } }
+    }
     const outcome = await m.queue.submit(input, offer.deadline)
     return {
       model: m.entry.id,
@@ -218,11 +255,20 @@ export class WorkerNode implements JobHandler {
     await Promise.all([...this.served.values()].flatMap((m) => m.threads.map(async (t) => { await t.stop() })))
     this.served.clear()
     this.dialer?.stop()
-    await this.helia?.stop()
+    await this.store?.stop()
     if (this.started) await removeNodeFile(this.config.dataDir)
     this.started = false
     log.info('stopped')
   }
+}
+
+/** A listen failure as a one-line ConfigError that says what to do. */
+function listenError (err: unknown, listen: readonly string[]): unknown {
+  const msg = errorMessage(err)
+  const inUse = /EADDRINUSE[^\n]*?(\d+\.\d+\.\d+\.\d+:\d+|\[[^\]]+\]:\d+)/.exec(msg)
+  if (inUse !== null) return new ConfigError(`cannot listen on ${inUse[1] ?? 'the configured address'}: the port is in use (another node?): stop that process, or pass --listen with another port, e.g. /ip4/0.0.0.0/tcp/0`, { cause: err })
+  if (/EADDRNOTAVAIL|EACCES/.test(msg)) return new ConfigError(`cannot listen on ${listen.join(', ')}: ${msg.split('\n').find((l) => /EADDRNOTAVAIL|EACCES/.test(l))?.trim() ?? msg}: pass --listen with an address of this host`, { cause: err })
+  return err
 }
 
 /** Apply a configured dtype over the plan's choice; the model must offer it. */

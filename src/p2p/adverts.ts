@@ -25,6 +25,8 @@ export interface AdvertsInit {
   intervalMs?: number
   /** Called for each fresh advert (e.g. to dial the sender). */
   onAdvert?: (peer: PeerAdvert) => void
+  /** Called when a peer says it leaves. */
+  onLeave?: (peerId: string) => void
 }
 
 export class Adverts {
@@ -106,6 +108,7 @@ export class Adverts {
     const peerId = msg.from.toString()
     if (advert.leaving) {
       this.table.delete(peerId)
+      this.init.onLeave?.(peerId)
       return
     }
     const prev = this.table.get(peerId)

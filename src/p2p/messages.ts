@@ -61,7 +61,10 @@ export const timingsSchema = z.strictObject({
   queueMs: z.number().nonnegative(),
   runMs: z.number().nonnegative(),
   batchSize: z.number().int().min(1),
-  cacheHit: z.boolean().optional()
+  /** Every item came from an embedding cache. */
+  cacheHit: z.boolean().optional(),
+  /** Items answered from a cache. */
+  cachedItems: z.number().int().nonnegative().optional()
 })
 
 /** Stream, worker → client: the outcome. */
@@ -111,6 +114,8 @@ export const advertSchema = z.strictObject({
     /** Measured items per second, where known. */
     throughput: z.number().nonnegative().optional()
   })).max(256),
+  /** Models whose whole weights this node holds (pinned), served or not: sources for pulls. */
+  held: z.array(z.strictObject({ id: modelIdSchema, cid: z.string().max(200) })).max(256),
   queueDepth: z.number().int().nonnegative(),
   /** Where to dial the sender (each ends in /p2p/<peer id>). */
   addrs: z.array(z.string().max(300)).max(16),

@@ -7,6 +7,7 @@ import type { TransferListItem } from 'node:worker_threads'
 import { getSkillset } from '../../skillsets/index.ts'
 import type { SkillsetRunner } from '../interfaces/index.ts'
 import { errorCode, errorMessage } from '../errors.ts'
+import { openModelReader, transformersCache } from '../store/model-reader.ts'
 import type { FromThread, ThreadInit, ToThread } from './thread-protocol.ts'
 
 const port = parentPort
@@ -29,9 +30,19 @@ function transferables (outputs: unknown[]): ArrayBuffer[] {
   return [...seen]
 }
 
+/** Serve the model's files to transformers.js from the content store: no second copy on disk. */
+async function useStore (model: ThreadInit['model']): Promise<void> {
+  if (model.store === undefined) return
+  const reader = await openModelReader({ blocksDir: model.store.blocksDir, root: model.store.cid, id: model.id, files: model.store.files })
+  const { env } = await import('@huggingface/transformers')
+  env.useCustomCache = true
+  env.customCache = transformersCache(reader, model.id)
+}
+
 let runner: SkillsetRunner | undefined
 const t0 = performance.now()
 try {
+  await useStore(init.model)
   runner = await getSkillset(init.skillset).load(init.model, init.plan)
   post({ type: 'ready', loadMs: performance.now() - t0 })
 } catch (err) {

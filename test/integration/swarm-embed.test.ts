@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { getSkillset } from '../../skillsets/index.ts'
 import type { ExecutionPlan, SkillsetRunner } from '../../src/interfaces/index.ts'
-import { ROOT, runProc, startWorker, stopProc } from '../helpers/procs.ts'
+import { CLI, ROOT, runProc, startWorker, stopProc, tempDir } from '../helpers/procs.ts'
 import type { WorkerProc } from '../helpers/procs.ts'
 
 const MODEL = 'demo/tiny-random'
@@ -61,8 +61,12 @@ test('30 jobs through the swarm: each once, correct, spread over workers', async
   const health = (await (await fetch(`${workers[0]!.httpUrl}/healthz`)).json()) as { models: Array<{ id: string, dtype: string }> }
   const dtype = health.models.find((m) => m.id === MODEL)!.dtype
   const plan: ExecutionPlan = { modelId: MODEL, device: 'cpu', provider: 'cpu', dtype: dtype as ExecutionPlan['dtype'], intraOpThreads: 1, reasons: [], fallbacks: [] }
+  // The weights the worker serves, exported from its store by the CLI (through the running node).
+  const exported = await tempDir('ia-export-')
+  const exp = await runProc([CLI, 'models', 'export', MODEL, join(exported, MODEL), '--data-dir', workers[0]!.dataDir, '--quiet'], { timeoutMs: 60_000 })
+  assert.equal(exp.code, 0, exp.stderr)
   const skillset = getSkillset('embed')
-  const runner = await skillset.load({ id: MODEL, localModelPath: join(workers[0]!.dataDir, 'models') }, plan) as SkillsetRunner
+  const runner = await skillset.load({ id: MODEL, localModelPath: exported }, plan) as SkillsetRunner
   try {
     let maxDiff = 0
     for (const [i, r] of out.results.entries()) {

@@ -20,6 +20,8 @@ export function startFlags (args: ParsedArgs): Record<string, unknown> {
   if (device !== undefined) flags.device = device
   const dtype = str(args, 'dtype')
   if (dtype !== undefined) flags.dtype = dtype
+  const embedCache = bool(args, 'embed-cache')
+  if (embedCache !== undefined) flags.store = { embeddingCache: embedCache }
   const logLevel = str(args, 'log-level')
   if (logLevel !== undefined) flags.logLevel = logLevel
   return flags
@@ -48,6 +50,8 @@ Options:
   --device DEV          auto, cpu, cuda, cuda:N, tensorrt or webgpu (default auto)
   --dtype DTYPE         weight format: auto, fp32, fp16, q8, ... (default auto:
                         the hardware plan chooses; the model must offer it)
+  --no-embed-cache      compute every embedding: do not look in this node's or
+                        peers' embedding caches, and store nothing there
   --config FILE         a JSON or YAML config file (env IPFS_ACCELERATE_CONFIG)
   --log-level LEVEL     error, warn, info or debug
   --json                print the ready line as one JSON object
@@ -64,6 +68,7 @@ Settings merge as: config file < IPFS_ACCELERATE_* environment < flags.
     models: { type: 'string' },
     device: { type: 'string' },
     dtype: { type: 'string' },
+    'embed-cache': { type: 'boolean' },
     config: { type: 'string' },
     'log-level': { type: 'string' },
     json: { type: 'boolean' }
