@@ -15,6 +15,7 @@ import { mdns } from '@libp2p/mdns'
 import { tcp } from '@libp2p/tcp'
 import type { Libp2pOptions } from 'libp2p'
 import { MemoryDatastore } from 'datastore-core'
+import { nativeNoiseCrypto } from './noise-crypto.ts'
 import { ADVERTS_TOPIC, MAX_GOSSIP_BYTES, jobsTopic } from './protocol.ts'
 import { SKILLSET_NAMES } from '../interfaces/index.ts'
 
@@ -46,7 +47,8 @@ export function libp2pOptions (init: Libp2pInit): Libp2pOptions<NodeServices> {
     datastore: new MemoryDatastore(),
     addresses: { listen: init.listen },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    // Native ChaCha20-Poly1305 with cached keys: noise's default rebuilt the key every frame.
+    connectionEncrypters: [noise({ crypto: nativeNoiseCrypto })],
     streamMuxers: [yamux()],
     peerDiscovery,
     connectionManager: { maxConnections: 512 },

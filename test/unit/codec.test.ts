@@ -58,7 +58,7 @@ test('adverts validate their hardware summary and addresses', () => {
     v: 1, t: 'advert', seq: 0, ttlMs: 15000, leaving: false,
     hardware: { cpu: { model: 'x', physicalCores: 1, logicalCores: 2, flags: ['avx2'] }, memoryTotalMB: 1000, gpus: [], providers: ['cpu'] },
     models: [{ id: 'demo/tiny-random', skillset: 'embed', provider: 'cpu', dtype: 'fp32', device: 'cpu', loaded: true }],
-    queueDepth: 0, addrs: ['/ip4/127.0.0.1/tcp/1/p2p/12D3KooWAvyrjuWTVJoDJ3ep4YBXhnHAAGGKRU4fQvoff425THaV']
+    held: [{ id: 'demo/tiny-random', cid: 'bafyfake' }], queueDepth: 0, addrs: ['/ip4/127.0.0.1/tcp/1/p2p/12D3KooWAvyrjuWTVJoDJ3ep4YBXhnHAAGGKRU4fQvoff425THaV']
   }
   assert.deepEqual(decodeMessage(encode(advert), advertSchema, MAX_GOSSIP_BYTES), advert)
   assert.throws(() => decodeMessage(encode({ ...advert, ttlMs: 5 }), advertSchema, MAX_GOSSIP_BYTES), { code: 'ERR_PROTOCOL' })
