@@ -42,9 +42,14 @@ const { values } = parseArgs({
     mb: { type: 'string', default: '256' },
     rounds: { type: 'string', default: '3' },
     variants: { type: 'string', default: 'default,native' },
-    'timeout-s': { type: 'string', default: '180' }
+    'timeout-s': { type: 'string', default: '180' },
+    help: { type: 'boolean', short: 'h' }
   }
 })
+if (values.help === true) {
+  process.stdout.write('Usage: node bench/noise-crypto.ts [--mb 256] [--rounds 3] [--variants default,native] [--timeout-s 180]\nStreams MB megabytes over one libp2p stream between two processes on 127.0.0.1 with each noise crypto; prints MB/s and the ratio, writes JSON to bench/results/.\n')
+  process.exit(0)
+}
 
 async function startNode (variant: string): Promise<Libp2p> {
   if (!(variant in VARIANTS)) throw new Error(`unknown crypto variant ${variant}`)
