@@ -1,6 +1,7 @@
 /**
  * The models a node serves: their weights made ready in the content store
- * (already there, pulled from peers, or generated and imported), their
+ * (already there, pulled from peers, generated and imported, or downloaded
+ * from the hub once and imported), their
  * inference threads started with files read from the store, one batching
  * queue each.
  */
@@ -8,6 +9,7 @@ import { mkdir, rm } from 'node:fs/promises'
 import { CID } from 'multiformats/cid'
 import { join } from 'node:path'
 import { ensureGeneratedModel } from '../models/generate/index.ts'
+import { downloadFromHub } from '../models/hub.ts'
 import { getSkillset } from '../../skillsets/index.ts'
 import type { Dtype, ExecutionPlan, ModelEntry, Skillset, SkillsetName } from '../interfaces/index.ts'
 import { ConfigError, ModelNotFoundError, errorMessage } from '../errors.ts'
@@ -65,6 +67,8 @@ export interface EnsureContext {
   dataDir: string
   /** Peers to ask first for weights this node lacks (bootstrap addresses). */
   peers: string[]
+  /** The planned dtype: the one ONNX file a hub download fetches. */
+  dtype: Dtype
   log: Logger
 }
 
@@ -72,7 +76,7 @@ export interface EnsureContext {
  * Make a model's weights whole in the store and return where they are:
  * already here → pull from peers (by CID, or by id) → for a generated
  * model, generate and import it (every host generates the same bytes, so
- * the same CID).
+ * the same CID) → for a hub model, download it from the hub once and import it.
  */
 export async function ensureModel (entry: ModelEntry, ctx: EnsureContext): Promise<StoredModelLocation> {
   const { models, log } = ctx
@@ -115,7 +119,30 @@ export async function ensureModel (entry: ModelEntry, ctx: EnsureContext): Promi
     log.info(`${entry.id} generated and imported`, { cid: imported.cid })
     return await models.locate(entry.id)
   }
-  throw new ModelNotFoundError(`model ${entry.id} (${entry.source.repo}) is not in this node's store and no peer gave it (${errorMessage(pullError)}): on a host that has it, run \`ipfs-accelerate models import DIR --id ${entry.id} --skillset ${entry.skillset}\`, then start this node with --bootstrap to that host`, { cause: pullError })
+  // No peer has it: download it from the hub once; from then on this node is a source for its peers.
+  const staging = join(ctx.dataDir, 'staging', `hub-${process.pid}`)
+  try {
+    log.info(`${entry.id}: no peer holds it, downloading it from the hub once`, { repo: entry.source.repo, dtype: ctx.dtype })
+    let last = 0
+    const dir = await downloadFromHub({
+      repo: entry.source.repo,
+      ...(entry.source.revision === undefined ? {} : { revision: entry.source.revision }),
+      dtype: ctx.dtype,
+      dest: join(staging, entry.id),
+      onProgress: (p) => {
+        if (p.bytes - last < 32 * 1024 * 1024) return
+        last = p.bytes
+        log.info(`downloading ${entry.id} ${p.file}: ${(p.bytes / 1e6).toFixed(0)}${p.totalBytes === undefined ? '' : ` of ${(p.totalBytes / 1e6).toFixed(0)}`} MB`)
+      }
+    })
+    const imported = await models.importDir(dir, { id: entry.id, skillset: entry.skillset })
+    log.info(`${entry.id} downloaded from the hub and imported`, { cid: imported.cid })
+    return await models.locate(entry.id)
+  } catch (err) {
+    throw new ModelNotFoundError(`model ${entry.id} is not in this node's store, no peer gave it (${errorMessage(pullError)}), and the hub download failed (${errorMessage(err)}): on a host that has it, run \`ipfs-accelerate models import DIR --id ${entry.id} --skillset ${entry.skillset}\`, then start this node with --bootstrap to that host`, { cause: err })
+  } finally {
+    await rm(staging, { recursive: true, force: true })
+  }
 }
 
 function parseRoot (cid: string): Parameters<ModelStore['holds']>[0] {

@@ -145,7 +145,7 @@ export class WorkerNode implements JobHandler {
     }
 
     for (const [i, entry] of entries.entries()) {
-      const location = await ensureModel(entry, { models: store.models, dataDir: cfg.dataDir, peers: cfg.bootstrap, log })
+      const location = await ensureModel(entry, { models: store.models, dataDir: cfg.dataDir, peers: cfg.bootstrap, dtype: plans[i]!.dtype, log })
       this.held = await store.models.heldRoots()
       const model = await startServedModel(entry, plans[i]!, location, cfg, log)
       this.served.set(entry.id, model)

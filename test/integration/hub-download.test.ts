@@ -1,0 +1,68 @@
+/**
+ * A model no peer holds is downloaded from the hub once, imported, and then
+ * served to peers: a stand-in hub on 127.0.0.1 serves a generated model in
+ * the hub's URL layout and counts what it is asked.
+ */
+import { after, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createReadStream } from 'node:fs'
+import { stat, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { loadCatalog } from '../../src/models/catalog.ts'
+import { ensureGeneratedModel } from '../../src/models/generate/index.ts'
+import { startWorker, stopProc, tempDir } from '../helpers/procs.ts'
+import type { WorkerProc } from '../helpers/procs.ts'
+
+const procs: WorkerProc[] = []
+const requests: string[] = []
+const folder = await ensureGeneratedModel((await loadCatalog()).get('demo/tiny-random'), await tempDir('ia-hubsrc-'))
+const hub = createServer((req, res) => {
+  requests.push(req.url ?? '')
+  const m = /^\/acme\/tiny\/resolve\/main\/(.+)$/.exec(req.url ?? '')
+  const file = m?.[1] === undefined ? undefined : join(folder, m[1])
+  if (file === undefined || m![1]!.includes('..')) { res.writeHead(404).end(); return }
+  stat(file).then((s) => {
+    res.writeHead(200, { 'content-length': s.size })
+    createReadStream(file).pipe(res)
+  }, () => { res.writeHead(404).end() })
+})
+await new Promise<void>((resolve) => { hub.listen(0, '127.0.0.1', resolve) })
+const hubUrl = `http://127.0.0.1:${(hub.address() as AddressInfo).port}`
+after(async () => {
+  await Promise.all(procs.map(async (p) => await stopProc(p.proc)))
+  await new Promise((resolve) => { hub.close(resolve) })
+})
+
+test('downloaded from the hub once, then served to a peer that never asks the hub', async () => {
+  const catalogFile = join(await tempDir('ia-cat-'), 'models.json')
+  await writeFile(catalogFile, JSON.stringify({ version: 1, models: [{ id: 'acme/tiny', skillset: 'embed', source: { kind: 'hub', repo: 'acme/tiny' }, dtypes: ['fp32', 'q8'], sizeMB: 1 }] }))
+  const env = { IPFS_ACCELERATE_HUB_URL: hubUrl, IPFS_ACCELERATE_CATALOG: catalogFile }
+  const aDir = await tempDir('ia-a-')
+  const a = await startWorker({ dataDir: aDir, models: 'acme/tiny', dtype: 'fp32', env })
+  procs.push(a)
+  assert.match(a.stderr(), /acme\/tiny downloaded from the hub and imported/)
+  const onnx = requests.filter((r) => r.endsWith('.onnx'))
+  assert.deepEqual(onnx, ['/acme/tiny/resolve/main/onnx/model.onnx'], 'only the planned dtype is downloaded')
+  for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) assert.ok(requests.includes(`/acme/tiny/resolve/main/${f}`), f)
+  const seen = requests.length
+
+  // B has no copy and the same hub, but A holds the model: B pulls it from A.
+  const b = await startWorker({ models: 'acme/tiny', dtype: 'fp32', env, bootstrap: [a.multiaddrs[0]!] })
+  procs.push(b)
+  assert.match(b.stderr(), /acme\/tiny fetched from peers/)
+  assert.equal(requests.length, seen, 'B did not ask the hub')
+
+  // A restarted loads from its store.
+  assert.equal(await stopProc(a.proc), 0)
+  const a2 = await startWorker({ dataDir: aDir, models: 'acme/tiny', dtype: 'fp32', env })
+  procs.push(a2)
+  assert.equal(requests.length, seen, 'A restarted did not ask the hub again')
+})
+
+test('an unreachable hub and no peer: start fails with one line that says what to do', async () => {
+  const catalogFile = join(await tempDir('ia-cat-'), 'models.json')
+  await writeFile(catalogFile, JSON.stringify({ version: 1, models: [{ id: 'acme/absent', skillset: 'embed', source: { kind: 'hub', repo: 'acme/absent' }, dtypes: ['fp32'], sizeMB: 1 }] }))
+  await assert.rejects(startWorker({ models: 'acme/absent', dtype: 'fp32', env: { IPFS_ACCELERATE_HUB_URL: 'http://127.0.0.1:9', IPFS_ACCELERATE_CATALOG: catalogFile } }), /ERR_MODEL_NOT_FOUND: model acme\/absent is not in this node's store.*cannot reach the model hub.*models import DIR/)
+})
