@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util'
 import { getSkillset } from '../skillsets/index.ts'
 import type { ExecutionPlan, SkillsetRunner } from '../src/interfaces/index.ts'
 import { ClientNode } from '../src/node/client-node.ts'
-import { ROOT, startWorker, stopProc, tempDir } from '../test/helpers/procs.ts'
+import { CLI, ROOT, runProc, startWorker, stopProc, tempDir } from '../test/helpers/procs.ts'
 import { benchTexts, median, percentile, printTable } from './lib.ts'
 
 const { values: opts } = parseArgs({
@@ -51,7 +51,11 @@ const served = health.models[0]!
 // The direct path: the same skillset runner, same dtype and thread count, in this process.
 const skillset = getSkillset('embed')
 const plan: ExecutionPlan = { modelId: opts.model, device: 'cpu', provider: 'cpu', dtype: served.dtype as ExecutionPlan['dtype'], intraOpThreads: (await import('node:os')).availableParallelism(), reasons: [], fallbacks: [] }
-const runner = await skillset.load({ id: opts.model, localModelPath: join(dataDir, 'models') }, plan) as SkillsetRunner
+// The same weights the worker serves, exported from its store through the running node.
+const exported = join(dataDir, 'exported')
+const exp = await runProc([CLI, 'models', 'export', opts.model, join(exported, opts.model), '--data-dir', dataDir, '--quiet'], { timeoutMs: 120_000 })
+if (exp.code !== 0) throw new Error(`models export failed: ${exp.stderr}`)
+const runner = await skillset.load({ id: opts.model, localModelPath: exported }, plan) as SkillsetRunner
 const input = (t: string[]): unknown => skillset.parseInput({ texts: t })
 
 async function direct (batch: number): Promise<number> {
