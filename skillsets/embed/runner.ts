@@ -46,6 +46,9 @@ function pipelineOptions (plan: ExecutionPlan): Record<string, unknown> {
   const device = DEVICES[plan.provider]
   if (plan.provider === 'tensorrt') log.warn('transformers.js has no TensorRT device: running the model on CUDA', { model: plan.modelId })
   const sessionOptions: Record<string, unknown> = { intraOpNumThreads: plan.intraOpThreads }
+  // ONNX Runtime's CPU threads spin-wait after each run by default, taking the
+  // cores the node's event loop (libp2p, HTTP) and other sessions need.
+  if (device === 'cpu') sessionOptions.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } }
   if (device === 'cuda' && plan.gpuIndex !== undefined) sessionOptions.executionProviders = [{ name: 'cuda', deviceId: plan.gpuIndex }]
   return { dtype: plan.dtype, device, session_options: sessionOptions }
 }
