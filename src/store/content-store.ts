@@ -17,6 +17,10 @@ import { createOfflineHelia, createStoreHelia, storePaths } from './helia.ts'
 import type { StorePaths } from './helia.ts'
 import { ModelStore } from './model-store.ts'
 import { ProviderTable } from './providers.ts'
+import { errorMessage } from '../errors.ts'
+import { forComponent } from '../logger.ts'
+
+const log = forComponent('ipfs-accelerate:store')
 
 export interface ContentStoreInit {
   dataDir: string
@@ -120,7 +124,8 @@ export async function createContentStore (init: ContentStoreInit): Promise<Conte
         await cache.start()
         started = true
       } catch (err) {
-        for (const stop of stops.reverse()) await stop().catch(() => undefined) // already failing: report the first error
+        // already failing: the first error is the one thrown; later ones are logged
+        for (const stop of stops.reverse()) await stop().catch((e: unknown) => { log.warn('cleanup after a failed start failed too', { error: errorMessage(e) }) })
         throw err
       }
     },
