@@ -83,3 +83,11 @@ test('a second node on the same data dir is refused', async () => {
     await stopProc(w.proc)
   }
 })
+
+test('forcing a device this host lacks is a start-up error, never a silent CPU run', async () => {
+  const dir = await tempDir('ia-cli-')
+  const r = await runProc([CLI, 'start', '--device', 'cuda', '--data-dir', dir, '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--http', 'off', '--models', 'demo/tiny-random'], { timeoutMs: 60_000 })
+  assert.equal(r.code, 1)
+  assert.match(r.stderr, /^error ERR_DEVICE_UNAVAILABLE: model demo\/tiny-random: device "cuda" was requested, but .*Run `ipfs-accelerate hardware`/m)
+  await assert.rejects(readFile(join(dir, 'node.json')), { code: 'ENOENT' })
+})
