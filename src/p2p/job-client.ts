@@ -6,15 +6,16 @@
  * job's result is accepted once.
  */
 import { randomBytes } from 'node:crypto'
+import { z } from 'zod'
 import type { Libp2p, Stream } from '@libp2p/interface'
 import { AccelerateError, JobFailedError, JobTimeoutError, NoWorkerError, ProtocolError } from '../errors.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
 import type { Logger } from '../logger.ts'
 import type { Adverts } from './adverts.ts'
 import { encodeMessage } from './codec.ts'
-import { FrameStream } from './framing.ts'
+import { JobChannel } from './job-channel.ts'
 import type { NodeServices } from './libp2p.ts'
-import { bidSchema, workerOutcomeSchema } from './messages.ts'
+import { bidSchema, errorSchema, resultSchema, workerOutcomeSchema } from './messages.ts'
 import type { Bid, Offer, Result } from './messages.ts'
 import { JOB_PROTOCOL, MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from './protocol.ts'
 
@@ -49,7 +50,11 @@ export interface JobClientInit {
   reofferMs?: number
 }
 
-interface PendingBid { bid: Bid, frames: FrameStream, worker: string }
+interface PendingBid { bid: Bid, channel: ClientChannel, worker: string }
+
+/** What a worker sends a client: bids, then results or errors. */
+const workerFrameSchema = z.discriminatedUnion('t', [bidSchema, resultSchema, errorSchema])
+type ClientChannel = JobChannel<typeof workerFrameSchema>
 
 interface PendingJob {
   offer: Offer
@@ -72,6 +77,7 @@ export class JobClient {
   private readonly pending = new Map<string, PendingJob>()
   /** Jobs leased to each worker and not yet answered: spreads load before bids catch up. */
   private readonly inFlight = new Map<string, number>()
+  private readonly channels = new Set<ClientChannel>()
   private started = false
 
   constructor (init: JobClientInit) {
@@ -80,7 +86,7 @@ export class JobClient {
 
   async start (): Promise<void> {
     if (this.started) return
-    await this.init.libp2p.handle(JOB_PROTOCOL, (stream, connection) => { void this.onBidStream(stream, connection.remotePeer.toString()) }, { maxInboundStreams: 1024 })
+    await this.init.libp2p.handle(JOB_PROTOCOL, (stream, connection) => { this.onChannel(stream, connection.remotePeer.toString()) }, { maxInboundStreams: 1024 })
     this.started = true
   }
 
@@ -88,24 +94,33 @@ export class JobClient {
     if (!this.started) return
     this.started = false
     await this.init.libp2p.unhandle(JOB_PROTOCOL)
+    for (const ch of [...this.channels]) ch.end()
   }
 
-  private async onBidStream (stream: Stream, worker: string): Promise<void> {
-    const frames = new FrameStream(stream)
-    let bid: Bid
-    try {
-      bid = await frames.read(bidSchema, AbortSignal.timeout(5000))
-    } catch (err) {
-      this.init.log.debug('dropped a malformed bid', { error: (err as Error).message })
-      frames.abort(err as Error)
-      return
-    }
+  /** A worker opened a job channel: its bids arrive unclaimed, outcomes go to the job that waits. */
+  private onChannel (stream: Stream, worker: string): void {
+    const ch: ClientChannel = new JobChannel({
+      stream,
+      peer: worker,
+      incoming: workerFrameSchema,
+      log: this.init.log,
+      onUnclaimed: (msg) => {
+        if (msg.t === 'bid') this.onBid(msg, ch)
+        else this.init.log.debug('dropped an outcome for a job not waiting for it', { worker, jobId: msg.jobId })
+      },
+      onClose: () => { this.channels.delete(ch) }
+    })
+    this.channels.add(ch)
+  }
+
+  private onBid (bid: Bid, channel: ClientChannel): void {
+    const worker = channel.peer
     const job = this.pending.get(bid.jobId)
     if (job === undefined || job.leased || job.excluded.has(worker)) {
-      await this.decline({ bid, frames, worker })
+      void this.decline({ bid, channel, worker })
       return
     }
-    job.bids.push({ bid, frames, worker })
+    job.bids.push({ bid, channel, worker })
     if (job.bids.length >= job.expected) {
       this.decide(job)
     } else if (job.windowTimer === undefined) {
@@ -115,10 +130,9 @@ export class JobClient {
 
   private async decline (b: PendingBid): Promise<void> {
     try {
-      await b.frames.write({ v: PROTOCOL_VERSION, t: 'decline', jobId: b.bid.jobId }, AbortSignal.timeout(2000))
-      await b.frames.close()
+      await b.channel.send({ v: PROTOCOL_VERSION, t: 'decline', jobId: b.bid.jobId }, AbortSignal.timeout(2000))
     } catch (err) {
-      b.frames.abort(err as Error)
+      this.init.log.debug('could not decline a bid', { worker: b.worker, jobId: b.bid.jobId, error: (err as Error).message })
     }
   }
 
@@ -251,15 +265,15 @@ export class JobClient {
     })
   }
 
-  private async lease (chosen: PendingBid, offer: Offer, req: JobRequest, signal: AbortSignal): Promise<ReturnType<typeof workerOutcomeSchema.parse>> {
+  private async lease (chosen: PendingBid, offer: Offer, req: JobRequest, signal: AbortSignal): Promise<z.infer<typeof workerOutcomeSchema>> {
     try {
-      await chosen.frames.write({ v: PROTOCOL_VERSION, t: 'assign', jobId: offer.jobId, input: req.input, ...(req.params === undefined ? {} : { params: req.params }) }, signal)
-      const outcome = await chosen.frames.read(workerOutcomeSchema, signal)
-      if (outcome.jobId !== offer.jobId) throw new ProtocolError(`worker answered for job ${outcome.jobId}, not ${offer.jobId}`)
-      await chosen.frames.close()
+      const answered = chosen.channel.wait(offer.jobId, signal)
+      answered.catch(() => undefined) // awaited below; this only marks it handled if the send fails first
+      await chosen.channel.send({ v: PROTOCOL_VERSION, t: 'assign', jobId: offer.jobId, input: req.input, ...(req.params === undefined ? {} : { params: req.params }) }, signal)
+      const outcome = await answered
+      if (outcome.t === 'bid') throw new ProtocolError(`worker ${chosen.worker} bid again for job ${offer.jobId} instead of answering it`)
       return outcome
     } catch (err) {
-      chosen.frames.abort(err as Error)
       if (signal.aborted) throw new JobTimeoutError(`worker ${chosen.worker} did not answer before the deadline: raise --timeout or check the workers`, { cause: err })
       throw err
     }

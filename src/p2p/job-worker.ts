@@ -12,7 +12,7 @@ import { errorCode, errorMessage } from '../errors.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
 import type { Logger } from '../logger.ts'
 import { decodeMessage } from './codec.ts'
-import { FrameStream } from './framing.ts'
+import { JobChannel } from './job-channel.ts'
 import type { NodeServices } from './libp2p.ts'
 import { clientReplySchema, offerSchema } from './messages.ts'
 import type { Assign, Bid, JobErrorMessage, Offer, Result } from './messages.ts'
@@ -34,6 +34,8 @@ export interface JobWorkerInit {
   leaseTimeoutMs?: number
 }
 
+type WorkerChannel = JobChannel<typeof clientReplySchema>
+
 interface Done { outcome: Promise<Omit<Result, 'v' | 't' | 'jobId'>>, at: number }
 
 const DONE_TTL_MS = 120_000
@@ -45,6 +47,7 @@ export class JobWorker {
   private readonly jobs = new Map<string, Done>()
   private readonly bidding = new Set<string>()
   private readonly shutdown = new AbortController()
+  private readonly channels = new Map<string, Promise<WorkerChannel>>()
   private sweep: NodeJS.Timeout | undefined
   /** Counters for /metrics and tests. */
   readonly stats = { offers: 0, dropped: 0, bids: 0, leases: 0, declined: 0, results: 0, errors: 0 }
@@ -85,6 +88,8 @@ export class JobWorker {
       clearTimeout(timer)
     }
     this.shutdown.abort()
+    for (const open of this.channels.values()) void open.then((ch) => { ch.end() }, () => undefined)
+    this.channels.clear()
   }
 
   private onOffer (msg: Message): void {
@@ -113,45 +118,63 @@ export class JobWorker {
     this.active.add(task)
   }
 
+  /** The open channel to a client, or a new one (opened with this bid). */
+  private async channel (client: PeerId, signal: AbortSignal): Promise<WorkerChannel> {
+    const key = client.toString()
+    const open = this.channels.get(key)
+    if (open !== undefined) {
+      const ch = await open
+      if (!ch.closed) return ch
+      if (this.channels.get(key) === open) this.channels.delete(key)
+    }
+    const opening = (async () => {
+      // negotiateFully: false sends the protocol proposal with the first bid (saves a round trip).
+      const stream = await this.init.libp2p.dialProtocol(client, JOB_PROTOCOL, { signal: AbortSignal.any([signal, AbortSignal.timeout(5000)]), negotiateFully: false })
+      return new JobChannel({
+        stream,
+        peer: key,
+        incoming: clientReplySchema,
+        log: this.init.log,
+        onClose: (ch) => { void this.channels.get(key)?.then((c) => { if (c === ch) this.channels.delete(key) }) }
+      })
+    })()
+    this.channels.set(key, opening)
+    opening.catch(() => { if (this.channels.get(key) === opening) this.channels.delete(key) })
+    return await opening
+  }
+
   private async negotiate (client: PeerId, offer: Offer, bid: Omit<Bid, 'v' | 't' | 'jobId'>): Promise<void> {
     const log = this.init.log
     const untilDeadline = Math.max(1, offer.deadline - Date.now())
     const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(untilDeadline)])
-    // negotiateFully: false sends the protocol proposal with the bid (saves a round trip).
-    const stream = await this.init.libp2p.dialProtocol(client, JOB_PROTOCOL, { signal: AbortSignal.any([signal, AbortSignal.timeout(5000)]), negotiateFully: false })
-    const frames = new FrameStream(stream)
+    const ch = await this.channel(client, signal)
+    const replied = ch.wait(offer.jobId, AbortSignal.any([signal, AbortSignal.timeout(this.init.leaseTimeoutMs ?? 10_000)]))
+    replied.catch(() => undefined) // awaited below; this only marks it handled if the send fails first
+    await ch.send({ v: PROTOCOL_VERSION, t: 'bid', jobId: offer.jobId, ...bid } satisfies Bid, signal)
+    this.stats.bids++
+    const reply = await replied
+    if (reply.t === 'decline') {
+      this.stats.declined++
+      return
+    }
+    this.stats.leases++
+    log.debug('job leased', { jobId: offer.jobId, traceId: offer.traceId, client: client.toString() })
+    let done = this.jobs.get(offer.jobId)
+    if (done === undefined) {
+      done = { outcome: this.init.handler.run(offer, reply, signal), at: Date.now() }
+      this.jobs.set(offer.jobId, done)
+      done.outcome.catch(() => { this.jobs.delete(offer.jobId) })
+    }
     try {
-      await frames.write({ v: PROTOCOL_VERSION, t: 'bid', jobId: offer.jobId, ...bid } satisfies Bid, signal)
-      this.stats.bids++
-      const reply = await frames.read(clientReplySchema, AbortSignal.any([signal, AbortSignal.timeout(this.init.leaseTimeoutMs ?? 10_000)]))
-      if (reply.jobId !== offer.jobId) throw new Error(`client answered for job ${reply.jobId}, not ${offer.jobId}`)
-      if (reply.t === 'decline') {
-        this.stats.declined++
-        await frames.close()
-        return
-      }
-      this.stats.leases++
-      log.debug('job leased', { jobId: offer.jobId, traceId: offer.traceId, client: client.toString() })
-      let done = this.jobs.get(offer.jobId)
-      if (done === undefined) {
-        done = { outcome: this.init.handler.run(offer, reply, signal), at: Date.now() }
-        this.jobs.set(offer.jobId, done)
-        done.outcome.catch(() => { this.jobs.delete(offer.jobId) })
-      }
-      try {
-        const outcome = await done.outcome
-        await frames.write({ v: PROTOCOL_VERSION, t: 'result', jobId: offer.jobId, ...outcome } satisfies Result, signal)
-        this.stats.results++
-      } catch (err) {
-        this.stats.errors++
-        log.info('job failed', { jobId: offer.jobId, traceId: offer.traceId, code: errorCode(err), error: errorMessage(err) })
-        const code = /^ERR_[A-Z0-9_]{1,60}$/.test(errorCode(err)) ? errorCode(err) : 'ERR_INTERNAL'
-        await frames.write({ v: PROTOCOL_VERSION, t: 'error', jobId: offer.jobId, code, message: errorMessage(err).slice(0, 2000) } satisfies JobErrorMessage, signal)
-      }
-      await frames.close()
+      const outcome = await done.outcome
+      await ch.send({ v: PROTOCOL_VERSION, t: 'result', jobId: offer.jobId, ...outcome } satisfies Result, signal)
+      this.stats.results++
     } catch (err) {
-      frames.abort(err as Error)
-      throw err
+      if (ch.closed) throw err
+      this.stats.errors++
+      log.info('job failed', { jobId: offer.jobId, traceId: offer.traceId, code: errorCode(err), error: errorMessage(err) })
+      const code = /^ERR_[A-Z0-9_]{1,60}$/.test(errorCode(err)) ? errorCode(err) : 'ERR_INTERNAL'
+      await ch.send({ v: PROTOCOL_VERSION, t: 'error', jobId: offer.jobId, code, message: errorMessage(err).slice(0, 2000) } satisfies JobErrorMessage, signal)
     }
   }
 }
