@@ -67,6 +67,12 @@ export class ClientNode {
     return this.adverts?.peers() ?? []
   }
 
+  /** Live workers heard in adverts that this client is connected to (only those can bid to it). */
+  connectedWorkers (): ReturnType<Adverts['peers']> {
+    const peers = new Set((this.libp2p?.getPeers() ?? []).map(String))
+    return this.workers().filter((w) => peers.has(w.peerId))
+  }
+
   async stop (): Promise<void> {
     this.dialer?.stop()
     await this.client?.stop()

@@ -1,7 +1,8 @@
 /**
  * A client process for integration tests and benchmarks: reads one JSON
  * request on stdin, joins the swarm through its bootstrap addresses, waits
- * (bounded) until it heard adverts from the expected number of workers,
+ * (bounded) until it heard adverts from, and is connected to, the expected
+ * number of workers, then
  * submits every job at once (or `concurrency` at a time), prints one JSON
  * object with every result.
  */
@@ -22,8 +23,9 @@ const req = JSON.parse(Buffer.concat(chunks).toString()) as Request
 const client = new ClientNode({ bootstrap: req.bootstrap, mdns: false })
 await client.start()
 const waitUntil = Date.now() + 20_000
-while (client.workers().length < (req.expectWorkers ?? 1) && Date.now() < waitUntil) await new Promise((resolve) => setTimeout(resolve, 50))
-const knownWorkers = client.workers().length
+// Workers learned from adverts are dialed; only connected ones can bid.
+while (client.connectedWorkers().length < (req.expectWorkers ?? 1) && Date.now() < waitUntil) await new Promise((resolve) => setTimeout(resolve, 50))
+const knownWorkers = client.connectedWorkers().length
 
 const results: unknown[] = new Array(req.jobs.length)
 let next = 0
