@@ -20,6 +20,7 @@ type TokenRows = number[][]
 interface TfTokenizer {
   (texts: string[], options: { padding: boolean, truncation: boolean, return_tensor: false }): { input_ids: TokenRows, attention_mask: TokenRows, token_type_ids?: TokenRows }
   readonly pad_token_id?: number | null
+  readonly model_max_length?: number
 }
 interface TfPipeline {
   tokenizer: TfTokenizer
@@ -105,6 +106,16 @@ export async function loadEmbedRunner (model: ModelLocation, plan: ExecutionPlan
     for (const t of [...Object.values(inputs), ...Object.values(outputs)]) t?.dispose()
   }
 
+  /** Texts the tokenizer cut to the model's length: those at the limit that are longer untruncated. */
+  function truncatedTexts (texts: string[], enc: Encoded[]): number[] {
+    const max = pipe.tokenizer.model_max_length
+    if (max === undefined || !Number.isFinite(max) || max <= 0) return []
+    const atLimit = enc.flatMap((e, i) => e.ids.length >= max ? [i] : [])
+    if (atLimit.length === 0) return []
+    const full = pipe.tokenizer(atLimit.map((i) => texts[i] as string), { padding: false, truncation: false, return_tensor: false })
+    return atLimit.filter((_, k) => (full.input_ids[k] as number[]).length > max)
+  }
+
   return {
     async run (inputs: EmbedInput[]): Promise<EmbedOutput[]> {
       if (disposed) throw new ModelLoadError(`the runner of "${model.id}" was disposed`)
@@ -113,6 +124,7 @@ export async function loadEmbedRunner (model: ModelLocation, plan: ExecutionPlan
       if (texts.length === 0) return inputs.map(() => ({ embeddings: new Float32Array(0), count: 0, dims: 0 }))
       const tok = pipe.tokenizer(texts, { padding: false, truncation: true, return_tensor: false })
       const enc: Encoded[] = tok.input_ids.map((ids, i) => ({ ids, mask: tok.attention_mask[i] as number[], typeIds: tok.token_type_ids?.[i] }))
+      const cut = truncatedTexts(texts, enc)
       // Shortest first, so each call pads little; split where the padded size would pass the budget.
       const order = enc.map((_, i) => i).sort((a, b) => (enc[a] as Encoded).ids.length - (enc[b] as Encoded).ids.length || a - b)
       const rows: Float32Array[] = new Array<Float32Array>(texts.length)
@@ -127,10 +139,12 @@ export async function loadEmbedRunner (model: ModelLocation, plan: ExecutionPlan
       let next = 0
       return inputs.map((input) => {
         const count = input.texts.length
+        const first = next
         const embeddings = new Float32Array(count * dims)
         for (let i = 0; i < count; i++) embeddings.set(rows[next++] as Float32Array, i * dims)
         if (input.normalize) l2NormalizeRows(embeddings, count, dims)
-        return { embeddings, count, dims }
+        const truncated = cut.filter((t) => t >= first && t < next).map((t) => t - first)
+        return { embeddings, count, dims, ...(truncated.length > 0 ? { truncated } : {}) }
       })
     },
     async dispose (): Promise<void> {

@@ -41,7 +41,10 @@ export class EmbedCache {
       computed = { queueMs: res.queueMs, runMs: res.runMs, batchSize: res.batchSize }
       dims = fresh.dims
       const out = fresh
+      // Cut texts are not cached, so a later answer for them says again that they were cut.
+      const cut = new Set(out.truncated ?? [])
       void Promise.all(missing.map(async (textIndex, j) => {
+        if (cut.has(j)) return
         await this.cache.put(keys[textIndex]!, { dims: [out.dims], data: out.embeddings.slice(j * out.dims, (j + 1) * out.dims) })
       })).catch((err: unknown) => { this.log.warn('could not store computed embeddings in the cache', { error: errorMessage(err) }) })
     }
@@ -58,6 +61,7 @@ export class EmbedCache {
         j++
       }
     }
-    return { output: { embeddings, count: input.texts.length, dims: d }, cachedItems: input.texts.length - missing.length, ...(computed === undefined ? {} : { computed }) }
+    const truncated = (fresh?.truncated ?? []).map((j) => missing[j]!)
+    return { output: { embeddings, count: input.texts.length, dims: d, ...(truncated.length > 0 ? { truncated } : {}) }, cachedItems: input.texts.length - missing.length, ...(computed === undefined ? {} : { computed }) }
   }
 }

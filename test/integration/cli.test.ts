@@ -68,6 +68,13 @@ test('submit finds the local node through node.json, and the node stops cleanly'
   for (const v of out.output.embeddings) assert.ok(Math.abs(Math.hypot(...v) - 1) < 1e-5)
   assert.ok(out.timings.totalMs! > 0)
 
+  // A text past the model's token limit: embedded from its beginning, and said so.
+  const long = 'the swarm shares model weights and embeddings '.repeat(40)
+  const r2 = await runProc([CLI, 'submit', 'embed', '--text', 'short', '--text', long, '--no-mdns', '--data-dir', w.dataDir, '--json'], { timeoutMs: 60_000 })
+  assert.equal(r2.code, 0, r2.stderr)
+  assert.deepEqual((JSON.parse(r2.stdout) as { output: { truncated?: number[] } }).output.truncated, [1])
+  assert.match(r2.stderr, /warning: text\(s\) #1 passed the model's token limit/)
+
   assert.equal(await stopProc(w.proc), 0, w.stderr())
   assert.match(w.stderr(), /stopped/)
   await assert.rejects(readFile(join(w.dataDir, 'node.json')), { code: 'ENOENT' }, 'node.json is removed on a clean stop')

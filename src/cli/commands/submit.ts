@@ -47,6 +47,8 @@ Options:
   --json                one JSON object on stdout:
                         {"jobId","worker","skillset","model",
                          "output":{"embeddings":number[][],"dims":N},"timings":{...}}
+                        ("output.truncated" lists texts past the model's token
+                        limit, embedded from their beginning only)
   -h, --help            this help
 
 Exit status: 0 with a result; 1 when no worker answered in time or the job
@@ -81,11 +83,12 @@ failed; 2 for invalid usage.
     try {
       await client.start()
       const res = await client.submit({ skillset: 'embed', ...(model === undefined ? {} : { model }), input: raw, cost: skillset.cost(input), timeoutMs: ms })
-      const out = skillset.decodeOutput(res.output) as { embeddings: Float32Array, count: number, dims: number }
+      const out = skillset.decodeOutput(res.output) as { embeddings: Float32Array, count: number, dims: number, truncated?: number[] }
+      if (out.truncated !== undefined) process.stderr.write(`warning: text(s) ${out.truncated.map((i) => `#${i}`).join(', ')} passed the model's token limit and were embedded from their beginning only: split long texts into several\n`)
       const embeddings: number[][] = []
       for (let i = 0; i < out.count; i++) embeddings.push(Array.from(out.embeddings.subarray(i * out.dims, (i + 1) * out.dims)))
       if (bool(args, 'json') === true) {
-        process.stdout.write(JSON.stringify({ jobId: res.jobId, traceId: res.traceId, worker: res.worker, skillset: 'embed', model: res.model, output: { embeddings, dims: out.dims }, timings: res.timings }) + '\n')
+        process.stdout.write(JSON.stringify({ jobId: res.jobId, traceId: res.traceId, worker: res.worker, skillset: 'embed', model: res.model, output: { embeddings, dims: out.dims, ...(out.truncated === undefined ? {} : { truncated: out.truncated }) }, timings: res.timings }) + '\n')
       } else {
         process.stdout.write(`job ${res.jobId} ran on ${res.worker}\nmodel ${res.model}, ${out.count} vector(s) of ${out.dims} dims, ${res.timings.totalMs.toFixed(1)} ms\n`)
         embeddings.forEach((v, i) => {
