@@ -13,6 +13,8 @@ import type { AutoDialer } from '../p2p/dialer.ts'
 import { JobClient } from '../p2p/job-client.ts'
 import type { JobRequest, JobResponse } from '../p2p/job-client.ts'
 import { libp2pOptions } from '../p2p/libp2p.ts'
+import { jobsTopic } from '../p2p/protocol.ts'
+import type { SkillsetName } from '../interfaces/index.ts'
 import type { NodeServices } from '../p2p/libp2p.ts'
 
 const log = forComponent('ipfs-accelerate:client')
@@ -67,10 +69,15 @@ export class ClientNode {
     return this.adverts?.peers() ?? []
   }
 
-  /** Live workers heard in adverts that this client is connected to (only those can bid to it). */
-  connectedWorkers (): ReturnType<Adverts['peers']> {
+  /**
+   * Live workers heard in adverts that this client is connected to (only those
+   * can bid to it); with a skillset, only those whose subscription to its job
+   * topic this client has seen (offers reach those directly, not through relays).
+   */
+  connectedWorkers (skillset?: SkillsetName): ReturnType<Adverts['peers']> {
     const peers = new Set((this.libp2p?.getPeers() ?? []).map(String))
-    return this.workers().filter((w) => peers.has(w.peerId))
+    const subscribed = skillset === undefined ? undefined : new Set((this.libp2p?.services.pubsub.getSubscribers(jobsTopic(skillset)) ?? []).map(String))
+    return this.workers().filter((w) => peers.has(w.peerId) && (subscribed === undefined || subscribed.has(w.peerId)))
   }
 
   async stop (): Promise<void> {

@@ -44,7 +44,7 @@ export interface JobClientInit {
   log: Logger
   /** Live adverts, to know how many workers may bid. */
   adverts?: Adverts
-  /** After the first bid, wait this long for better ones unless every known worker bid. */
+  /** After the first bid, wait at least this long (or as long as the first bid took) for the others, unless every known worker bid. */
   bidWindowMs?: number
   /** Re-send an offer nobody bid on after this long. */
   reofferMs?: number
@@ -63,6 +63,8 @@ interface PendingJob {
   leased: boolean
   excluded: Set<string>
   expected: number
+  /** When the offer went out (performance.now()). */
+  offeredAt: number
   windowTimer?: NodeJS.Timeout
   /** Resolves with a lease decision: the chosen bid. */
   choose: (b: PendingBid) => void
@@ -124,7 +126,10 @@ export class JobClient {
     if (job.bids.length >= job.expected) {
       this.decide(job)
     } else if (job.windowTimer === undefined) {
-      job.windowTimer = setTimeout(() => { this.decide(job) }, this.init.bidWindowMs ?? 20)
+      // Wait for the other expected bidders as long again as the first bid took (at least
+      // bidWindowMs): on a loaded swarm every bid is slower, and the window scales with it.
+      const wait = Math.max(this.init.bidWindowMs ?? 20, performance.now() - job.offeredAt)
+      job.windowTimer = setTimeout(() => { this.decide(job) }, wait)
     }
   }
 
@@ -148,6 +153,7 @@ export class JobClient {
     job.bids = []
     job.leased = true
     const [best, ...rest] = ranked
+    this.init.log.debug('leasing a job', { jobId: job.offer.jobId, traceId: job.offer.traceId, bids: ranked.length, expected: job.expected, worker: best!.worker, queueDepth: best!.bid.queueDepth })
     for (const r of rest) void this.decline(r)
     job.choose(best!)
   }
@@ -252,7 +258,7 @@ export class JobClient {
         if (job !== undefined) job.leased = true
         finish(undefined)
       }
-      const job: PendingJob = { offer, request: req, bids: [], leased: false, excluded, expected: this.expectedBidders(req), choose: finish }
+      const job: PendingJob = { offer, request: req, bids: [], leased: false, excluded, expected: this.expectedBidders(req), offeredAt: performance.now(), choose: finish }
       this.pending.set(offer.jobId, job)
       signal.addEventListener('abort', onAbort, { once: true })
       const publish = (): void => {

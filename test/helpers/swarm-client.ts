@@ -24,8 +24,8 @@ const client = new ClientNode({ bootstrap: req.bootstrap, mdns: false })
 await client.start()
 const waitUntil = Date.now() + 20_000
 // Workers learned from adverts are dialed; only connected ones can bid.
-while (client.connectedWorkers().length < (req.expectWorkers ?? 1) && Date.now() < waitUntil) await new Promise((resolve) => setTimeout(resolve, 50))
-const knownWorkers = client.connectedWorkers().length
+while (client.connectedWorkers('embed').length < (req.expectWorkers ?? 1) && Date.now() < waitUntil) await new Promise((resolve) => setTimeout(resolve, 50))
+const knownWorkers = client.connectedWorkers('embed').length
 
 const results: unknown[] = new Array(req.jobs.length)
 let next = 0
