@@ -83,6 +83,12 @@ export class JobFailedError extends AccelerateError {
   }
 }
 
+export class InferenceError extends AccelerateError {
+  constructor (message = 'Inference failed: check the model files and the input; the worker log has the details', options: ErrorOptions = {}) {
+    super('ERR_INFERENCE', message, options)
+  }
+}
+
 export class QueueFullError extends AccelerateError {
   constructor (message = 'The worker queue is full: retry later or add workers', options: ErrorOptions = {}) {
     super('ERR_QUEUE_FULL', message, options)

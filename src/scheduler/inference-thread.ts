@@ -6,7 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import type { TransferListItem } from 'node:worker_threads'
 import { getSkillset } from '../../skillsets/index.ts'
 import type { SkillsetRunner } from '../interfaces/index.ts'
-import { errorCode, errorMessage } from '../errors.ts'
+import { AccelerateError, errorCode, errorMessage, InferenceError } from '../errors.ts'
 import { openModelReader, transformersCache } from '../store/model-reader.ts'
 import type { FromThread, ThreadInit, ToThread } from './thread-protocol.ts'
 
@@ -63,6 +63,8 @@ port.on('message', (msg: ToThread) => {
   runner.run(msg.inputs).then((outputs) => {
     post({ type: 'result', id: msg.id, outputs, runMs: performance.now() - start }, transferables(outputs))
   }, (err: unknown) => {
-    post({ type: 'error', id: msg.id, code: errorCode(err), message: errorMessage(err) })
+    // ONNX Runtime and transformers.js throw plain errors: they reach clients as ERR_INFERENCE.
+    const e = err instanceof AccelerateError ? err : new InferenceError(`inference on ${init.model.id} failed: ${errorMessage(err)}`, { cause: err })
+    post({ type: 'error', id: msg.id, code: e.code, message: e.message })
   })
 })
