@@ -6,7 +6,6 @@
  * queue each.
  */
 import { mkdir, rm } from 'node:fs/promises'
-import { CID } from 'multiformats/cid'
 import { join } from 'node:path'
 import { ensureGeneratedModel } from '../models/generate/index.ts'
 import { downloadFromHub } from '../models/hub.ts'
@@ -20,6 +19,7 @@ import { InferenceThread } from '../scheduler/thread.ts'
 import type { NodeConfig } from '../config/schema.ts'
 import type { ModelStore, StoredModelLocation } from '../store/model-store.ts'
 import type { ModelRecord } from '../store/records.ts'
+import { parseCid } from '../store/blocks.ts'
 
 export interface ServedModel {
   entry: ModelEntry
@@ -81,23 +81,12 @@ export interface EnsureContext {
 export async function ensureModel (entry: ModelEntry, ctx: EnsureContext): Promise<StoredModelLocation> {
   const { models, log } = ctx
   const record = await models.find(entry.id)
-  if (record !== undefined && await models.holds(parseRoot(record.cid))) return await models.locate(entry.id)
+  if (record !== undefined && await models.holds(parseCid(record.cid))) return await models.locate(entry.id)
   const ref = entry.cid ?? entry.id
   let pullError: unknown
   if (entry.source.kind !== 'generated' || entry.cid !== undefined) {
     try {
-      let last = 0
-      const res = await models.pull(ref, {
-        id: entry.id,
-        skillset: entry.skillset,
-        peers: ctx.peers,
-        onProgress: (p) => {
-          if (p.bytes - last < 32 * 1024 * 1024) return
-          last = p.bytes
-          log.info(`fetching ${entry.id}: ${(p.bytes / 1e6).toFixed(0)}${p.totalBytes === undefined ? '' : ` of ${(p.totalBytes / 1e6).toFixed(0)}`} MB`, { phase: p.phase })
-        }
-      })
-      log.info(`${entry.id} fetched from peers`, { cid: res.record.cid, MB: (res.fetched.bytes / 1e6).toFixed(1), ms: res.fetched.totalMs, via: res.fetched.via })
+      await pullFromPeers(models, ref, { id: entry.id, skillset: entry.skillset, peers: ctx.peers }, log)
       return await models.locate(entry.id)
     } catch (err) {
       pullError = err
@@ -123,17 +112,12 @@ export async function ensureModel (entry: ModelEntry, ctx: EnsureContext): Promi
   const staging = join(ctx.dataDir, 'staging', `hub-${process.pid}`)
   try {
     log.info(`${entry.id}: no peer holds it, downloading it from the hub once`, { repo: entry.source.repo, dtype: ctx.dtype })
-    let last = 0
     const dir = await downloadFromHub({
       repo: entry.source.repo,
       ...(entry.source.revision === undefined ? {} : { revision: entry.source.revision }),
       dtype: ctx.dtype,
       dest: join(staging, entry.id),
-      onProgress: (p) => {
-        if (p.bytes - last < 32 * 1024 * 1024) return
-        last = p.bytes
-        log.info(`downloading ${entry.id} ${p.file}: ${(p.bytes / 1e6).toFixed(0)}${p.totalBytes === undefined ? '' : ` of ${(p.totalBytes / 1e6).toFixed(0)}`} MB`)
-      }
+      onProgress: progressLog(log, (p) => `downloading ${entry.id} ${p.file}`)
     })
     const imported = await models.importDir(dir, { id: entry.id, skillset: entry.skillset })
     log.info(`${entry.id} downloaded from the hub and imported`, { cid: imported.cid })
@@ -145,8 +129,20 @@ export async function ensureModel (entry: ModelEntry, ctx: EnsureContext): Promi
   }
 }
 
-function parseRoot (cid: string): Parameters<ModelStore['holds']>[0] {
-  return CID.parse(cid)
+/** A progress callback that logs every 32 MB: `what` names the transfer. */
+function progressLog<P extends { bytes: number, totalBytes?: number }> (log: Logger, what: (p: P) => string): (p: P) => void {
+  let last = 0
+  return (p) => {
+    if (p.bytes - last < 32 * 1024 * 1024) return
+    last = p.bytes
+    log.info(`${what(p)}: ${(p.bytes / 1e6).toFixed(0)}${p.totalBytes === undefined ? '' : ` of ${(p.totalBytes / 1e6).toFixed(0)}`} MB`)
+  }
+}
+
+/** Fetch a model from peers into the store (nothing when it is whole already), logging progress and the outcome. */
+export async function pullFromPeers (models: ModelStore, ref: string, options: { id: string, skillset?: SkillsetName, peers: string[] }, log: Logger): Promise<void> {
+  const res = await models.pull(ref, { ...options, onProgress: progressLog(log, () => `fetching ${options.id}`) })
+  log.info(`${options.id} fetched from peers`, { cid: res.record.cid, MB: (res.fetched.bytes / 1e6).toFixed(1), ms: res.fetched.totalMs, via: res.fetched.via })
 }
 
 export async function startServedModel (entry: ModelEntry, plan: ExecutionPlan, location: StoredModelLocation, config: Readonly<NodeConfig>, log: Logger): Promise<ServedModel> {

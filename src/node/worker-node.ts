@@ -34,7 +34,7 @@ import { createGateway, listen, sendJson } from '../gateway/http.ts'
 import type { ListeningGateway } from '../gateway/http.ts'
 import { readLiveNodeFile, removeNodeFile, writeNodeFile } from './node-file.ts'
 import type { NodeFile } from './node-file.ts'
-import { ensureModel, selectModels, startServedModel } from './served-models.ts'
+import { ensureModel, pullFromPeers, selectModels, startServedModel } from './served-models.ts'
 import type { ServedModel } from './served-models.ts'
 
 const log = forComponent('ipfs-accelerate:node')
@@ -126,8 +126,7 @@ export class WorkerNode implements JobHandler {
     for (const id of cfg.models) {
       if (catalog.find(id) !== undefined || await store.models.find(id) !== undefined) continue
       log.info(`${id} is not in models.json nor in this store: asking peers`)
-      const res = await store.models.pull(id, { peers: cfg.bootstrap, id })
-      log.info(`${id} fetched from peers`, { cid: res.record.cid, MB: (res.fetched.bytes / 1e6).toFixed(1), ms: res.fetched.totalMs, via: res.fetched.via })
+      await pullFromPeers(store.models, id, { id, peers: cfg.bootstrap }, log)
     }
     const entries = await selectModels(cfg.models, catalog, store.models, Object.keys(SKILLSETS) as SkillsetName[])
     if (entries.length === 0) throw new ConfigError('no model to serve: list model ids in `models` (config) or --models')

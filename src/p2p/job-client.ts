@@ -58,7 +58,6 @@ type ClientChannel = JobChannel<typeof workerFrameSchema>
 
 interface PendingJob {
   offer: Offer
-  request: JobRequest
   bids: PendingBid[]
   leased: boolean
   excluded: Set<string>
@@ -258,7 +257,7 @@ export class JobClient {
         if (job !== undefined) job.leased = true
         finish(undefined)
       }
-      const job: PendingJob = { offer, request: req, bids: [], leased: false, excluded, expected: this.expectedBidders(req), offeredAt: performance.now(), choose: finish }
+      const job: PendingJob = { offer, bids: [], leased: false, excluded, expected: this.expectedBidders(req), offeredAt: performance.now(), choose: finish }
       this.pending.set(offer.jobId, job)
       signal.addEventListener('abort', onAbort, { once: true })
       const publish = (): void => {
