@@ -5,9 +5,12 @@
 import type { Skillset } from '../src/interfaces/index.ts'
 import { SkillsetNotFoundError } from '../src/errors.ts'
 import { embedSkillset } from './embed/index.ts'
+import { standInSkillset } from './stand-in/index.ts'
 
 export const SKILLSETS: Readonly<Record<string, Skillset>> = Object.freeze({
-  embed: embedSkillset
+  embed: embedSkillset,
+  /** Timers only, for tests and benchmarks; serves only models asked for by id (no offline default). */
+  'stand-in': standInSkillset as Skillset
 })
 
 /** The skillset called `name`; throws SkillsetNotFoundError for any other name. */

@@ -89,6 +89,18 @@ export class InferenceError extends AccelerateError {
   }
 }
 
+export class InferenceStalledError extends AccelerateError {
+  constructor (message = 'The inference run stalled: the worker replaced its inference thread; retry the job, on another worker if need be', options: ErrorOptions = {}) {
+    super('ERR_INFERENCE_STALLED', message, options)
+  }
+}
+
+export class JobCancelledError extends AccelerateError {
+  constructor (message = 'The job was cancelled before it finished: submit it again if its result is still wanted', options: ErrorOptions = {}) {
+    super('ERR_JOB_CANCELLED', message, options)
+  }
+}
+
 export class QueueFullError extends AccelerateError {
   constructor (message = 'The worker queue is full: retry later or add workers', options: ErrorOptions = {}) {
     super('ERR_QUEUE_FULL', message, options)

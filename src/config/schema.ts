@@ -43,6 +43,10 @@ export const configSchema = z.strictObject({
     maxBatchCost: z.number().int().min(1).max(4096).default(64),
     /** Jobs waiting per model before the node stops bidding. */
     maxQueuedJobs: z.number().int().min(1).max(100_000).default(1024),
+    /** Cost units (texts, items) waiting per model before the node stops bidding. */
+    maxQueuedCost: z.number().int().min(1).max(10_000_000).default(4096),
+    /** A batch running longer than max(this, 20 × its expected time) is declared stuck and its thread replaced. */
+    stallMinMs: z.number().int().min(10).max(3_600_000).default(30_000),
     /** Inference threads per model. */
     threadsPerModel: z.number().int().min(1).max(64).default(1)
   }).prefault({}),
@@ -54,6 +58,13 @@ export const configSchema = z.strictObject({
     cacheBudgetMB: z.number().int().min(0).max(10_000_000).default(1024),
     /** Look embed inputs up in this node's and peers' caches before computing. */
     embeddingCache: z.boolean().default(true)
+  }).prefault({}),
+  /** The stand-in skillset (tests, benchmarks): a batch takes msPerItem × slowdown × items ms on a timer. */
+  standIn: z.strictObject({
+    msPerItem: z.number().min(0).max(60_000).default(1),
+    slowdown: z.number().min(0).max(1_000_000).default(1),
+    /** Chance that a batch fails with ERR_INFERENCE. */
+    failRate: z.number().min(0).max(1).default(0)
   }).prefault({}),
   logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info')
 })

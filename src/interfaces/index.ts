@@ -3,8 +3,9 @@
  * depend on these types only, never on libp2p or Helia.
  */
 
-export type SkillsetName = 'embed' | 'lm' | 'llava-next' | 'detr'
-export const SKILLSET_NAMES: readonly SkillsetName[] = Object.freeze(['embed', 'lm', 'llava-next', 'detr'])
+/** `stand-in` is a timer-only skillset for tests and benchmarks (skillsets/stand-in). */
+export type SkillsetName = 'embed' | 'lm' | 'llava-next' | 'detr' | 'stand-in'
+export const SKILLSET_NAMES: readonly SkillsetName[] = Object.freeze(['embed', 'lm', 'llava-next', 'detr', 'stand-in'])
 
 /** Weight formats a model may offer (transformers.js dtype names). */
 export type Dtype = 'fp32' | 'fp16' | 'q8' | 'int8' | 'uint8' | 'q4' | 'q4f16' | 'bnb4'
@@ -16,6 +17,8 @@ export type ProviderName = 'cuda' | 'tensorrt' | 'webgpu' | 'cpu'
 /** Where a model's files come from. */
 export type ModelSource =
   | { kind: 'generated', generator: 'bert', size: 'tiny' | 'minilm', seed: number }
+  /** A placeholder folder for the stand-in skillset (no weights); `size` never set, kept so code reading `source.size` still types. */
+  | { kind: 'generated', generator: 'stand-in', seed: number, size?: undefined }
   | { kind: 'hub', repo: string, revision?: string }
 
 /** One entry of models.json. */
@@ -79,20 +82,36 @@ export interface SkillsetRunner<I = unknown, O = unknown> {
   dispose(): Promise<void>
 }
 
+/** What the node hands a skillset's `load` besides the model and the plan. */
+export interface SkillsetLoadOptions {
+  /**
+   * The node's whole configuration, for a skillset that reads its own block
+   * of it (the stand-in reads `standIn`). Given to in-process skillsets;
+   * inference threads do not receive it.
+   */
+  nodeConfig?: Readonly<Record<string, unknown>>
+}
+
 /**
  * A skillset: validates its inputs at the boundary, says which inputs can be
  * batched together, and loads a runner inside an inference thread.
  */
 export interface Skillset<I = unknown, O = unknown> {
   readonly name: SkillsetName
+  /**
+   * True for a skillset whose runner does no blocking work (timers only, like
+   * the stand-in): it runs on the main thread (scheduler LocalRunner), not in
+   * a worker thread. Absent means a worker thread.
+   */
+  readonly inProcess?: true
   /** Parse and validate an untrusted job input; throws InvalidInputError. */
   parseInput(raw: unknown): I
   /** Inputs with equal keys may run in one batch. */
   batchKey(input: I): string
   /** Rough cost of one input, used to cap batch sizes (e.g. number of texts). */
   cost(input: I): number
-  /** Load the model; runs inside an inference thread. */
-  load(model: ModelLocation, plan: ExecutionPlan): Promise<SkillsetRunner<I, O>>
+  /** Load the model; runs inside an inference thread (on the main thread when `inProcess`). */
+  load(model: ModelLocation, plan: ExecutionPlan, options?: SkillsetLoadOptions): Promise<SkillsetRunner<I, O>>
   /** Convert an output to its wire form (binary-safe) and back. */
   encodeOutput(output: O): Record<string, unknown>
   decodeOutput(wire: unknown): O

@@ -13,8 +13,10 @@ const MAX_CATALOG_BYTES = 1024 * 1024
 export const modelIdSchema = z.string().min(1).max(200)
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)?$/, 'a model id is NAME or OWNER/NAME of letters, digits, ".", "_" and "-"')
 
-const sourceSchema = z.discriminatedUnion('kind', [
+const sourceSchema = z.union([
   z.strictObject({ kind: z.literal('generated'), generator: z.literal('bert'), size: z.enum(['tiny', 'minilm']), seed: z.number().int().nonnegative() }),
+  /** A placeholder folder for the stand-in skillset: no weights. */
+  z.strictObject({ kind: z.literal('generated'), generator: z.literal('stand-in'), seed: z.number().int().nonnegative() }),
   z.strictObject({ kind: z.literal('hub'), repo: z.string().min(1).max(200), revision: z.string().max(100).optional() })
 ])
 

@@ -1,28 +1,35 @@
 /**
- * A client of the swarm: libp2p without Helia, listening nowhere, that finds
- * workers (bootstrap addresses, the local node's node.json, mDNS), learns
- * them from adverts, and submits jobs through the job client.
+ * A client of the swarm: libp2p without Helia, listening nowhere. It joins
+ * through its bootstrap addresses (or the local node's node.json, or mDNS),
+ * asks each peer it connects to for its directory of live workers, learns
+ * them from adverts, and submits jobs through the job client, which dials
+ * the few workers it offers each job to (bounded) rather than every worker
+ * it hears of.
  */
 import { createLibp2p } from 'libp2p'
-import type { Libp2p } from '@libp2p/interface'
+import type { Libp2p, PeerId } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
+import { errorMessage } from '../errors.ts'
 import { forComponent } from '../logger.ts'
 import { Adverts } from '../p2p/adverts.ts'
-import { autoDial } from '../p2p/dialer.ts'
-import type { AutoDialer } from '../p2p/dialer.ts'
+import type { Serving } from '../p2p/adverts.ts'
 import { JobClient } from '../p2p/job-client.ts'
-import type { JobRequest, JobResponse } from '../p2p/job-client.ts'
+import type { JobClientInit, JobRequest, JobResponse } from '../p2p/job-client.ts'
+import { JobLinks } from '../p2p/job-link.ts'
 import { libp2pOptions } from '../p2p/libp2p.ts'
-import { jobsTopic } from '../p2p/protocol.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
 import type { NodeServices } from '../p2p/libp2p.ts'
+import { frameLimits } from './frame-limits.ts'
 
 const log = forComponent('ipfs-accelerate:client')
 
 export interface ClientNodeInit {
   bootstrap: string[]
   mdns: boolean
-  bidWindowMs?: number
+  /** How long to keep trying the bootstrap addresses (default 10 s). */
+  joinMs?: number
+  /** Job client tuning (tests and benchmarks). */
+  jobs?: Omit<JobClientInit, 'libp2p' | 'links' | 'adverts' | 'limits' | 'log'>
 }
 
 export class ClientNode {
@@ -30,7 +37,8 @@ export class ClientNode {
   private libp2p: Libp2p<NodeServices> | undefined
   private client: JobClient | undefined
   private adverts: Adverts | undefined
-  private dialer: AutoDialer | undefined
+  private links: JobLinks | undefined
+  private readonly directories = new Map<string, Promise<void>>()
 
   constructor (init: ClientNodeInit) {
     this.init = init
@@ -41,22 +49,74 @@ export class ClientNode {
     const libp2p = await createLibp2p(libp2pOptions({ listen: [], bootstrap: [], mdns: this.init.mdns }))
     this.libp2p = libp2p
     try {
-      this.dialer = autoDial(libp2p, log)
-      this.adverts = new Adverts({ libp2p, log, onAdvert: (p) => { this.dialer?.dial(p.advert.addrs.map((a) => multiaddr(a))) } })
-      this.adverts.start()
-      this.client = new JobClient({ libp2p, log, adverts: this.adverts, ...(this.init.bidWindowMs === undefined ? {} : { bidWindowMs: this.init.bidWindowMs }) })
-      await this.client.start()
-      await Promise.all(this.init.bootstrap.map(async (addr) => {
-        try {
-          await libp2p.dial(multiaddr(addr), { signal: AbortSignal.timeout(5000) })
-        } catch (err) {
-          log.warn(`could not reach ${addr}`, { error: (err as Error).message })
-        }
-      }))
+      // Adverts only fill the table: the job client dials the few workers it offers a job to.
+      this.adverts = new Adverts({ libp2p, log })
+      await this.adverts.start()
+      this.links = new JobLinks({ libp2p, log })
+      await this.links.start()
+      this.client = new JobClient({ libp2p, links: this.links, adverts: this.adverts, limits: frameLimits, log, ...this.init.jobs })
+      this.client.start()
+      libp2p.addEventListener('peer:connect', (evt) => { void this.directory(evt.detail) })
+      // mDNS finds peers; libp2p 3 does not dial them by itself.
+      libp2p.addEventListener('peer:discovery', (evt) => {
+        libp2p.dial(evt.detail.id, { signal: AbortSignal.timeout(5000) }).catch((err: unknown) => {
+          log.debug('could not dial a discovered peer', { peer: evt.detail.id.toString(), error: errorMessage(err) })
+        })
+      })
+      await this.join()
     } catch (err) {
       await this.stop()
       throw err
     }
+  }
+
+  /**
+   * Dial the bootstrap addresses; retry those that fail, with back-off, until
+   * one answers or `joinMs` passes (a burst of clients can find a node busy).
+   */
+  private async join (): Promise<void> {
+    const libp2p = this.libp2p!
+    const until = performance.now() + (this.init.joinMs ?? 10_000)
+    let pending = [...this.init.bootstrap]
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      const failed: string[] = []
+      await Promise.all(pending.map(async (addr) => {
+        try {
+          const conn = await libp2p.dial(multiaddr(addr), { signal: AbortSignal.timeout(Math.round(Math.max(500, until - performance.now()))) })
+          await this.directory(conn.remotePeer)
+        } catch (err) {
+          failed.push(addr)
+          log.debug(`could not reach ${addr} (attempt ${attempt + 1})`, { error: errorMessage(err) })
+        }
+      }))
+      if (libp2p.getPeers().length > 0) {
+        for (const addr of failed) log.warn(`could not reach ${addr}`)
+        return
+      }
+      if (performance.now() + 250 * 2 ** attempt >= until) {
+        for (const addr of failed) log.warn(`could not reach ${addr} within ${this.init.joinMs ?? 10_000} ms`)
+        return
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt))
+      pending = failed
+    }
+  }
+
+  /** Ask a peer for its directory once per connection (bounded); its entries become hints. */
+  private async directory (peer: PeerId): Promise<void> {
+    const key = peer.toString()
+    const known = this.directories.get(key)
+    if (known !== undefined) return await known
+    const fetching = (async () => {
+      try {
+        const n = await this.adverts!.fetchDirectory(peer, AbortSignal.timeout(5000))
+        log.debug('directory', { peer: key, workers: n })
+      } catch (err) {
+        log.debug('no directory from a peer', { peer: key, error: errorMessage(err) })
+      }
+    })()
+    this.directories.set(key, fetching)
+    await fetching
   }
 
   async submit (req: JobRequest): Promise<JobResponse> {
@@ -69,20 +129,19 @@ export class ClientNode {
     return this.adverts?.peers() ?? []
   }
 
-  /**
-   * Live workers heard in adverts that this client is connected to (only those
-   * can bid to it); with a skillset, only those whose subscription to its job
-   * topic this client has seen (offers reach those directly, not through relays).
-   */
-  connectedWorkers (skillset?: SkillsetName): ReturnType<Adverts['peers']> {
-    const peers = new Set((this.libp2p?.getPeers() ?? []).map(String))
-    const subscribed = skillset === undefined ? undefined : new Set((this.libp2p?.services.pubsub.getSubscribers(jobsTopic(skillset)) ?? []).map(String))
-    return this.workers().filter((w) => peers.has(w.peerId) && (subscribed === undefined || subscribed.has(w.peerId)))
+  /** Workers that serve a skillset's model (`model` absent: any), from adverts and directory hints. */
+  serving (skillset: SkillsetName, model?: string): Serving[] {
+    return this.adverts?.serving(skillset, model) ?? []
+  }
+
+  /** Counters of the job client (rounds, offers, losses, ...). */
+  get stats (): JobClient['stats'] | undefined {
+    return this.client?.stats
   }
 
   async stop (): Promise<void> {
-    this.dialer?.stop()
-    await this.client?.stop()
+    this.client?.stop()
+    await this.links?.stop()
     await this.adverts?.stop()
     await this.libp2p?.stop()
     this.libp2p = undefined

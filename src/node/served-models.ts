@@ -16,6 +16,7 @@ import type { Logger } from '../logger.ts'
 import type { ModelCatalog } from '../models/catalog.ts'
 import { ModelQueue } from '../scheduler/model-queue.ts'
 import { InferenceThread } from '../scheduler/thread.ts'
+import { LocalRunner } from '../scheduler/local-runner.ts'
 import type { NodeConfig } from '../config/schema.ts'
 import type { ModelStore, StoredModelLocation } from '../store/model-store.ts'
 import type { ModelRecord } from '../store/records.ts'
@@ -26,7 +27,8 @@ export interface ServedModel {
   plan: ExecutionPlan
   skillset: Skillset
   queue: ModelQueue
-  threads: InferenceThread[]
+  /** One runner per `scheduler.threadsPerModel`: inference threads, or main-thread runners for `inProcess` skillsets. */
+  threads: Array<InferenceThread | LocalRunner>
   /** Root CID of the weights in the content store. */
   cid: string
   randomWeights: boolean
@@ -145,17 +147,30 @@ export async function pullFromPeers (models: ModelStore, ref: string, options: {
   log.info(`${options.id} fetched from peers`, { cid: res.record.cid, MB: (res.fetched.bytes / 1e6).toFixed(1), ms: res.fetched.totalMs, via: res.fetched.via })
 }
 
-export async function startServedModel (entry: ModelEntry, plan: ExecutionPlan, location: StoredModelLocation, config: Readonly<NodeConfig>, log: Logger): Promise<ServedModel> {
+export interface ServedModelHooks {
+  /** The model lost its last ready runner (false: drop it from adverts, stop bidding), or has one again (true). */
+  onReadyChange?: (ready: boolean) => void
+}
+
+/**
+ * Start a model's runners (inference threads, or main-thread runners for an
+ * `inProcess` skillset) and its queue. Threads that crash restart on their
+ * own; the queue's watchdog restarts a stuck one.
+ */
+export async function startServedModel (entry: ModelEntry, plan: ExecutionPlan, location: StoredModelLocation, config: Readonly<NodeConfig>, log: Logger, hooks: ServedModelHooks = {}): Promise<ServedModel> {
   const skillset = getSkillset(entry.skillset)
   // transformers.js reads every file through the store's reader; the local path stays empty.
   const localModelPath = join(config.dataDir, 'store', 'no-local-files')
-  const threads: InferenceThread[] = []
+  const model = { id: entry.id, localModelPath, store: { blocksDir: location.blocksDir, cid: location.cid, files: location.files } }
+  const threads: Array<InferenceThread | LocalRunner> = []
   const t0 = performance.now()
   try {
     for (let i = 0; i < config.scheduler.threadsPerModel; i++) {
-      const thread = new InferenceThread({ skillset: entry.skillset, model: { id: entry.id, localModelPath, store: { blocksDir: location.blocksDir, cid: location.cid, files: location.files } }, plan }, log)
-      threads.push(thread)
-      await thread.start()
+      const runner = skillset.inProcess === true
+        ? new LocalRunner({ skillset, model, plan, loadOptions: { nodeConfig: config }, log })
+        : new InferenceThread({ skillset: entry.skillset, model, plan }, log)
+      threads.push(runner)
+      await runner.start()
     }
   } catch (err) {
     await Promise.all(threads.map(async (t) => { await t.stop() }))
@@ -167,7 +182,12 @@ export async function startServedModel (entry: ModelEntry, plan: ExecutionPlan, 
     runners: threads,
     maxBatchCost: config.scheduler.maxBatchCost,
     maxQueuedJobs: config.scheduler.maxQueuedJobs,
+    maxQueuedCost: config.scheduler.maxQueuedCost,
+    stallMinMs: config.scheduler.stallMinMs,
+    ...(hooks.onReadyChange === undefined ? {} : { onReadyChange: hooks.onReadyChange }),
     log
   })
-  return { entry, plan, skillset, queue, threads, cid: location.cid, randomWeights: entry.source.kind === 'generated', loadMs: performance.now() - t0 }
+  // The stand-in's generated folder holds no weights at all: only the generated BERTs have random ones.
+  const randomWeights = entry.source.kind === 'generated' && entry.source.generator === 'bert'
+  return { entry, plan, skillset, queue, threads, cid: location.cid, randomWeights, loadMs: performance.now() - t0 }
 }

@@ -22,9 +22,11 @@ import { autoDial } from '../p2p/dialer.ts'
 import type { AutoDialer } from '../p2p/dialer.ts'
 import { loadOrCreateIdentity } from '../p2p/identity.ts'
 import { libp2pOptions } from '../p2p/libp2p.ts'
+import { JobLinks } from '../p2p/job-link.ts'
 import { JobWorker } from '../p2p/job-worker.ts'
-import type { JobHandler } from '../p2p/job-worker.ts'
-import type { Offer } from '../p2p/messages.ts'
+import type { BidTerms, JobHandler, JobHead } from '../p2p/job-worker.ts'
+import type { Assign } from '../p2p/messages.ts'
+import { frameLimits } from './frame-limits.ts'
 import { createContentStore } from '../store/content-store.ts'
 import type { ContentStore } from '../store/content-store.ts'
 import { storeRoutes } from '../store/http-api.ts'
@@ -52,6 +54,7 @@ export class WorkerNode implements JobHandler {
   private held: Array<{ id: string, cid: string }> = []
   private embedCache: EmbedCache | undefined
   private jobWorker: JobWorker | undefined
+  private links: JobLinks | undefined
   private adverts: Adverts | undefined
   private dialer: AutoDialer | undefined
   private gateway: ListeningGateway | undefined
@@ -104,7 +107,8 @@ export class WorkerNode implements JobHandler {
       throw listenError(err, cfg.listen)
     }
     const libp2p = store.libp2p!
-    this.dialer = autoDial(libp2p, log)
+    // Dial advertised peers (content providers, workers) only while this node has few connections.
+    this.dialer = autoDial(libp2p, log, { maxConnections: 32 })
     // Adverts start before the models load: peers learn which weights we hold at once.
     this.held = await store.models.heldRoots()
     this.adverts = new Adverts({
@@ -120,7 +124,7 @@ export class WorkerNode implements JobHandler {
       },
       onLeave: (peerId) => { store.providers.removePeer(peerId) }
     })
-    this.adverts.start()
+    await this.adverts.start()
 
     // `--models` may name models that only peers hold: pull them first (bootstrap peers, then any connected).
     for (const id of cfg.models) {
@@ -146,7 +150,7 @@ export class WorkerNode implements JobHandler {
     for (const [i, entry] of entries.entries()) {
       const location = await ensureModel(entry, { models: store.models, dataDir: cfg.dataDir, peers: cfg.bootstrap, dtype: plans[i]!.dtype, log })
       this.held = await store.models.heldRoots()
-      const model = await startServedModel(entry, plans[i]!, location, cfg, log)
+      const model = await startServedModel(entry, plans[i]!, location, cfg, log, { onReadyChange: () => { this.adverts?.publishSoon() } })
       this.served.set(entry.id, model)
       if (!this.defaults.has(entry.skillset)) this.defaults.set(entry.skillset, entry.id)
       if (model.randomWeights) log.warn(`${entry.id} has RANDOM weights (generated offline, no model hub here): its outputs exercise the swarm but mean nothing`)
@@ -154,7 +158,9 @@ export class WorkerNode implements JobHandler {
     }
 
     this.embedCache = cfg.store.embeddingCache ? new EmbedCache(store.cache, log.child('embed-cache')) : undefined
-    this.jobWorker = new JobWorker({ libp2p, handler: this, skillsets: [...this.defaults.keys()], log: log.child('jobs') })
+    this.links = new JobLinks({ libp2p, log: log.child('links') })
+    await this.links.start()
+    this.jobWorker = new JobWorker({ libp2p, links: this.links, handler: this, skillsets: [...this.defaults.keys()], limits: frameLimits, log: log.child('jobs') })
     this.jobWorker.start()
     this.adverts.publishSoon()
     if (cfg.http !== false) {
@@ -167,7 +173,23 @@ export class WorkerNode implements JobHandler {
 
   private routes (): Parameters<typeof createGateway>[0] {
     return [
-      { method: 'GET', path: '/healthz', handler: (_req, res) => { sendJson(res, this.started ? 200 : 503, { status: this.started ? 'ok' : 'starting', peerId: this.store?.libp2p?.peerId.toString(), peers: this.store?.libp2p?.getPeers().length ?? 0, queueDepth: this.queueDepth(), models: this.info().models, jobs: this.jobWorker?.stats }) } }
+      {
+        method: 'GET',
+        path: '/healthz',
+        handler: (_req, res) => {
+          sendJson(res, this.started ? 200 : 503, {
+            status: this.started ? 'ok' : 'starting',
+            peerId: this.store?.libp2p?.peerId.toString(),
+            peers: this.store?.libp2p?.getPeers().length ?? 0,
+            queueDepth: this.queueDepth(),
+            models: this.info().models,
+            jobs: this.jobWorker?.stats,
+            queues: Object.fromEntries([...this.served.values()].map((m) => [m.entry.id, { ready: m.queue.ready, depth: m.queue.depth, queuedCost: m.queue.queuedCost, throughput: m.queue.throughput, ...m.queue.stats }])),
+            links: this.links?.stats,
+            adverts: this.adverts?.stats
+          })
+        }
+      }
     ]
   }
 
@@ -184,11 +206,12 @@ export class WorkerNode implements JobHandler {
         id: m.entry.id,
         skillset: m.entry.skillset,
         cid: m.cid,
-        provider: m.plan.provider,
+        provider: runsOn(m.plan),
         dtype: m.plan.dtype,
         device: m.plan.device,
-        loaded: true,
-        ...(m.queue.throughput === undefined ? {} : { throughput: m.queue.throughput })
+        loaded: m.queue.ready && this.stopping === undefined,
+        queuedCost: m.queue.queuedCost,
+        ...(m.queue.throughput === undefined ? {} : { throughput: round(m.queue.throughput) })
       })),
       held: this.held.slice(0, 256),
       queueDepth: this.queueDepth(),
@@ -202,36 +225,52 @@ export class WorkerNode implements JobHandler {
       peerId: this.store?.libp2p?.peerId.toString() ?? '',
       multiaddrs: this.store?.libp2p?.getMultiaddrs().map(String) ?? [],
       httpUrl: this.gateway?.url ?? null,
-      models: [...this.served.values()].map((m) => ({ id: m.entry.id, skillset: m.entry.skillset, provider: m.plan.provider, dtype: m.plan.dtype, device: m.plan.device, randomWeights: m.randomWeights }))
+      models: [...this.served.values()].map((m) => ({ id: m.entry.id, skillset: m.entry.skillset, provider: runsOn(m.plan), dtype: m.plan.dtype, device: m.plan.device, randomWeights: m.randomWeights, ready: m.queue.ready }))
     }
   }
 
-  private modelFor (offer: Pick<Offer, 'skillset' | 'model'>): ServedModel | undefined {
-    const id = offer.model ?? this.defaults.get(offer.skillset)
+  private modelFor (head: Pick<JobHead, 'skillset' | 'model'>): ServedModel | undefined {
+    const id = head.model ?? this.defaults.get(head.skillset)
     const m = id === undefined ? undefined : this.served.get(id)
-    return m !== undefined && m.entry.skillset === offer.skillset ? m : undefined
+    return m !== undefined && m.entry.skillset === head.skillset ? m : undefined
   }
 
-  bid (offer: Offer): ReturnType<JobHandler['bid']> {
-    const m = this.modelFor(offer)
-    if (m === undefined || m.queue.full || this.stopping !== undefined) return undefined
-    return { model: m.entry.id, queueDepth: m.queue.depth, provider: m.plan.provider, dtype: m.plan.dtype }
+  /** Bid only for what this node can start now: the model is loaded and its queue admits the job's cost. */
+  bid (head: JobHead): BidTerms | { busy: string } | undefined {
+    const m = this.modelFor(head)
+    if (m === undefined) return undefined
+    if (this.stopping !== undefined) return { busy: 'the worker is stopping' }
+    if (!m.queue.ready) return { busy: `${m.entry.id} has no inference thread up (restarting)` }
+    if (!m.queue.admits(head.cost)) return { busy: `the queue of ${m.entry.id} holds ${m.queue.queuedCost} cost units` }
+    const eta = m.queue.estimateMs(head.cost)
+    const tput = m.queue.throughput
+    return {
+      model: m.entry.id,
+      provider: runsOn(m.plan),
+      dtype: m.plan.dtype,
+      device: m.plan.device,
+      queuedCost: m.queue.queuedCost,
+      ...(tput === undefined ? {} : { throughput: round(tput) }),
+      ...(eta === undefined ? {} : { etaMs: Math.round(eta) })
+    }
   }
 
-  async run (offer: Offer, assign: Parameters<JobHandler['run']>[1]): ReturnType<JobHandler['run']> {
-    const m = this.modelFor(offer)
-    if (m === undefined) throw new ModelNotFoundError(`this node does not serve ${offer.model ?? offer.skillset}`)
+  async run (head: JobHead, assign: Assign, signal: AbortSignal): ReturnType<JobHandler['run']> {
+    const m = this.modelFor(head)
+    if (m === undefined) throw new ModelNotFoundError(`this node does not serve ${head.model ?? head.skillset}`)
     const input = m.skillset.parseInput(assign.input)
-    if (m.skillset.cost(input) !== offer.cost) throw new InvalidInputError(`the offer announced ${offer.cost} cost units, the input has ${m.skillset.cost(input)}`)
+    if (m.skillset.cost(input) !== head.cost) throw new InvalidInputError(`the offer announced ${head.cost} cost units, the input has ${m.skillset.cost(input)}`)
+    // The lease is a duration from now: no wall clock crosses hosts.
+    const opts = { deadline: performance.now() + assign.leaseMs, signal }
     if (this.embedCache !== undefined && m.entry.skillset === 'embed') {
       const res = await this.embedCache.run(m.cid, input as EmbedInput, async (misses) => {
-        const o = await m.queue.submit(misses, offer.deadline)
+        const o = await m.queue.submit(misses, opts)
         return { output: o.output as EmbedOutput, queueMs: o.queueMs, runMs: o.runMs, batchSize: o.batchSize }
       })
       const t = res.computed ?? { queueMs: 0, runMs: 0, batchSize: 1 }
       return { model: m.entry.id, output: m.skillset.encodeOutput(res.output), timings: { ...t, cacheHit: res.cachedItems === (input as EmbedInput).texts.length, cachedItems: res.cachedItems } }
     }
-    const outcome = await m.queue.submit(input, offer.deadline)
+    const outcome = await m.queue.submit(input, opts)
     return {
       model: m.entry.id,
       output: m.skillset.encodeOutput(outcome.output),
@@ -250,6 +289,7 @@ export class WorkerNode implements JobHandler {
     await this.adverts?.stop()
     await Promise.all([...this.served.values()].map(async (m) => { await m.queue.drain(graceMs) }))
     await this.jobWorker?.stop(5000)
+    await this.links?.stop()
     await this.gateway?.close()
     await Promise.all([...this.served.values()].flatMap((m) => m.threads.map(async (t) => { await t.stop() })))
     this.served.clear()
@@ -277,6 +317,14 @@ function withDtype (plan: ExecutionPlan, entry: ModelEntry, dtype: string): Exec
   return { ...plan, dtype: dtype as Dtype, reasons: [...plan.reasons, `dtype ${dtype} set by configuration (the plan chose ${plan.dtype})`] }
 }
 
-function multiaddrOf (s: string): ReturnType<typeof multiaddr> {
-  return multiaddr(s)
+/**
+ * The provider a plan really runs on: transformers.js has no TensorRT device,
+ * so a TensorRT plan runs on CUDA, and adverts and bids say so.
+ */
+function runsOn (plan: ExecutionPlan): ExecutionPlan['provider'] {
+  return plan.provider === 'tensorrt' ? 'cuda' : plan.provider
+}
+
+function round (x: number): number {
+  return Math.round(x * 100) / 100
 }

@@ -1,21 +1,40 @@
 /**
  * Adverts: each worker's heartbeat on the adverts topic (hardware summary,
- * models with provider and dtype, queue depth) with a time-to-live, a fresh
- * one whenever a new peer subscribes, and a final "leaving" advert on stop.
- * Every node, client or worker, keeps the table of live adverts it heard.
+ * models with provider, dtype, measured throughput and queued cost) with a
+ * time-to-live, a fresh one whenever a new peer subscribes, and a final
+ * "leaving" advert on stop. Every node, client or worker, keeps the table
+ * of live adverts it heard, bounded and pruned.
+ *
+ * - An advert's addresses must end in its sender's own peer id; others are
+ *   dropped, so one advert cannot make the swarm dial an arbitrary host.
+ * - A restarted peer is recognised by a new `bootId` (its `seq` starts
+ *   again at 0); within one boot, an older `seq` is ignored.
+ * - The directory protocol hands a fresh client the table as hints, so it
+ *   can dial the workers that serve its job at once instead of waiting for
+ *   their next heartbeat. Hints never override a peer's own advert.
  */
+import { randomBytes } from 'node:crypto'
 import type { Message } from '@libp2p/gossipsub'
-import type { Libp2p } from '@libp2p/interface'
+import { TopicValidatorResult } from '@libp2p/gossipsub'
+import type { Libp2p, PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { errorMessage } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import { decodeMessage, encodeMessage } from './codec.ts'
 import type { NodeServices } from './libp2p.ts'
-import { advertSchema } from './messages.ts'
-import type { Advert } from './messages.ts'
-import { ADVERTS_TOPIC, MAX_GOSSIP_BYTES, PROTOCOL_VERSION } from './protocol.ts'
+import { advertSchema, directorySchema } from './messages.ts'
+import type { Advert, AdvertModel, Directory } from './messages.ts'
+import { ADVERTS_TOPIC, DIRECTORY_PROTOCOL, MAX_DIRECTORY_BYTES, MAX_DIRECTORY_PEERS, MAX_GOSSIP_BYTES, PROTOCOL_VERSION } from './protocol.ts'
+import type { SkillsetName } from '../interfaces/index.ts'
 
-export type AdvertBody = Omit<Advert, 'v' | 't' | 'seq' | 'ttlMs' | 'leaving'>
+export type AdvertBody = Omit<Advert, 'v' | 't' | 'seq' | 'ttlMs' | 'leaving' | 'bootId'>
 
 export interface PeerAdvert { peerId: string, advert: Advert, expiresAt: number }
+
+/** A worker that serves a model, as the table knows it. */
+export interface Serving { peerId: string, model: AdvertModel, addrs: Multiaddr[], source: 'advert' | 'hint' }
 
 export interface AdvertsInit {
   libp2p: Libp2p<NodeServices>
@@ -23,20 +42,41 @@ export interface AdvertsInit {
   /** What to advertise; absent for a client that only listens. */
   build?: () => AdvertBody
   intervalMs?: number
-  /** Called for each fresh advert (e.g. to dial the sender). */
+  /** Called for each fresh advert (e.g. to record the sender's addresses). */
   onAdvert?: (peer: PeerAdvert) => void
   /** Called when a peer says it leaves. */
   onLeave?: (peerId: string) => void
+  /** Peers kept in the table at most (default 4096). */
+  maxPeers?: number
+}
+
+const HINT_TTL_MS = 15_000
+
+/** The addresses of an advert that end in its sender's peer id, parsed. */
+export function ownAddrs (peerId: string, addrs: readonly string[]): Multiaddr[] {
+  const out: Multiaddr[] = []
+  for (const a of addrs) {
+    if (!a.endsWith(`/p2p/${peerId}`)) continue
+    try {
+      out.push(multiaddr(a))
+    } catch (err) {
+      void err // a malformed address is one fewer way to dial the peer, nothing more
+    }
+  }
+  return out
 }
 
 export class Adverts {
   private readonly init: AdvertsInit
   private readonly table = new Map<string, PeerAdvert>()
+  private readonly hints = new Map<string, { peerId: string, models: AdvertModel[], addrs: Multiaddr[], expiresAt: number }>()
   private timer: NodeJS.Timeout | undefined
   private debounce: NodeJS.Timeout | undefined
   private seq = 0
+  private readonly bootId = randomBytes(12).toString('base64url')
   private started = false
-  dropped = 0
+  private readonly decoded = new WeakMap<Message, Advert>()
+  readonly stats = { dropped: 0, foreignAddrs: 0, restarts: 0, directoriesServed: 0, directoriesFetched: 0 }
   private readonly onMessage = (evt: CustomEvent<Message>): void => { this.receive(evt.detail) }
   private readonly onSubscription = (): void => { this.publishSoon() }
 
@@ -45,13 +85,27 @@ export class Adverts {
   }
 
   get intervalMs (): number { return this.init.intervalMs ?? 5000 }
+  /** Malformed adverts dropped. */
+  get dropped (): number { return this.stats.dropped }
 
-  start (): void {
+  async start (): Promise<void> {
     if (this.started) return
     this.started = true
     const { pubsub } = this.init.libp2p.services
+    pubsub.topicValidators.set(ADVERTS_TOPIC, (_peer, msg) => this.validate(msg))
     pubsub.subscribe(ADVERTS_TOPIC)
     pubsub.addEventListener('message', this.onMessage)
+    // Request, then answer: the asker listens before it sends, so no byte of the answer can pass unheard.
+    await this.init.libp2p.handle(DIRECTORY_PROTOCOL, (stream) => {
+      const timer = setTimeout(() => { stream.abort(new Error('no directory request within 5 s')) }, 5000)
+      stream.addEventListener('message', () => {
+        if (stream.writeStatus !== 'writable') return
+        clearTimeout(timer)
+        this.stats.directoriesServed++
+        stream.send(encodeMessage(this.directory(), MAX_DIRECTORY_BYTES))
+        stream.close({ signal: AbortSignal.timeout(2000) }).catch((err: unknown) => { stream.abort(err as Error) })
+      }, { once: true })
+    }, { maxInboundStreams: 32 })
     if (this.init.build !== undefined) {
       pubsub.addEventListener('subscription-change', this.onSubscription)
       this.timer = setInterval(() => { void this.publish(false) }, this.intervalMs)
@@ -71,11 +125,13 @@ export class Adverts {
     if (this.init.build !== undefined) await this.publish(true)
     pubsub.removeEventListener('message', this.onMessage)
     pubsub.unsubscribe(ADVERTS_TOPIC)
+    pubsub.topicValidators.delete(ADVERTS_TOPIC)
+    await this.init.libp2p.unhandle(DIRECTORY_PROTOCOL)
   }
 
   /** Publish soon (debounced), e.g. when a peer joins or what we serve changed. */
   publishSoon (): void {
-    if (this.init.build === undefined || this.debounce !== undefined) return
+    if (this.init.build === undefined || this.debounce !== undefined || !this.started) return
     this.debounce = setTimeout(() => {
       this.debounce = undefined
       void this.publish(false)
@@ -86,42 +142,154 @@ export class Adverts {
   private async publish (leaving: boolean): Promise<void> {
     const build = this.init.build
     if (build === undefined) return
-    const advert: Advert = { v: PROTOCOL_VERSION, t: 'advert', seq: this.seq++, ttlMs: this.intervalMs * 3, leaving, ...build() }
+    const advert: Advert = { v: PROTOCOL_VERSION, t: 'advert', bootId: this.bootId, seq: this.seq++, ttlMs: this.intervalMs * 3, leaving, ...build() }
     try {
       await this.init.libp2p.services.pubsub.publish(ADVERTS_TOPIC, encodeMessage(advert, MAX_GOSSIP_BYTES))
     } catch (err) {
-      this.init.log.warn('could not publish an advert', { error: (err as Error).message })
+      this.init.log.warn('could not publish an advert', { error: errorMessage(err) })
+    }
+  }
+
+  private validate (msg: Message): TopicValidatorResult {
+    if (msg.type !== 'signed') { this.stats.dropped++; return TopicValidatorResult.Reject }
+    try {
+      this.decoded.set(msg, decodeMessage(msg.data, advertSchema, MAX_GOSSIP_BYTES))
+      return TopicValidatorResult.Accept
+    } catch (err) {
+      this.stats.dropped++
+      this.init.log.debug('rejected a malformed advert', { from: msg.from.toString(), error: errorMessage(err) })
+      return TopicValidatorResult.Reject
     }
   }
 
   private receive (msg: Message): void {
-    if (msg.topic !== ADVERTS_TOPIC) return
-    if (msg.type !== 'signed') { this.dropped++; return }
-    let advert: Advert
-    try {
-      advert = decodeMessage(msg.data, advertSchema, MAX_GOSSIP_BYTES)
-    } catch (err) {
-      this.dropped++
-      this.init.log.debug('dropped a malformed advert', { from: msg.from.toString(), error: (err as Error).message })
-      return
-    }
-    const peerId = msg.from.toString()
+    if (msg.topic !== ADVERTS_TOPIC || msg.type !== 'signed') return
+    const advert = this.decoded.get(msg)
+    if (advert === undefined) return
+    this.accept(msg.from.toString(), advert)
+  }
+
+  /** Take a validated advert from `peerId` (exposed for tests). */
+  accept (peerId: string, advert: Advert): void {
     if (advert.leaving) {
-      this.table.delete(peerId)
-      this.init.onLeave?.(peerId)
+      const known = this.table.get(peerId)
+      if (known === undefined || known.advert.bootId === advert.bootId) {
+        this.table.delete(peerId)
+        this.hints.delete(peerId)
+        this.init.onLeave?.(peerId)
+      }
       return
     }
     const prev = this.table.get(peerId)
-    if (prev !== undefined && prev.advert.seq > advert.seq) return
-    const entry = { peerId, advert, expiresAt: Date.now() + advert.ttlMs }
+    if (prev !== undefined && prev.advert.bootId === advert.bootId && prev.advert.seq > advert.seq) return
+    if (prev !== undefined && prev.advert.bootId !== advert.bootId) this.stats.restarts++
+    const addrs = advert.addrs.filter((a) => a.endsWith(`/p2p/${peerId}`))
+    if (addrs.length < advert.addrs.length) this.stats.foreignAddrs++
+    const entry = { peerId, advert: { ...advert, addrs }, expiresAt: performance.now() + advert.ttlMs }
+    this.table.delete(peerId) // re-insert: the map's order is the order of freshness
     this.table.set(peerId, entry)
+    this.hints.delete(peerId)
+    const max = this.init.maxPeers ?? 4096
+    while (this.table.size > max) this.table.delete(this.table.keys().next().value as string)
     this.init.onAdvert?.(entry)
   }
 
   /** Live adverts, expired ones pruned. */
   peers (): PeerAdvert[] {
-    const now = Date.now()
-    for (const [id, p] of this.table) if (p.expiresAt <= now) this.table.delete(id)
+    this.prune()
     return [...this.table.values()]
+  }
+
+  private prune (): void {
+    const now = performance.now()
+    for (const [id, p] of this.table) if (p.expiresAt <= now) this.table.delete(id)
+    for (const [id, h] of this.hints) if (h.expiresAt <= now) this.hints.delete(id)
+  }
+
+  /** Workers that serve a model of the skillset (`model` absent: any), from adverts and, where none, hints. */
+  serving (skillset: SkillsetName, model: string | undefined): Serving[] {
+    this.prune()
+    const fits = (m: AdvertModel): boolean => m.skillset === skillset && m.loaded && (model === undefined || m.id === model)
+    const out: Serving[] = []
+    for (const p of this.table.values()) {
+      const m = p.advert.models.find(fits)
+      if (m !== undefined) out.push({ peerId: p.peerId, model: m, addrs: ownAddrs(p.peerId, p.advert.addrs), source: 'advert' })
+    }
+    for (const h of this.hints.values()) {
+      if (this.table.has(h.peerId)) continue
+      const m = h.models.find(fits)
+      if (m !== undefined) out.push({ peerId: h.peerId, model: m, addrs: h.addrs, source: 'hint' })
+    }
+    return out
+  }
+
+  /** Every model id the swarm serves, as far as this table knows, by skillset. */
+  served (): Array<{ skillset: SkillsetName, id: string }> {
+    this.prune()
+    const seen = new Map<string, { skillset: SkillsetName, id: string }>()
+    for (const p of this.table.values()) for (const m of p.advert.models) if (m.loaded) seen.set(`${m.skillset}:${m.id}`, { skillset: m.skillset, id: m.id })
+    for (const h of this.hints.values()) for (const m of h.models) if (m.loaded) seen.set(`${m.skillset}:${m.id}`, { skillset: m.skillset, id: m.id })
+    return [...seen.values()].sort((a, b) => `${a.skillset}:${a.id}`.localeCompare(`${b.skillset}:${b.id}`))
+  }
+
+  /** This node's table as a directory answer: itself first (when it advertises), then the peers it heard. */
+  directory (): Directory {
+    const peers: Directory['peers'] = []
+    if (this.init.build !== undefined) {
+      const self = this.init.build()
+      peers.push({ peerId: this.init.libp2p.peerId.toString(), addrs: self.addrs, models: self.models })
+    }
+    for (const p of this.peers()) {
+      if (peers.length >= MAX_DIRECTORY_PEERS) break
+      peers.push({ peerId: p.peerId, addrs: p.advert.addrs, models: p.advert.models })
+    }
+    return { v: PROTOCOL_VERSION, t: 'directory', peers }
+  }
+
+  /** Ask a connected peer for its directory and keep its entries as hints. Returns how many workers it named. */
+  async fetchDirectory (peer: PeerId, signal: AbortSignal): Promise<number> {
+    const stream = await this.init.libp2p.dialProtocol(peer, DIRECTORY_PROTOCOL, { signal })
+    const chunks: Uint8Array[] = []
+    await new Promise<void>((resolve, reject) => {
+      let total = 0
+      const fail = (err: Error): void => { signal.removeEventListener('abort', onAbort); stream.abort(err); reject(err) }
+      const onAbort = (): void => { fail(signal.reason instanceof Error ? signal.reason : new Error('directory request aborted')) }
+      signal.addEventListener('abort', onAbort, { once: true })
+      stream.addEventListener('message', (evt) => {
+        const bytes = evt.data instanceof Uint8Array ? evt.data : evt.data.subarray()
+        total += bytes.byteLength
+        if (total > MAX_DIRECTORY_BYTES) fail(new RangeError(`a directory answer over ${MAX_DIRECTORY_BYTES} bytes`))
+        else chunks.push(bytes)
+      })
+      // The answer is whole when the peer closes its end.
+      stream.addEventListener('remoteCloseWrite', () => {
+        signal.removeEventListener('abort', onAbort)
+        resolve()
+        stream.close({ signal: AbortSignal.timeout(2000) }).catch((err: unknown) => { stream.abort(err as Error) })
+      })
+      stream.addEventListener('close', (evt) => {
+        signal.removeEventListener('abort', onAbort)
+        if (evt.error !== undefined) reject(evt.error)
+        else resolve()
+      })
+      stream.send(Uint8Array.of(1))
+    })
+    const dir = decodeMessage(Buffer.concat(chunks), directorySchema, MAX_DIRECTORY_BYTES)
+    this.stats.directoriesFetched++
+    const now = performance.now()
+    let named = 0
+    for (const p of dir.peers) {
+      if (p.peerId === this.init.libp2p.peerId.toString() || this.table.has(p.peerId)) continue
+      try {
+        peerIdFromString(p.peerId)
+      } catch (err) {
+        void err // not a peer id: a hint we cannot use
+        continue
+      }
+      this.hints.set(p.peerId, { peerId: p.peerId, models: p.models, addrs: ownAddrs(p.peerId, p.addrs), expiresAt: now + HINT_TTL_MS })
+      named++
+    }
+    while (this.hints.size > (this.init.maxPeers ?? 4096)) this.hints.delete(this.hints.keys().next().value as string)
+    return named
   }
 }

@@ -1,23 +1,46 @@
 /**
- * The client side of the job protocol: offer a job on its skillset's topic,
- * take bids on direct streams, lease the job to exactly one worker with its
- * input, and return that worker's result. Unanswered offers are re-sent;
- * a job whose worker is lost before it answers is offered again, and a
- * job's result is accepted once.
+ * The client side of the job protocol.
+ *
+ * 1. Discovery: the workers that serve the job's model, from adverts and
+ *    directory hints. A model nobody serves fails at once with
+ *    ERR_NO_WORKER listing what the swarm serves; no peer at all fails
+ *    within `discoveryMs`.
+ * 2. Auction, in rounds: the offer goes directly, on job links, to a few
+ *    workers picked at random weighted by fit (dialled if need be), and by
+ *    gossip when fewer than that are known or from the second round on (a
+ *    fresh gossip message each round, published once the topic has
+ *    subscribers). Bids are taken until every direct candidate answered, or
+ *    as long again as the first bid took (bounded). No bid: the next round
+ *    comes after a back-off.
+ * 3. Lease: the input goes with `assign`, with a lease length from the
+ *    worker's expected time and a heartbeat period. A worker that stops
+ *    sending frames, or whose lease runs out, is given up on: the job is
+ *    cancelled there and offered elsewhere. When the link breaks, the
+ *    client asks that worker what became of the job before it offers it
+ *    elsewhere.
+ * 4. Failures: a worker-side fault is retried on another worker, up to
+ *    `maxTries` workers; then one error names each try.
+ *
+ * Execution is at least once (a worker given up on may still finish);
+ * delivery to the caller is exactly once: a job resolves once, and a late
+ * or second answer is dropped.
  */
 import { randomBytes } from 'node:crypto'
-import { z } from 'zod'
-import type { Libp2p, Stream } from '@libp2p/interface'
-import { AccelerateError, JobFailedError, JobTimeoutError, NoWorkerError, ProtocolError } from '../errors.ts'
+import type { Libp2p } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { AccelerateError, errorCode, errorMessage, JobFailedError, JobTimeoutError, NoWorkerError } from '../errors.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
 import type { Logger } from '../logger.ts'
-import type { Adverts } from './adverts.ts'
+import type { Adverts, Serving } from './adverts.ts'
+import { BoundedMap } from './bounded.ts'
 import { encodeMessage } from './codec.ts'
-import { JobChannel } from './job-channel.ts'
+import { bidMs, expectedMs, rankBids, recentFailures, typicalThroughput, weight, weightedPick } from './fit.ts'
+import type { WorkerRecord } from './fit.ts'
+import type { JobLink, JobLinks } from './job-link.ts'
+import type { FrameLimits } from './job-worker.ts'
 import type { NodeServices } from './libp2p.ts'
-import { bidSchema, errorSchema, resultSchema, workerOutcomeSchema } from './messages.ts'
-import type { Bid, Offer, Result } from './messages.ts'
-import { JOB_PROTOCOL, MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from './protocol.ts'
+import type { Bid, LinkFrame, Offer, Result } from './messages.ts'
+import { MAX_CONTROL_FRAME_BYTES, MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from './protocol.ts'
 
 export interface JobRequest {
   skillset: SkillsetName
@@ -30,257 +53,419 @@ export interface JobRequest {
   signal?: AbortSignal
 }
 
+/** One worker's go at a job that did not end in its result. */
+export interface JobTry { worker: string, code: string, message: string }
+
 export interface JobResponse {
   jobId: string
   traceId: string
   worker: string
   model: string
   output: Record<string, unknown>
-  timings: Result['timings'] & { totalMs: number, bidMs: number, attempts: number }
+  /** Workers that had the job before the one that answered, and why they did not. */
+  tries: JobTry[]
+  timings: Result['timings'] & { totalMs: number, bidMs: number, attempts: number, rounds: number }
 }
 
 export interface JobClientInit {
   libp2p: Libp2p<NodeServices>
+  links: JobLinks
+  adverts: Adverts
+  limits: (skillset: SkillsetName) => FrameLimits
   log: Logger
-  /** Live adverts, to know how many workers may bid. */
-  adverts?: Adverts
-  /** After the first bid, wait at least this long (or as long as the first bid took) for the others, unless every known worker bid. */
+  /** Workers offered each job directly (default 3). */
+  fanout?: number
+  /** After the first bid, wait at least this long (or as long as it took) for the other direct candidates (default 20 ms)... */
   bidWindowMs?: number
-  /** Re-send an offer nobody bid on after this long. */
-  reofferMs?: number
+  /** ...but never longer than this (default 250 ms). */
+  maxBidWindowMs?: number
+  /** The first round waits this long for a bid; later rounds twice as long each, up to maxRoundMs (defaults 300, 2000). */
+  roundMs?: number
+  maxRoundMs?: number
+  /** Workers send progress this often while they hold a job (default 1000 ms)... */
+  heartbeatMs?: number
+  /** ...and one silent for this many periods is given up on (default 3). */
+  stallBeats?: number
+  /** Shortest lease (default 10 s); longer for jobs a worker expects to take longer. */
+  minLeaseMs?: number
+  /** Workers a job may fail on before the client gives up (default 3). */
+  maxTries?: number
+  /** How long to look for a worker before ERR_NO_WORKER when none is known (default 5 s). */
+  discoveryMs?: number
 }
 
-interface PendingBid { bid: Bid, channel: ClientChannel, worker: string }
+type Outcome = { t: 'result', worker: string, result: Result } | { t: 'error', worker: string, code: string, message: string }
 
-/** What a worker sends a client: bids, then results or errors. */
-const workerFrameSchema = z.discriminatedUnion('t', [bidSchema, resultSchema, errorSchema])
-type ClientChannel = JobChannel<typeof workerFrameSchema>
-
-interface PendingJob {
-  offer: Offer
-  bids: PendingBid[]
-  leased: boolean
-  excluded: Set<string>
-  expected: number
-  /** When the offer went out (performance.now()). */
-  offeredAt: number
-  windowTimer?: NodeJS.Timeout
-  /** Resolves with a lease decision: the chosen bid. */
-  choose: (b: PendingBid) => void
+interface Pending {
+  head: Pick<Offer, 'jobId' | 'traceId' | 'skillset' | 'model' | 'cost' | 'inputBytes'>
+  /** Auction state: bids and direct candidates that answered. */
+  bids: Map<string, Bid>
+  answered: Set<string>
+  /** Wakes the auction or lease loop. */
+  wake: () => void
+  /** The worker that holds the lease, and its frames. */
+  lease?: { worker: string, lastHeard: number, outcome?: Outcome, unknown?: boolean }
 }
 
 export function newJobId (): string {
   return randomBytes(12).toString('base64url')
 }
 
+/** Codes that say the job itself is wrong: another worker would refuse it too. */
+const CALLER_FAULTS = new Set(['ERR_INVALID_INPUT', 'ERR_INPUT_TOO_LARGE', 'ERR_MESSAGE_TOO_LARGE', 'ERR_FORBIDDEN'])
+
 export class JobClient {
   private readonly init: JobClientInit
-  private readonly pending = new Map<string, PendingJob>()
-  /** Jobs leased to each worker and not yet answered: spreads load before bids catch up. */
-  private readonly inFlight = new Map<string, number>()
-  private readonly channels = new Set<ClientChannel>()
+  private readonly pending = new Map<string, Pending>()
+  private readonly records = new BoundedMap<string, WorkerRecord>(4096, 10 * 60_000)
   private started = false
+  private unlisten: (() => void) | undefined
+  readonly stats = { submitted: 0, answered: 0, failed: 0, rounds: 0, directOffers: 0, gossipOffers: 0, lost: 0, stalled: 0, expired: 0, queries: 0, recovered: 0, lateFrames: 0, badFrames: 0 }
 
   constructor (init: JobClientInit) {
     this.init = init
   }
 
-  async start (): Promise<void> {
+  private get heartbeatMs (): number { return this.init.heartbeatMs ?? 1000 }
+
+  start (): void {
     if (this.started) return
-    await this.init.libp2p.handle(JOB_PROTOCOL, (stream, connection) => { this.onChannel(stream, connection.remotePeer.toString()) }, { maxInboundStreams: 1024 })
     this.started = true
+    this.init.links.setHandler('client', {
+      limitFor: (link, jobId) => {
+        const p = this.pending.get(jobId)
+        return p?.lease?.worker === link.peer ? this.init.limits(p.head.skillset).output + MAX_CONTROL_FRAME_BYTES : MAX_CONTROL_FRAME_BYTES
+      },
+      frame: (link, f) => { this.onFrame(link, f) },
+      badFrame: (link, jobId, err) => {
+        const p = this.pending.get(jobId)
+        if (p?.lease?.worker !== link.peer || p.lease.outcome !== undefined) return
+        this.stats.badFrames++
+        p.lease.outcome = { t: 'error', worker: link.peer, code: 'ERR_PROTOCOL', message: err.message }
+        p.wake()
+      }
+    })
+    this.unlisten = this.init.links.onLinkEnd((peer) => {
+      for (const p of this.pending.values()) if (p.lease?.worker === peer) p.wake()
+    })
   }
 
-  async stop (): Promise<void> {
+  stop (): void {
     if (!this.started) return
     this.started = false
-    await this.init.libp2p.unhandle(JOB_PROTOCOL)
-    for (const ch of [...this.channels]) ch.end()
+    this.unlisten?.()
+    this.init.links.setHandler('client', undefined)
+    for (const p of this.pending.values()) p.wake()
   }
 
-  /** A worker opened a job channel: its bids arrive unclaimed, outcomes go to the job that waits. */
-  private onChannel (stream: Stream, worker: string): void {
-    const ch: ClientChannel = new JobChannel({
-      stream,
-      peer: worker,
-      incoming: workerFrameSchema,
-      log: this.init.log,
-      onUnclaimed: (msg) => {
-        if (msg.t === 'bid') this.onBid(msg, ch)
-        else this.init.log.debug('dropped an outcome for a job not waiting for it', { worker, jobId: msg.jobId })
-      },
-      onClose: () => { this.channels.delete(ch) }
-    })
-    this.channels.add(ch)
+  private record (worker: string): WorkerRecord {
+    let r = this.records.get(worker)
+    if (r === undefined) { r = { inFlightCost: 0, failures: [] }; this.records.set(worker, r) }
+    return r
   }
 
-  private onBid (bid: Bid, channel: ClientChannel): void {
-    const worker = channel.peer
-    const job = this.pending.get(bid.jobId)
-    if (job === undefined || job.leased || job.excluded.has(worker)) {
-      void this.decline({ bid, channel, worker })
+  private onFrame (link: JobLink, f: LinkFrame): void {
+    const p = this.pending.get(f.jobId)
+    if (f.t === 'bid' || f.t === 'busy') {
+      if (p === undefined || p.lease !== undefined) {
+        if (f.t === 'bid') void this.send(link.peer, { v: PROTOCOL_VERSION, t: 'decline', jobId: f.jobId })
+        return
+      }
+      if (f.t === 'bid') p.bids.set(link.peer, f)
+      p.answered.add(link.peer)
+      p.wake()
       return
     }
-    job.bids.push({ bid, channel, worker })
-    if (job.bids.length >= job.expected) {
-      this.decide(job)
-    } else if (job.windowTimer === undefined) {
-      // Wait for the other expected bidders as long again as the first bid took (at least
-      // bidWindowMs): on a loaded swarm every bid is slower, and the window scales with it.
-      const wait = Math.max(this.init.bidWindowMs ?? 20, performance.now() - job.offeredAt)
-      job.windowTimer = setTimeout(() => { this.decide(job) }, wait)
+    if (p?.lease?.worker !== link.peer || p.lease.outcome !== undefined) {
+      this.stats.lateFrames++ // an answer for a job already answered, given up on, or leased elsewhere
+      return
     }
+    p.lease.lastHeard = performance.now()
+    if (f.t === 'result') p.lease.outcome = { t: 'result', worker: link.peer, result: f }
+    else if (f.t === 'error') p.lease.outcome = { t: 'error', worker: link.peer, code: f.code, message: f.message }
+    else if (f.t === 'status') p.lease.unknown = true
+    p.wake()
   }
 
-  private async decline (b: PendingBid): Promise<void> {
+  /** Send a frame the protocol can do without (declines, cancels): log a failure, never throw. */
+  private async send (peer: string, f: LinkFrame): Promise<void> {
+    const link = this.init.links.find(peer)
+    if (link === undefined) return
     try {
-      await b.channel.send({ v: PROTOCOL_VERSION, t: 'decline', jobId: b.bid.jobId }, AbortSignal.timeout(2000))
+      await link.send(f)
     } catch (err) {
-      this.init.log.debug('could not decline a bid', { worker: b.worker, jobId: b.bid.jobId, error: (err as Error).message })
-    }
-  }
-
-  private score (b: PendingBid): number {
-    return b.bid.queueDepth + (this.inFlight.get(b.worker) ?? 0) + Math.random() * 0.5
-  }
-
-  private decide (job: PendingJob): void {
-    clearTimeout(job.windowTimer)
-    job.windowTimer = undefined
-    if (job.leased || job.bids.length === 0) return
-    const ranked = [...job.bids].sort((a, b) => this.score(a) - this.score(b))
-    job.bids = []
-    job.leased = true
-    const [best, ...rest] = ranked
-    this.init.log.debug('leasing a job', { jobId: job.offer.jobId, traceId: job.offer.traceId, bids: ranked.length, expected: job.expected, worker: best!.worker, queueDepth: best!.bid.queueDepth })
-    for (const r of rest) void this.decline(r)
-    job.choose(best!)
-  }
-
-  /** How many workers we expect to bid: live adverts serving it, else topic subscribers. */
-  private expectedBidders (req: JobRequest): number {
-    const adverts = this.init.adverts?.peers() ?? []
-    const serving = adverts.filter((p) => p.advert.models.some((m) => m.skillset === req.skillset && (req.model === undefined || m.id === req.model)))
-    if (serving.length > 0) return serving.length
-    return Math.max(1, this.init.libp2p.services.pubsub.getSubscribers(jobsTopic(req.skillset)).length)
-  }
-
-  /** Wait (bounded) until some peer is subscribed to the skillset's topic. */
-  private async waitForWorkers (topic: string, deadline: number, signal: AbortSignal): Promise<void> {
-    const { pubsub } = this.init.libp2p.services
-    while (pubsub.getSubscribers(topic).length === 0) {
-      if (Date.now() >= deadline || signal.aborted) {
-        const peers = this.init.libp2p.getPeers().length
-        throw new NoWorkerError(peers === 0
-          ? 'no peer found: start a worker node (`npm start`), or pass --bootstrap with the multiaddr it printed'
-          : `connected to ${peers} peer(s), but none serves \`${topic.split('/').pop() ?? ''}\` jobs: start a worker that serves it`)
-      }
-      await new Promise((resolve) => setTimeout(resolve, 25))
+      this.init.log.debug('could not send a frame', { worker: peer, t: f.t, jobId: f.jobId, error: errorMessage(err) })
     }
   }
 
   async submit (req: JobRequest): Promise<JobResponse> {
+    if (!this.started) this.start()
+    this.stats.submitted++
     const t0 = performance.now()
-    const deadline = Date.now() + req.timeoutMs
+    const deadline = t0 + req.timeoutMs
     const signal = AbortSignal.any([AbortSignal.timeout(req.timeoutMs), ...(req.signal === undefined ? [] : [req.signal])])
-    const topic = jobsTopic(req.skillset)
-    const inputBytes = encodeMessage(req.input, Number.MAX_SAFE_INTEGER).byteLength
-    await this.waitForWorkers(topic, deadline, signal)
-    const offer: Offer = {
-      v: PROTOCOL_VERSION,
-      t: 'offer',
+    const head: Pending['head'] = {
       jobId: newJobId(),
       traceId: newJobId(),
       skillset: req.skillset,
       ...(req.model === undefined ? {} : { model: req.model }),
       cost: req.cost,
-      inputBytes,
-      deadline,
-      sentAt: Date.now()
+      inputBytes: encodeMessage(req.input, Number.MAX_SAFE_INTEGER).byteLength
     }
+    const limits = this.init.limits(req.skillset)
+    if (head.inputBytes > limits.input) throw new AccelerateError('ERR_INPUT_TOO_LARGE', `the job's input is ${head.inputBytes} bytes, over the ${limits.input}-byte limit of \`${req.skillset}\` jobs: split it into smaller jobs`)
+    let wake: () => void = () => undefined
+    const job: Pending = { head, bids: new Map(), answered: new Set(), wake: () => { wake() } }
+    const waitWake = async (until: number): Promise<void> => {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.max(0, until - performance.now()))
+        function done (): void { clearTimeout(timer); signal.removeEventListener('abort', done); wake = () => undefined; resolve() }
+        wake = done
+        signal.addEventListener('abort', done, { once: true })
+      })
+    }
+    this.pending.set(head.jobId, job)
+    const tries: JobTry[] = []
     const excluded = new Set<string>()
-    let attempts = 0
-    let lastError: Error | undefined
+    let rounds = 0
+    let bidAt = 0
     try {
-      while (Date.now() < deadline) {
-        attempts++
-        const chosen = await this.offerOnce(offer, req, excluded, signal)
+      while (!signal.aborted) {
+        const chosen = await this.auction(job, req, excluded, deadline, signal, waitWake, () => rounds++)
         if (chosen === undefined) break
-        const bidMs = performance.now() - t0
-        this.inFlight.set(chosen.worker, (this.inFlight.get(chosen.worker) ?? 0) + 1)
-        try {
-          const outcome = await this.lease(chosen, offer, req, signal)
-          if (outcome.t === 'result') {
-            return {
-              jobId: offer.jobId,
-              traceId: offer.traceId,
-              worker: chosen.worker,
-              model: outcome.model,
-              output: outcome.output,
-              timings: { ...outcome.timings, totalMs: performance.now() - t0, bidMs, attempts }
-            }
+        bidAt = bidAt === 0 ? performance.now() - t0 : bidAt
+        const outcome = await this.lease(job, req, chosen, deadline, signal, waitWake)
+        if (outcome.t === 'result') {
+          this.stats.answered++
+          return {
+            jobId: head.jobId,
+            traceId: head.traceId,
+            worker: outcome.worker,
+            model: outcome.result.model,
+            output: outcome.result.output,
+            tries,
+            timings: { ...outcome.result.timings, totalMs: performance.now() - t0, bidMs: bidAt, attempts: tries.length + 1, rounds }
           }
-          const err = new AccelerateError(outcome.code, `worker ${chosen.worker} failed the job: ${outcome.message}`)
-          if (outcome.code !== 'ERR_QUEUE_FULL' && outcome.code !== 'ERR_SHUTTING_DOWN') throw err
-          lastError = err
-        } catch (err) {
-          if (err instanceof AccelerateError && err.code !== 'ERR_PROTOCOL') throw err
-          lastError = err as Error
-          this.init.log.warn('lost the worker of a job: offering it again', { jobId: offer.jobId, traceId: offer.traceId, worker: chosen.worker, error: (err as Error).message })
-        } finally {
-          const n = (this.inFlight.get(chosen.worker) ?? 1) - 1
-          if (n <= 0) this.inFlight.delete(chosen.worker)
-          else this.inFlight.set(chosen.worker, n)
         }
-        excluded.add(chosen.worker)
+        if (CALLER_FAULTS.has(outcome.code)) throw new AccelerateError(outcome.code, `worker ${outcome.worker} refused the job: ${outcome.message}`)
+        tries.push({ worker: outcome.worker, code: outcome.code, message: outcome.message })
+        excluded.add(outcome.worker)
+        this.init.log.info('a worker did not answer the job: offering it elsewhere', { jobId: head.jobId, traceId: head.traceId, worker: outcome.worker, code: outcome.code, error: outcome.message })
+        if (tries.length >= (this.init.maxTries ?? 3)) {
+          throw new JobFailedError(`job ${head.jobId} failed on ${tries.length} worker(s): ${describeTries(tries)}: check those workers' logs, or resubmit`)
+        }
       }
+      if (req.signal?.aborted === true) throw new JobFailedError('the job was cancelled', { cause: req.signal.reason })
+      throw new JobTimeoutError(`no result within ${Math.round(req.timeoutMs / 1000)} s (${rounds} offer round(s)${tries.length === 0 ? '' : `; tried ${describeTries(tries)}`}): raise --timeout or check the workers`)
+    } catch (err) {
+      this.stats.failed++
+      throw err
     } finally {
-      this.pending.delete(offer.jobId)
+      this.pending.delete(head.jobId)
+      job.wake = () => undefined
     }
-    if (req.signal?.aborted === true) throw new JobFailedError('the job was cancelled', { cause: req.signal.reason })
-    throw new JobTimeoutError(`no result within ${Math.round(req.timeoutMs / 1000)} s (${attempts} offer round(s))${lastError === undefined ? '' : `; last error: ${lastError.message}`}: raise --timeout or check the workers`)
   }
 
-  /** Publish the offer (again every reofferMs) until a bid is chosen or the deadline passes. */
-  private async offerOnce (offer: Offer, req: JobRequest, excluded: Set<string>, signal: AbortSignal): Promise<PendingBid | undefined> {
+  /** Workers to offer the job to, from adverts and hints, minus those excluded. */
+  private candidates (req: JobRequest, excluded: ReadonlySet<string>): Serving[] {
+    const self = this.init.libp2p.peerId.toString()
+    const known = this.init.adverts.serving(req.skillset, req.model).filter((s) => !excluded.has(s.peerId) && s.peerId !== self)
+    if (known.length > 0) return known
+    // Nothing advertised yet: the connected peers subscribed to the skillset's topic may serve it (each says busy if not).
+    return this.init.libp2p.services.pubsub.getSubscribers(jobsTopic(req.skillset))
+      .map((p) => p.toString())
+      .filter((p) => !excluded.has(p) && p !== self)
+      .map((peerId) => ({ peerId, model: { id: req.model ?? '', skillset: req.skillset, provider: '', dtype: '', device: '', loaded: true }, addrs: [], source: 'hint' as const }))
+  }
+
+  private noWorker (req: JobRequest, excluded: ReadonlySet<string>): NoWorkerError {
+    const peers = this.init.libp2p.getPeers().length
+    if (peers === 0) return new NoWorkerError('no peer found: start a worker node (`npm start`), or pass --bootstrap with the multiaddr it printed')
+    const what = req.model ?? `\`${req.skillset}\` jobs`
+    const served = this.init.adverts.served()
+    const list = served.length === 0 ? 'no worker model at all' : served.map((s) => `${s.id} (${s.skillset})`).join(', ')
+    return new NoWorkerError(`no worker serves ${what}${excluded.size > 0 ? ` apart from the ${excluded.size} that failed it` : ''}; the swarm serves ${list}: pick one of those, or start a worker that serves it`)
+  }
+
+  /** Rounds of offers until a bid is chosen; undefined when the deadline or the caller ends it. */
+  private async auction (job: Pending, req: JobRequest, excluded: ReadonlySet<string>, deadline: number, signal: AbortSignal, waitWake: (until: number) => Promise<void>, countRound: () => void): Promise<Bid & { worker: string } | undefined> {
     const { pubsub } = this.init.libp2p.services
-    const bytes = encodeMessage(offer, MAX_GOSSIP_BYTES)
-    return await new Promise<PendingBid | undefined>((resolve) => {
-      let reoffer: NodeJS.Timeout | undefined
-      const finish = (b: PendingBid | undefined): void => {
-        clearInterval(reoffer)
-        signal.removeEventListener('abort', onAbort)
-        resolve(b)
+    const topic = jobsTopic(req.skillset)
+    const fanout = this.init.fanout ?? 3
+    const startedAt = performance.now()
+    const discoverUntil = Math.min(deadline, startedAt + (this.init.discoveryMs ?? 5000))
+    job.bids.clear()
+    job.answered.clear()
+    for (let round = 0; !signal.aborted && performance.now() < deadline; round++) {
+      let cands = this.candidates(req, excluded)
+      const subscribers = pubsub.getSubscribers(topic).filter((p) => !excluded.has(p.toString())).length
+      if (cands.length === 0 && subscribers === 0) {
+        // Nothing known serves it: a directory answer or adverts already said so, or nobody answered yet.
+        if (this.init.adverts.stats.directoriesFetched > 0 || performance.now() >= discoverUntil - 1) throw this.noWorker(req, excluded)
+        await waitWake(Math.min(discoverUntil, performance.now() + 50))
+        round--
+        continue
       }
-      const onAbort = (): void => {
-        const job = this.pending.get(offer.jobId)
-        if (job !== undefined) job.leased = true
-        finish(undefined)
-      }
-      const job: PendingJob = { offer, bids: [], leased: false, excluded, expected: this.expectedBidders(req), offeredAt: performance.now(), choose: finish }
-      this.pending.set(offer.jobId, job)
-      signal.addEventListener('abort', onAbort, { once: true })
-      const publish = (): void => {
-        pubsub.publish(jobsTopic(offer.skillset), bytes).catch((err: unknown) => {
-          this.init.log.warn('could not publish an offer', { jobId: offer.jobId, error: (err as Error).message })
+      countRound()
+      this.stats.rounds++
+      job.answered.clear()
+      const records = cands.map((c) => this.records.get(c.peerId))
+      const typical = typicalThroughput(cands.map((c) => c.model))
+      const now = performance.now()
+      const picks = weightedPick(cands.map((c, i) => ({ item: c, weight: weight(expectedMs(c.model, req.cost, records[i], typical), recentFailures(records[i], now)) })), fanout)
+      const offer: Offer = { v: PROTOCOL_VERSION, t: 'offer', ...job.head, ttlMs: Math.max(1, Math.round(deadline - now)), round }
+      const direct = new Set(picks.map((p) => p.peerId))
+      for (const p of picks) void this.offerDirect(p, offer, signal)
+      this.stats.directOffers += picks.length
+      if ((picks.length < fanout || round > 0) && subscribers > 0) {
+        this.stats.gossipOffers++
+        pubsub.publish(topic, encodeMessage(offer, MAX_GOSSIP_BYTES)).catch((err: unknown) => {
+          this.init.log.debug('could not publish an offer', { jobId: job.head.jobId, error: errorMessage(err) })
         })
       }
-      publish()
-      reoffer = setInterval(publish, this.init.reofferMs ?? 1000)
-    })
+      // Wait for bids: the round's end, or every direct candidate answered, or a window after the first bid.
+      const roundEnd = Math.min(deadline, now + Math.min(this.init.maxRoundMs ?? 2000, (this.init.roundMs ?? 300) * 2 ** round))
+      let windowEnd = Infinity
+      for (;;) {
+        const allAnswered = [...direct].every((d) => job.answered.has(d))
+        if (job.bids.size > 0) {
+          if (allAnswered) break
+          if (windowEnd === Infinity) {
+            const took = performance.now() - now
+            windowEnd = performance.now() + Math.min(this.init.maxBidWindowMs ?? 250, Math.max(this.init.bidWindowMs ?? 20, took))
+          }
+          if (performance.now() >= windowEnd) break
+        }
+        if (performance.now() >= roundEnd || signal.aborted) break
+        await waitWake(Math.min(roundEnd, windowEnd))
+      }
+      if (job.bids.size > 0) return this.choose(job, req, excluded)
+    }
+    return undefined
   }
 
-  private async lease (chosen: PendingBid, offer: Offer, req: JobRequest, signal: AbortSignal): Promise<z.infer<typeof workerOutcomeSchema>> {
+  /** Offer the job on a link to a candidate, dialling it if need be (bounded); a failure only loses this candidate. */
+  private async offerDirect (c: Serving, offer: Offer, signal: AbortSignal): Promise<void> {
     try {
-      const answered = chosen.channel.wait(offer.jobId, signal)
-      answered.catch(() => undefined) // awaited below; this only marks it handled if the send fails first
-      await chosen.channel.send({ v: PROTOCOL_VERSION, t: 'assign', jobId: offer.jobId, input: req.input, ...(req.params === undefined ? {} : { params: req.params }) }, signal)
-      const outcome = await answered
-      if (outcome.t === 'bid') throw new ProtocolError(`worker ${chosen.worker} bid again for job ${offer.jobId} instead of answering it`)
-      return outcome
+      if (c.addrs.length > 0 && this.init.libp2p.getConnections(peerIdFromString(c.peerId)).length === 0) {
+        await this.init.libp2p.peerStore.merge(peerIdFromString(c.peerId), { multiaddrs: c.addrs })
+      }
+      const link = await this.init.links.get(c.peerId, AbortSignal.any([signal, AbortSignal.timeout(3000)]))
+      await link.send(offer)
     } catch (err) {
-      if (signal.aborted) throw new JobTimeoutError(`worker ${chosen.worker} did not answer before the deadline: raise --timeout or check the workers`, { cause: err })
-      throw err
+      this.init.log.debug('could not offer a job directly', { worker: c.peerId, jobId: offer.jobId, error: errorMessage(err) })
     }
   }
+
+  /** The winning bid; the others are declined. Bids from workers that fail the advert check rank last. */
+  private choose (job: Pending, req: JobRequest, excluded: ReadonlySet<string>): Bid & { worker: string } | undefined {
+    const serving = new Map(this.init.adverts.serving(req.skillset, req.model).map((s) => [s.peerId, s]))
+    const typical = typicalThroughput([...serving.values()].map((s) => s.model))
+    const now = performance.now()
+    const entries = [...job.bids.entries()].filter(([w, b]) => {
+      if (excluded.has(w)) return false
+      if (req.model !== undefined && b.model !== req.model) return false
+      const ad = serving.get(w)
+      // A bid that contradicts the worker's own advert (another provider or dtype) is not believed.
+      return ad === undefined || ad.source === 'hint' || (ad.model.id === b.model && ad.model.provider === b.provider && ad.model.dtype === b.dtype)
+    })
+    const ranked = rankBids(entries.map(([w, b]) => {
+      const ad = serving.get(w)
+      const rec = this.records.get(w)
+      return { bid: { ...b, worker: w }, ms: bidMs(b, req.cost, ad?.model, rec, typical), failures: recentFailures(rec, now), advertised: ad !== undefined && ad.model.provider !== '' }
+    }))
+    const best = ranked[0]
+    for (const [w] of job.bids) if (w !== best?.worker) void this.send(w, { v: PROTOCOL_VERSION, t: 'decline', jobId: job.head.jobId })
+    job.bids.clear()
+    if (best !== undefined) this.init.log.debug('leasing a job', { jobId: job.head.jobId, traceId: job.head.traceId, bids: ranked.length, worker: best.worker, queuedCost: best.queuedCost })
+    return best
+  }
+
+  /** Lease the job to the chosen worker and wait for its outcome; a lost or stalled worker yields an error outcome. */
+  private async lease (job: Pending, req: JobRequest, chosen: Bid & { worker: string }, deadline: number, signal: AbortSignal, waitWake: (until: number) => Promise<void>): Promise<Outcome> {
+    const worker = chosen.worker
+    const rec = this.record(worker)
+    rec.inFlightCost += req.cost
+    const leasedAt = performance.now()
+    const hb = this.heartbeatMs
+    const leaseMs = Math.max(1, Math.min(Math.round(deadline - leasedAt), (this.init.minLeaseMs ?? 10_000) + 4 * (chosen.etaMs ?? 0)))
+    const leaseEnd = leasedAt + leaseMs
+    job.lease = { worker, lastHeard: leasedAt }
+    const lost = (code: string, message: string): Outcome => {
+      rec.failures.push(performance.now())
+      if (rec.failures.length > 16) rec.failures.shift()
+      void this.send(worker, { v: PROTOCOL_VERSION, t: 'cancel', jobId: job.head.jobId })
+      return { t: 'error', worker, code, message }
+    }
+    try {
+      const link = this.init.links.find(worker)
+      if (link === undefined) return lost('ERR_WORKER_LOST', 'the link to the worker closed before the lease')
+      try {
+        await link.send({ v: PROTOCOL_VERSION, t: 'assign', ...job.head, input: req.input, ...(req.params === undefined ? {} : { params: req.params }), leaseMs, heartbeatMs: hb }, this.init.limits(req.skillset).input + MAX_CONTROL_FRAME_BYTES)
+      } catch (err) {
+        if (errorCode(err) === 'ERR_MESSAGE_TOO_LARGE') return { t: 'error', worker, code: 'ERR_INPUT_TOO_LARGE', message: errorMessage(err) }
+      }
+      const stallMs = (this.init.stallBeats ?? 3) * hb
+      let queryAt: number | undefined
+      for (;;) {
+        const l = job.lease
+        if (l.outcome !== undefined) {
+          if (l.outcome.t === 'result') {
+            const perCost = (performance.now() - leasedAt) / Math.max(1, req.cost)
+            rec.msPerCost = rec.msPerCost === undefined ? perCost : 0.7 * rec.msPerCost + 0.3 * perCost
+          } else {
+            rec.failures.push(performance.now())
+          }
+          return l.outcome
+        }
+        if (signal.aborted) {
+          void this.send(worker, { v: PROTOCOL_VERSION, t: 'cancel', jobId: job.head.jobId })
+          return { t: 'error', worker, code: 'ERR_JOB_TIMEOUT', message: 'the job ran out of time at the worker' }
+        }
+        const now = performance.now()
+        if (l.unknown === true) {
+          this.stats.lost++
+          return lost('ERR_WORKER_LOST', 'the worker no longer knows the job (it restarted, or gave the lease up)')
+        }
+        if (now >= leaseEnd) {
+          this.stats.expired++
+          return lost('ERR_LEASE_EXPIRED', `no answer within the ${leaseMs} ms lease`)
+        }
+        const linkUp = this.init.links.has(worker)
+        if (queryAt !== undefined && l.lastHeard > queryAt) { queryAt = undefined; this.stats.recovered++ }
+        if (queryAt === undefined && (!linkUp || now - l.lastHeard > stallMs)) {
+          // A lost link or silence: ask the worker (over a new link if need be) before giving the job up.
+          queryAt = now
+          this.stats.queries++
+          try {
+            const again = await this.init.links.get(worker, AbortSignal.any([signal, AbortSignal.timeout(Math.min(2000, 2 * hb))]))
+            await again.send({ v: PROTOCOL_VERSION, t: 'query', jobId: job.head.jobId })
+          } catch (err) {
+            if (job.lease.outcome !== undefined) continue
+            this.stats.lost++
+            return lost('ERR_WORKER_LOST', `the link to the worker broke and it could not be reached again: ${errorMessage(err)}`)
+          }
+          continue
+        }
+        if (queryAt !== undefined && now - queryAt > 2 * hb) {
+          if (linkUp) { this.stats.stalled++; return lost('ERR_WORKER_STALLED', `the worker sent nothing for ${Math.round(now - l.lastHeard)} ms (heartbeat every ${hb} ms) and did not answer a query`) }
+          this.stats.lost++
+          return lost('ERR_WORKER_LOST', 'the link to the worker broke and the worker did not answer a query')
+        }
+        await waitWake(Math.min(leaseEnd, queryAt !== undefined ? queryAt + 2 * hb + 1 : l.lastHeard + stallMs + 1))
+      }
+    } finally {
+      rec.inFlightCost = Math.max(0, rec.inFlightCost - req.cost)
+      delete job.lease
+    }
+  }
+
+  /** Workers and models this client knows (for ERR_NO_WORKER messages and status). */
+  known (): ReturnType<Adverts['served']> {
+    return this.init.adverts.served()
+  }
+}
+
+function describeTries (tries: readonly JobTry[]): string {
+  return tries.map((t, i) => `${i + 1}) ${t.worker}: ${t.code} ${t.message}`).join('; ')
 }

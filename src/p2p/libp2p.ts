@@ -51,7 +51,14 @@ export function libp2pOptions (init: Libp2pInit): Libp2pOptions<NodeServices> {
     connectionEncrypters: [noise({ crypto: nativeNoiseCrypto })],
     streamMuxers: [yamux()],
     peerDiscovery,
-    connectionManager: { maxConnections: 512 },
+    connectionManager: {
+      maxConnections: 512,
+      // libp2p's defaults (5 connections a second per host, 10 handshakes at
+      // once) reset the connections of a burst of short-lived `submit`
+      // processes on one host, which is how users run them.
+      inboundConnectionThreshold: 100,
+      maxIncomingPendingConnections: 64
+    },
     services: {
       identify: identify(),
       pubsub: gossipsub({

@@ -2,23 +2,26 @@
  * Wire messages of protocol version 1. Every message carries `v` and `t`;
  * each is validated with these schemas after decoding. Job inputs and
  * outputs are skillset-shaped records validated again by the skillset.
+ *
+ * No wall-clock time crosses the wire: offers carry how long they stay
+ * valid (`ttlMs`), leases how long they last (`leaseMs`), each measured
+ * from when the message arrives, so clock skew between hosts does not matter.
  */
 import { z } from 'zod'
 import { SKILLSET_NAMES } from '../interfaces/index.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
 import { modelIdSchema } from '../models/catalog.ts'
-import { PROTOCOL_VERSION } from './protocol.ts'
+import { MAX_DIRECTORY_PEERS, PROTOCOL_VERSION } from './protocol.ts'
 
 const v = z.literal(PROTOCOL_VERSION)
 export const jobIdSchema = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, 'job ids are 8-64 characters of letters, digits, "_" and "-"')
 const skillset = z.enum(SKILLSET_NAMES as [SkillsetName, ...SkillsetName[]])
 const record = z.record(z.string().max(64), z.unknown())
-const timeMs = z.number().int().nonnegative().max(2 ** 52)
+const durationMs = z.number().int().nonnegative().max(24 * 3600_000)
+const codeSchema = z.string().regex(/^ERR_[A-Z0-9_]{1,60}$/)
 
-/** Gossip: a client offers a job. The input itself travels on the stream, with the assignment. */
-export const offerSchema = z.strictObject({
-  v,
-  t: z.literal('offer'),
+/** What a job is, without its input: enough for a worker to decide whether to bid. */
+const jobHead = {
   jobId: jobIdSchema,
   traceId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
   skillset,
@@ -26,36 +29,80 @@ export const offerSchema = z.strictObject({
   model: modelIdSchema.optional(),
   /** Size of the input in cost units (texts for embed) and bytes, so workers can decline. */
   cost: z.number().int().min(1).max(1_000_000),
-  inputBytes: z.number().int().min(0).max(2 ** 32),
-  deadline: timeMs,
-  sentAt: timeMs
+  inputBytes: z.number().int().min(0).max(2 ** 32)
+}
+
+/**
+ * Gossip, or direct on a job link: a client offers a job. The input travels
+ * with the lease. `round` counts the client's offer rounds (a fresh gossip
+ * message each round).
+ */
+export const offerSchema = z.strictObject({
+  v,
+  t: z.literal('offer'),
+  ...jobHead,
+  /** How long the offer stands, from its arrival. */
+  ttlMs: durationMs.min(1),
+  round: z.number().int().min(0).max(1000)
 })
 export type Offer = z.infer<typeof offerSchema>
 
-/** Stream, worker → client: an offer to run the job. */
+/** Worker → client: an offer to run the job, and what the worker expects it to take. */
 export const bidSchema = z.strictObject({
   v,
   t: z.literal('bid'),
   jobId: jobIdSchema,
   model: modelIdSchema,
-  queueDepth: z.number().int().nonnegative().max(10_000_000),
   provider: z.string().max(32),
-  dtype: z.string().max(16)
+  dtype: z.string().max(16),
+  device: z.string().max(32),
+  /** Cost units waiting in the model's queue before this job. */
+  queuedCost: z.number().int().nonnegative().max(100_000_000),
+  /** Measured items per second of this model on this worker, where known. */
+  throughput: z.number().nonnegative().max(1e9).optional(),
+  /** The worker's estimate of how long until the result, where known. */
+  etaMs: durationMs.optional()
 })
 export type Bid = z.infer<typeof bidSchema>
 
-/** Stream, client → worker: the lease of the job, with its input. */
+/** Worker → client, on a direct offer it will not take now (it stays silent on gossip offers). */
+export const busySchema = z.strictObject({ v, t: z.literal('busy'), jobId: jobIdSchema, reason: z.string().max(200) })
+
+/**
+ * Client → worker: the lease of the job, with its input. Self-contained (the
+ * head is repeated), so a worker that forgot its bid can still take it.
+ */
 export const assignSchema = z.strictObject({
   v,
   t: z.literal('assign'),
-  jobId: jobIdSchema,
+  ...jobHead,
   input: record,
-  params: record.optional()
+  params: record.optional(),
+  /** The lease lasts this long from arrival; past it the client has given the job up. */
+  leaseMs: durationMs.min(1),
+  /** Send a progress frame at least this often while holding the job. */
+  heartbeatMs: z.number().int().min(50).max(60_000)
 })
 export type Assign = z.infer<typeof assignSchema>
 
-/** Stream, client → worker: the job went elsewhere. */
+/** Client → worker: the job went elsewhere (answer to a bid). */
 export const declineSchema = z.strictObject({ v, t: z.literal('decline'), jobId: jobIdSchema })
+/** Client → worker: drop the job (lease given up, or the caller cancelled). */
+export const cancelSchema = z.strictObject({ v, t: z.literal('cancel'), jobId: jobIdSchema })
+/** Client → worker, after a link broke: what became of this job? */
+export const querySchema = z.strictObject({ v, t: z.literal('query'), jobId: jobIdSchema })
+
+/** Worker → client: a heartbeat while it holds the job. */
+export const progressSchema = z.strictObject({
+  v,
+  t: z.literal('progress'),
+  jobId: jobIdSchema,
+  state: z.enum(['queued', 'running']),
+  etaMs: durationMs.optional()
+})
+
+/** Worker → client: the answer to a query about a job it does not hold and has no outcome for. */
+export const statusSchema = z.strictObject({ v, t: z.literal('status'), jobId: jobIdSchema, state: z.literal('unknown') })
 
 export const timingsSchema = z.strictObject({
   queueMs: z.number().nonnegative(),
@@ -67,7 +114,7 @@ export const timingsSchema = z.strictObject({
   cachedItems: z.number().int().nonnegative().optional()
 })
 
-/** Stream, worker → client: the outcome. */
+/** Worker → client: the outcome. */
 export const resultSchema = z.strictObject({
   v,
   t: z.literal('result'),
@@ -82,18 +129,41 @@ export const errorSchema = z.strictObject({
   v,
   t: z.literal('error'),
   jobId: jobIdSchema,
-  code: z.string().regex(/^ERR_[A-Z0-9_]{1,60}$/),
+  code: codeSchema,
   message: z.string().max(2000)
 })
 export type JobErrorMessage = z.infer<typeof errorSchema>
 
-export const clientReplySchema = z.discriminatedUnion('t', [assignSchema, declineSchema])
-export const workerOutcomeSchema = z.discriminatedUnion('t', [resultSchema, errorSchema])
+/** Every frame a job link carries, in either direction. */
+export const linkFrameSchema = z.discriminatedUnion('t', [
+  offerSchema, assignSchema, declineSchema, cancelSchema, querySchema,
+  bidSchema, busySchema, progressSchema, statusSchema, resultSchema, errorSchema
+])
+export type LinkFrame = z.infer<typeof linkFrameSchema>
+/** Frames a worker receives. */
+export const TO_WORKER: ReadonlySet<LinkFrame['t']> = new Set(['offer', 'assign', 'decline', 'cancel', 'query'])
+
+const advertModel = z.strictObject({
+  id: modelIdSchema,
+  skillset,
+  cid: z.string().max(200).optional(),
+  provider: z.string().max(32),
+  dtype: z.string().max(16),
+  device: z.string().max(32),
+  /** An inference thread is up and the node bids for it. */
+  loaded: z.boolean(),
+  /** Measured items per second, where known. */
+  throughput: z.number().nonnegative().max(1e9).optional(),
+  /** Cost units waiting in its queue. */
+  queuedCost: z.number().int().nonnegative().max(100_000_000).optional()
+})
 
 /** Gossip: a node's heartbeat. The sender is the signed gossip `from`. */
 export const advertSchema = z.strictObject({
   v,
   t: z.literal('advert'),
+  /** Random per process: a new one means the peer restarted (its seq starts again). */
+  bootId: z.string().regex(/^[A-Za-z0-9_-]{8,32}$/),
   seq: z.number().int().nonnegative(),
   ttlMs: z.number().int().min(1000).max(3_600_000),
   leaving: z.boolean(),
@@ -103,22 +173,30 @@ export const advertSchema = z.strictObject({
     gpus: z.array(z.strictObject({ vendor: z.string().max(32), name: z.string().max(200), memoryTotalMB: z.number().nonnegative(), memoryFreeMB: z.number().nonnegative().optional() })).max(64),
     providers: z.array(z.string().max(32)).max(8)
   }),
-  models: z.array(z.strictObject({
-    id: modelIdSchema,
-    skillset,
-    cid: z.string().max(200).optional(),
-    provider: z.string().max(32),
-    dtype: z.string().max(16),
-    device: z.string().max(32),
-    loaded: z.boolean(),
-    /** Measured items per second, where known. */
-    throughput: z.number().nonnegative().optional()
-  })).max(256),
+  models: z.array(advertModel).max(256),
   /** Models whose whole weights this node holds (pinned), served or not: sources for pulls. */
   held: z.array(z.strictObject({ id: modelIdSchema, cid: z.string().max(200) })).max(256),
   queueDepth: z.number().int().nonnegative(),
-  /** Where to dial the sender (each ends in /p2p/<peer id>). */
+  /** Where to dial the sender; each must end in /p2p/<the sender's peer id>, others are dropped. */
   addrs: z.array(z.string().max(300)).max(16),
   httpUrl: z.string().max(300).optional()
 })
 export type Advert = z.infer<typeof advertSchema>
+export type AdvertModel = z.infer<typeof advertModel>
+
+/**
+ * Directory answer: the live workers a peer knows, as hints for whom to dial.
+ * Hints are not trusted: a client only dials addresses that end in the
+ * hinted peer id (the connection proves the id), and takes what a worker
+ * serves from that worker's own signed adverts and bids.
+ */
+export const directorySchema = z.strictObject({
+  v,
+  t: z.literal('directory'),
+  peers: z.array(z.strictObject({
+    peerId: z.string().max(100),
+    addrs: z.array(z.string().max(300)).max(16),
+    models: z.array(advertModel).max(256)
+  })).max(MAX_DIRECTORY_PEERS)
+})
+export type Directory = z.infer<typeof directorySchema>

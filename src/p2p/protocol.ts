@@ -4,6 +4,8 @@ import type { SkillsetName } from '../interfaces/index.ts'
 export const PROTOCOL_VERSION = 1
 export const ADVERTS_TOPIC = '/ipfs-accelerate/1/adverts'
 export const JOB_PROTOCOL = '/ipfs-accelerate/job/1.0.0'
+/** One request each: a peer's table of live workers, so a fresh client knows whom to dial. */
+export const DIRECTORY_PROTOCOL = '/ipfs-accelerate/directory/1.0.0'
 
 export function jobsTopic (skillset: SkillsetName): string {
   return `/ipfs-accelerate/1/jobs/${skillset}`
@@ -11,7 +13,15 @@ export function jobsTopic (skillset: SkillsetName): string {
 
 /** Largest gossip message (offer or advert) we publish or accept. */
 export const MAX_GOSSIP_BYTES = 256 * 1024
-/** Largest single frame on a job stream (results carry payloads). */
-export const MAX_STREAM_FRAME_BYTES = 64 * 1024 * 1024
-/** Largest inline input in an offer; larger inputs must travel as a CID. */
-export const MAX_INLINE_INPUT_BYTES = 192 * 1024
+/**
+ * Largest frame body on a job link, whatever its job. A frame over its job's
+ * own limit (per skillset, smaller) is skipped without buffering and fails
+ * that job only; the link stays up.
+ */
+export const MAX_FRAME_BYTES = 32 * 1024 * 1024
+/** Control frames (offer, bid, decline, cancel, query, progress, busy, status). */
+export const MAX_CONTROL_FRAME_BYTES = 4 * 1024
+/** Largest directory answer. */
+export const MAX_DIRECTORY_BYTES = 512 * 1024
+/** Entries in a directory answer. */
+export const MAX_DIRECTORY_PEERS = 256

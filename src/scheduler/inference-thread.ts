@@ -2,6 +2,7 @@
  * Entry point of an inference thread: loads one model through its skillset
  * and runs batches, so ONNX Runtime's blocking calls stay off the event loop.
  */
+import { closeSync, openSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
 import type { TransferListItem } from 'node:worker_threads'
 import { getSkillset } from '../../skillsets/index.ts'
@@ -39,6 +40,32 @@ async function useStore (model: ThreadInit['model']): Promise<void> {
   env.customCache = transformersCache(reader, model.id)
 }
 
+/**
+ * TEST-ONLY fault hook, for integration tests that need real inference to
+ * hang or crash. Inert unless IPFS_ACCELERATE_TEST_FAULTS is set:
+ * - `hang-once`: the first run never answers (the stall watchdog recovers);
+ * - `crash-once`: the first run calls process.exit(1), which ends this
+ *   thread only (the InferenceThread restarts it).
+ * "Once" is once per node process when IPFS_ACCELERATE_TEST_FAULTS_FILE
+ * names a marker file (the thread that creates it fires the fault), else
+ * once per InferenceThread object (its first worker, generation 0, only).
+ */
+function takeTestFault (): 'hang' | 'crash' | undefined {
+  const faults = process.env.IPFS_ACCELERATE_TEST_FAULTS ?? ''
+  const fault = faults.includes('hang-once') ? 'hang' : faults.includes('crash-once') ? 'crash' : undefined
+  if (fault === undefined) return undefined
+  const marker = process.env.IPFS_ACCELERATE_TEST_FAULTS_FILE ?? ''
+  if (marker === '') return (init.generation ?? 0) === 0 ? fault : undefined
+  try {
+    closeSync(openSync(marker, 'wx'))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined
+    throw err
+  }
+  return fault
+}
+let faultChecked = false
+
 let runner: SkillsetRunner | undefined
 const t0 = performance.now()
 try {
@@ -58,6 +85,12 @@ port.on('message', (msg: ToThread) => {
   if (runner === undefined) {
     post({ type: 'error', id: msg.id, code: 'ERR_MODEL_LOAD', message: 'the model failed to load in this thread' })
     return
+  }
+  if (!faultChecked) {
+    faultChecked = true
+    const fault = takeTestFault()
+    if (fault === 'crash') process.exit(1)
+    if (fault === 'hang') return // this run never answers
   }
   const start = performance.now()
   runner.run(msg.inputs).then((outputs) => {

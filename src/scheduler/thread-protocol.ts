@@ -5,6 +5,8 @@ export interface ThreadInit {
   skillset: SkillsetName
   model: ModelLocation
   plan: ExecutionPlan
+  /** Which worker of its InferenceThread this is: 0 first, +1 per restart (the test fault hook fires in 0 only). */
+  generation?: number
 }
 
 export type ToThread =

@@ -38,12 +38,11 @@ function texts (i: number): string[] {
 test('30 jobs through the swarm: each once, correct, spread over workers', async () => {
   const jobs = Array.from({ length: 30 }, (_, i) => ({ texts: texts(i) }))
   const run = await runProc([join(ROOT, 'test/helpers/swarm-client.ts')], {
-    input: JSON.stringify({ bootstrap: [workers[0]!.multiaddrs[0]], jobs, model: MODEL, expectWorkers: 3, timeoutMs: 60_000 }),
+    input: JSON.stringify({ bootstrap: [workers[0]!.multiaddrs[0]], jobs, model: MODEL, timeoutMs: 60_000 }),
     timeoutMs: 120_000
   })
   assert.equal(run.code, 0, run.stderr)
-  const out = JSON.parse(run.stdout) as { knownWorkers: number, results: Array<{ ok: boolean, jobId: string, worker: string, dims: number, embeddings: number[], message?: string }> }
-  assert.equal(out.knownWorkers, 3, 'the client learned all three workers from adverts')
+  const out = JSON.parse(run.stdout) as { results: Array<{ ok: boolean, jobId: string, worker: string, dims: number, embeddings: number[], message?: string }> }
   const failed = out.results.filter((r) => !r.ok)
   assert.deepEqual(failed, [], 'every job succeeded')
   assert.equal(new Set(out.results.map((r) => r.jobId)).size, 30, 'one result per job')

@@ -118,10 +118,10 @@ test('batchKey groups by pooling and normalisation; cost is the number of texts'
   assert.equal(embedSkillset.cost(a), 2)
 })
 
-test('the registry has embed only, frozen, and refuses unknown names', () => {
+test('the registry has embed and the stand-in, frozen, and refuses unknown names', () => {
   assert.equal(getSkillset('embed'), embedSkillset)
   assert.ok(Object.isFrozen(SKILLSETS))
-  assert.deepEqual(Object.keys(SKILLSETS), ['embed'])
+  assert.deepEqual(Object.keys(SKILLSETS), ['embed', 'stand-in'])
   for (const name of ['lm', 'detr', 'toString', '__proto__', '']) {
     assert.throws(() => getSkillset(name), hasCode('ERR_SKILLSET_NOT_FOUND'), name)
   }

@@ -1,4 +1,5 @@
-/** Generated BERT encoders with seeded random weights, in the Hugging Face layout. */
+/** Generated BERT encoders with seeded random weights, in the Hugging Face layout (and the stand-in's placeholder model). */
+export { standInFiles } from './stand-in.ts'
 export type { BertShape, BertSize } from './config.ts'
 export { BERT_SHAPES, BERT_SIZES, hfConfig } from './config.ts'
 export type { BertLayerWeights, BertWeights, LayerNorm, Linear } from './weights.ts'
@@ -8,4 +9,4 @@ export type { GraphDtype } from './graph.ts'
 export { buildBertOnnx, MASK_VALUE } from './graph.ts'
 export { quantizeUint8 } from './quantize.ts'
 export type { EnsureOptions, GeneratedFile, GeneratedModel, GenerateOptions, GenerateProgress } from './writer.ts'
-export { ensureGeneratedModel, generateBertModel, GENERATOR_VERSION, isGeneratedModelComplete, MANIFEST_FILE, modelDir } from './writer.ts'
+export { ensureGeneratedModel, generateBertModel, generateStandInModel, GENERATOR_VERSION, isGeneratedModelComplete, MANIFEST_FILE, modelDir } from './writer.ts'

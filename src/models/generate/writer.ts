@@ -1,5 +1,6 @@
 /**
- * Writes a generated BERT model in the Hugging Face layout, and makes sure
+ * Writes a generated BERT model (or the stand-in skillset's placeholder
+ * model) in the Hugging Face layout, and makes sure
  * the generated entries of models.json exist on disk (atomically: a crash
  * never leaves half a model where a loader would find it).
  */
@@ -15,6 +16,7 @@ import type { GraphDtype } from './graph.ts'
 import { buildBertOnnx } from './graph.ts'
 import { generateBertWeights, parameterCount } from './weights.ts'
 import { buildVocab, specialTokensMapJson, tokenizerConfigJson, tokenizerJson } from './vocab.ts'
+import { standInFiles } from './stand-in.ts'
 
 const log = forComponent('ipfs-accelerate:models:generate')
 
@@ -46,7 +48,7 @@ export interface GeneratedModel {
   ms: number
 }
 
-interface Manifest { generator: 'bert', version: number, size: BertSize, seed: number, files: GeneratedFile[] }
+interface Manifest { generator: 'bert' | 'stand-in', version: number, size?: BertSize, seed: number, files: GeneratedFile[] }
 
 function json (v: unknown): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(v, null, 2) + '\n')
@@ -80,19 +82,35 @@ export async function generateBertModel (opts: GenerateOptions): Promise<Generat
     contents.set(ONNX_FILES[dtype], buildBertOnnx(weights, dtype))
   }
 
+  const files = await writeModelFiles(opts.outDir, contents, (path, bytes) => { progress('write', `${path} (${(bytes.byteLength / 1048576).toFixed(1)} MiB)`) })
+  await writeFile(join(opts.outDir, MANIFEST_FILE), json({ generator: 'bert', version: GENERATOR_VERSION, size: opts.size, seed: opts.seed, files } satisfies Manifest))
+  const ms = performance.now() - t0
+  progress('done', `${files.length} files`)
+  return { dir: opts.outDir, size: opts.size, seed: opts.seed, parameters: parameterCount(shape), files, ms }
+}
+
+async function writeModelFiles (outDir: string, contents: ReadonlyMap<string, Uint8Array>, onFile: (path: string, bytes: Uint8Array) => void): Promise<GeneratedFile[]> {
   const files: GeneratedFile[] = []
   for (const [path, bytes] of contents) {
-    progress('write', `${path} (${(bytes.byteLength / 1048576).toFixed(1)} MiB)`)
-    const full = join(opts.outDir, path)
+    onFile(path, bytes)
+    const full = join(outDir, path)
     await mkdir(dirname(full), { recursive: true })
     await writeFile(full, bytes)
     files.push({ path, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') })
   }
-  const manifest: Manifest = { generator: 'bert', version: GENERATOR_VERSION, size: opts.size, seed: opts.seed, files }
-  await writeFile(join(opts.outDir, MANIFEST_FILE), json(manifest))
-  const ms = performance.now() - t0
-  progress('done', `${files.length} files`)
-  return { dir: opts.outDir, size: opts.size, seed: opts.seed, parameters: parameterCount(shape), files, ms }
+  return files
+}
+
+/** Write the stand-in skillset's placeholder model (config.json, onnx/model.onnx, manifest) into `outDir`. */
+export async function generateStandInModel (opts: { seed: number, outDir: string, onProgress?: (event: GenerateProgress) => void, signal?: AbortSignal }): Promise<GeneratedFile[]> {
+  const t0 = performance.now()
+  opts.signal?.throwIfAborted()
+  const files = await writeModelFiles(opts.outDir, standInFiles(opts.seed), (path) => {
+    opts.onProgress?.({ step: 'write', detail: path, elapsedMs: performance.now() - t0 })
+  })
+  await writeFile(join(opts.outDir, MANIFEST_FILE), json({ generator: 'stand-in', version: GENERATOR_VERSION, seed: opts.seed, files } satisfies Manifest))
+  opts.onProgress?.({ step: 'done', detail: `${files.length} files`, elapsedMs: performance.now() - t0 })
+  return files
 }
 
 /** The directory of a model under a models root (`<root>/<owner>/<name>`). */
@@ -146,7 +164,7 @@ export async function ensureGeneratedModel (entry: ModelEntry, modelsRoot: strin
   const source = entry.source
   if (source.kind !== 'generated') throw new ModelLoadError(`model "${entry.id}" is not a generated model (source kind "${source.kind}")`)
   const dir = modelDir(modelsRoot, entry.id)
-  const dtypes = (['fp32', 'q8'] as const).filter((d) => entry.dtypes.includes(d))
+  const dtypes = source.generator === 'stand-in' ? ['fp32' as const] : (['fp32', 'q8'] as const).filter((d) => entry.dtypes.includes(d))
   if (dtypes.length === 0) throw new ModelLoadError(`model "${entry.id}": the generator writes fp32 and q8 only, the entry lists ${entry.dtypes.join(', ')}`)
   if (options.force !== true && await isGeneratedModelComplete(dir, source, dtypes)) return dir
 
@@ -155,8 +173,10 @@ export async function ensureGeneratedModel (entry: ModelEntry, modelsRoot: strin
   const old = `${dir}.old-${suffix}`
   await mkdir(dirname(dir), { recursive: true })
   try {
-    log.info('generating model', { model: entry.id, size: source.size, seed: source.seed })
-    const made = await generateBertModel({ size: source.size, seed: source.seed, outDir: tmp, dtypes, onProgress: options.onProgress, signal: options.signal })
+    log.info('generating model', { model: entry.id, generator: source.generator, ...(source.size === undefined ? {} : { size: source.size }), seed: source.seed })
+    const t0 = performance.now()
+    if (source.generator === 'stand-in') await generateStandInModel({ seed: source.seed, outDir: tmp, onProgress: options.onProgress, signal: options.signal })
+    else await generateBertModel({ size: source.size, seed: source.seed, outDir: tmp, dtypes, onProgress: options.onProgress, signal: options.signal })
     // Move a stale or incomplete copy aside, then put the new one in place.
     const hadOld = await rename(dir, old).then(() => true, (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return false
@@ -172,7 +192,7 @@ export async function ensureGeneratedModel (entry: ModelEntry, modelsRoot: strin
     } finally {
       if (hadOld) await rm(old, { recursive: true, force: true })
     }
-    log.info('model generated', { model: entry.id, dir, ms: Math.round(made.ms) })
+    log.info('model generated', { model: entry.id, dir, ms: Math.round(performance.now() - t0) })
     return dir
   } catch (err) {
     if (err instanceof ModelLoadError) throw err

@@ -1,0 +1,230 @@
+/**
+ * Job links: one `/ipfs-accelerate/job/1.0.0` stream per pair of peers,
+ * opened by whichever side first needs it (a client to offer a job
+ * directly, a worker to bid on a gossiped offer) and kept open for every
+ * later job between them, in both directions: a node can be a worker and
+ * a client at once. Opening a stream per job cost more than the rest of a
+ * small job's trip (~3 ms here).
+ *
+ * Frames are dispatched by type: frames for a worker (offer, assign,
+ * decline, cancel, query) to the worker's handler, the others to the
+ * client's. A frame that fails to decode, or is over its job's limit,
+ * fails that job only (see frames.ts).
+ */
+import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { errorMessage, ProtocolError } from '../errors.ts'
+import type { Logger } from '../logger.ts'
+import { decodeMessage } from './codec.ts'
+import { encodeFrame, FrameReader } from './frames.ts'
+import { linkFrameSchema, TO_WORKER } from './messages.ts'
+import type { LinkFrame } from './messages.ts'
+import { JOB_PROTOCOL, MAX_CONTROL_FRAME_BYTES, MAX_FRAME_BYTES } from './protocol.ts'
+
+/** One side's view of frames: limits by job, handling, and bad frames. */
+export interface LinkHandler {
+  /** Body limit for the next frame about this job that this side receives. */
+  limitFor(link: JobLink, jobId: string): number
+  frame(link: JobLink, frame: LinkFrame): void
+  /** A frame about this job could not be used (oversize, bad CBOR, bad schema). */
+  badFrame(link: JobLink, jobId: string, err: Error): void
+}
+
+export class JobLink {
+  readonly peer: string
+  readonly stream: Stream
+  private readonly reader: FrameReader
+  private closedWith: Error | undefined
+  private writing: Promise<void> = Promise.resolve()
+  private readonly onEnd: (link: JobLink, err: Error) => void
+  lastFrameAt = performance.now()
+
+  constructor (stream: Stream, peer: string, handlers: { worker?: LinkHandler, client?: LinkHandler }, onEnd: (link: JobLink, err: Error) => void) {
+    this.stream = stream
+    this.peer = peer
+    this.onEnd = onEnd
+    // Until the body is read we cannot know its type: the larger of the two sides' limits applies.
+    const limit = (jobId: string): number => Math.max(
+      handlers.worker?.limitFor(this, jobId) ?? MAX_CONTROL_FRAME_BYTES,
+      handlers.client?.limitFor(this, jobId) ?? MAX_CONTROL_FRAME_BYTES
+    )
+    const either = (jobId: string, err: Error): void => {
+      // Neither side can tell whose job it is without a body: both hear of it; each ignores jobs it does not have.
+      handlers.worker?.badFrame(this, jobId, err)
+      handlers.client?.badFrame(this, jobId, err)
+    }
+    this.reader = new FrameReader({
+      limitFor: limit,
+      oversize: (jobId, bytes, max) => { either(jobId, new ProtocolError(`a frame of ${bytes} bytes about job ${jobId} is over its ${max}-byte limit`)) },
+      frame: (jobId, body) => {
+        this.lastFrameAt = performance.now()
+        let msg: LinkFrame
+        try {
+          msg = decodeMessage(body, linkFrameSchema, MAX_FRAME_BYTES)
+          if (msg.jobId !== jobId) throw new ProtocolError(`a frame's body names job ${msg.jobId}, its header ${jobId}`)
+        } catch (err) {
+          either(jobId, err as Error)
+          return
+        }
+        const side = TO_WORKER.has(msg.t) ? handlers.worker : handlers.client
+        if (side === undefined) {
+          either(jobId, new ProtocolError(`a \`${msg.t}\` frame reached a node that is not a ${TO_WORKER.has(msg.t) ? 'worker' : 'client'}`))
+          return
+        }
+        side.frame(this, msg)
+      }
+    })
+    stream.addEventListener('message', (evt) => {
+      if (this.closedWith !== undefined) return
+      try {
+        this.reader.push(evt.data)
+      } catch (err) {
+        this.end(err as Error)
+      }
+    })
+    stream.addEventListener('close', (evt) => {
+      this.end(evt.error ?? new ProtocolError(`the job link with ${peer} closed`))
+    })
+  }
+
+  get closed (): boolean { return this.closedWith !== undefined }
+
+  /** Send one frame; frames go out in order, waiting for the stream to drain when its buffer is full. */
+  async send (msg: LinkFrame, maxBytes: number = MAX_CONTROL_FRAME_BYTES): Promise<void> {
+    if (this.closedWith !== undefined) throw this.closedWith
+    const bytes = encodeFrame(msg, maxBytes)
+    const write = this.writing.then(async () => {
+      if (this.closedWith !== undefined) throw this.closedWith
+      if (!this.stream.send(bytes)) await this.stream.onDrain({ signal: AbortSignal.timeout(30_000) })
+    })
+    // The error reaches this send's caller; later sends still queue behind it.
+    this.writing = write.catch(() => undefined)
+    await write
+  }
+
+  /** End the link. With no error it closes gracefully, else it aborts the stream. */
+  end (err?: Error): void {
+    if (this.closedWith !== undefined) return
+    this.closedWith = err ?? new ProtocolError(`the job link with ${this.peer} closed`)
+    if (err === undefined) {
+      this.stream.close({ signal: AbortSignal.timeout(2000) }).catch((e: unknown) => { this.stream.abort(e as Error) })
+    } else if (this.stream.status === 'open') {
+      this.stream.abort(err)
+    }
+    this.onEnd(this, this.closedWith)
+  }
+}
+
+export interface JobLinksInit {
+  libp2p: Libp2p
+  log: Logger
+  /** Most links held at once; past it new inbound links are refused. */
+  maxLinks?: number
+}
+
+/** Every job link of a node, one (or briefly two) per peer; worker and client register their handlers. */
+export class JobLinks {
+  private readonly init: JobLinksInit
+  private readonly links = new Map<string, Set<JobLink>>()
+  private readonly opening = new Map<string, Promise<JobLink>>()
+  private readonly handlers: { worker?: LinkHandler, client?: LinkHandler } = {}
+  private readonly closeListeners = new Set<(peer: string, err: Error) => void>()
+  private started = false
+  readonly stats = { opened: 0, accepted: 0, refused: 0, ended: 0 }
+
+  constructor (init: JobLinksInit) {
+    this.init = init
+  }
+
+  setHandler (side: 'worker' | 'client', h: LinkHandler | undefined): void {
+    if (h === undefined) delete this.handlers[side]
+    else this.handlers[side] = h
+  }
+
+  /** Called when a link with a peer ends (a client checks on its jobs there). */
+  onLinkEnd (fn: (peer: string, err: Error) => void): () => void {
+    this.closeListeners.add(fn)
+    return () => { this.closeListeners.delete(fn) }
+  }
+
+  async start (): Promise<void> {
+    if (this.started) return
+    this.started = true
+    await this.init.libp2p.handle(JOB_PROTOCOL, (stream, connection) => {
+      const peer = connection.remotePeer.toString()
+      if (this.count() >= (this.init.maxLinks ?? 4096)) {
+        this.stats.refused++
+        stream.abort(new ProtocolError('too many job links'))
+        return
+      }
+      this.stats.accepted++
+      this.add(stream, peer)
+    }, { maxInboundStreams: 8, runOnLimitedConnection: false })
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    await this.init.libp2p.unhandle(JOB_PROTOCOL)
+    for (const set of [...this.links.values()]) for (const l of [...set]) l.end()
+    this.links.clear()
+  }
+
+  private count (): number {
+    let n = 0
+    for (const s of this.links.values()) n += s.size
+    return n
+  }
+
+  private add (stream: Stream, peer: string): JobLink {
+    const link = new JobLink(stream, peer, this.handlers, (l, err) => {
+      this.stats.ended++
+      const set = this.links.get(peer)
+      set?.delete(l)
+      if (set?.size === 0) this.links.delete(peer)
+      this.init.log.debug('job link ended', { peer, error: err.message })
+      if (!this.has(peer)) for (const fn of this.closeListeners) fn(peer, err)
+    })
+    let set = this.links.get(peer)
+    if (set === undefined) { set = new Set(); this.links.set(peer, set) }
+    set.add(link)
+    return link
+  }
+
+  has (peer: string): boolean {
+    for (const l of this.links.get(peer) ?? []) if (!l.closed) return true
+    return false
+  }
+
+  /** An open link to the peer, if there is one (newest first). */
+  find (peer: string): JobLink | undefined {
+    let found: JobLink | undefined
+    for (const l of this.links.get(peer) ?? []) if (!l.closed) found = l
+    return found
+  }
+
+  /** An open link to the peer, or a new one over an existing or new connection (bounded by `signal`). */
+  async get (peer: string | PeerId, signal: AbortSignal): Promise<JobLink> {
+    const key = peer.toString()
+    const open = this.find(key)
+    if (open !== undefined) return open
+    const pending = this.opening.get(key)
+    if (pending !== undefined) return await pending
+    const opening = (async () => {
+      const id = typeof peer === 'string' ? peerIdFromString(peer) : peer
+      // negotiateFully: false sends the protocol proposal with the first frame (saves a round trip).
+      const stream = await this.init.libp2p.dialProtocol(id, JOB_PROTOCOL, { signal, negotiateFully: false })
+      this.stats.opened++
+      return this.add(stream, key)
+    })()
+    this.opening.set(key, opening)
+    try {
+      return await opening
+    } catch (err) {
+      throw new ProtocolError(`cannot open a job link to ${key}: ${errorMessage(err)}`, { cause: err })
+    } finally {
+      this.opening.delete(key)
+    }
+  }
+}
+
