@@ -225,7 +225,7 @@ export class WorkerNode implements JobHandler {
       peerId: this.store?.libp2p?.peerId.toString() ?? '',
       multiaddrs: this.store?.libp2p?.getMultiaddrs().map(String) ?? [],
       httpUrl: this.gateway?.url ?? null,
-      models: [...this.served.values()].map((m) => ({ id: m.entry.id, skillset: m.entry.skillset, provider: runsOn(m.plan), dtype: m.plan.dtype, device: m.plan.device, randomWeights: m.randomWeights, ready: m.queue.ready }))
+      models: [...this.served.values()].map((m) => ({ id: m.entry.id, skillset: m.entry.skillset, provider: runsOn(m.plan), dtype: m.plan.dtype, device: m.plan.device, randomWeights: m.randomWeights }))
     }
   }
 

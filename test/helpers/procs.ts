@@ -74,3 +74,27 @@ export async function runProc (args: string[], opts: { timeoutMs?: number, env?:
   clearTimeout(timer)
   return { code, stdout, stderr }
 }
+
+/** A worker's /healthz (null when it does not answer: stopped or killed). */
+export async function health (url: string): Promise<{ jobs: Record<string, number>, queues: Record<string, Record<string, number | boolean>> } | null> {
+  try {
+    const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) })
+    return await res.json() as { jobs: Record<string, number>, queues: Record<string, Record<string, number | boolean>> }
+  } catch (err) {
+    void err // a worker that died or stopped answers nothing
+    return null
+  }
+}
+
+/** Poll (bounded) until one of the workers holds a job (counted on the worker); returns it. */
+export async function waitForJobInHand<W extends { httpUrl: string }> (workers: readonly W[], timeoutMs = 30_000): Promise<W> {
+  const until = Date.now() + timeoutMs
+  while (Date.now() < until) {
+    for (const w of workers) {
+      const h = await health(w.httpUrl)
+      if ((h?.jobs.held ?? 0) >= 1) return w
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  throw new Error(`no worker held a job within ${timeoutMs} ms`)
+}

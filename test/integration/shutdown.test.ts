@@ -5,7 +5,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ClientNode } from '../../src/node/client-node.ts'
-import { startWorker, stopProc } from '../helpers/procs.ts'
+import { health, startWorker, stopProc, waitForJobInHand } from '../helpers/procs.ts'
 
 test('a job in hand when SIGTERM arrives still gets its result', async () => {
   const w = await startWorker({ dtype: 'fp32' })
@@ -15,13 +15,9 @@ test('a job in hand when SIGTERM arrives still gets its result', async () => {
     // A job big enough to take a while on the tiny model: 256 texts of ~128 tokens.
     const texts = Array.from({ length: 256 }, (_, i) => `text ${i} ` + 'the swarm shares model weights and embeddings '.repeat(12))
     const pending = client.submit({ skillset: 'embed', input: { texts }, cost: texts.length, timeoutMs: 60_000 })
-    let leased = false
-    for (let i = 0; i < 500 && !leased; i++) {
-      const h = await (await fetch(`${w.httpUrl}/healthz`)).json() as { jobs: { leases: number } }
-      leased = h.jobs.leases >= 1
-      if (!leased) await new Promise((resolve) => setTimeout(resolve, 5))
-    }
-    assert.ok(leased, 'the job was leased')
+    // Counted on the worker: the job is in hand (leased, not answered) when SIGTERM goes out.
+    await waitForJobInHand([w])
+    assert.equal((await health(w.httpUrl))?.jobs.results, 0, 'no result sent yet')
     const exit = stopProc(w.proc)
     const res = await pending
     assert.equal(res.worker, w.peerId)
