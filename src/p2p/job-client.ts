@@ -7,7 +7,7 @@
  *    within `discoveryMs`.
  * 2. Auction, in rounds: the offer goes directly, on job links, to a few
  *    workers picked at random weighted by fit (dialled if need be), and by
- *    gossip when fewer than that are known or from the second round on (a
+ *    gossip when no worker is advertised yet or from the second round on (a
  *    fresh gossip message each round, published once the topic has
  *    subscribers). Bids are taken until every direct candidate answered, or
  *    as long again as the first bid took (bounded). No bid: the next round
@@ -317,7 +317,8 @@ export class JobClient {
       const direct = new Set(picks.map((p) => p.peerId))
       for (const p of picks) void this.offerDirect(p, offer, signal)
       this.stats.directOffers += picks.length
-      if ((picks.length < fanout || round > 0) && subscribers > 0) {
+      // Gossip reaches workers this client does not know of: from the second round on, or when nothing is advertised yet.
+      if ((round > 0 || cands.every((c) => c.source === 'hint' && c.model.provider === '')) && subscribers > 0) {
         this.stats.gossipOffers++
         pubsub.publish(topic, encodeMessage(offer, MAX_GOSSIP_BYTES)).catch((err: unknown) => {
           this.init.log.debug('could not publish an offer', { jobId: job.head.jobId, error: errorMessage(err) })

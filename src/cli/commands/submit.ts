@@ -46,13 +46,19 @@ Options:
   --timeout SECONDS     give up after this long (default 30)
   --json                one JSON object on stdout:
                         {"jobId","worker","skillset","model",
-                         "output":{"embeddings":number[][],"dims":N},"timings":{...}}
+                         "output":{"embeddings":number[][],"dims":N},
+                         "tries":[{"worker","code","message"}],"timings":{...}}
+                        ("tries" names the workers that had the job before
+                        the one that answered, and why they did not;
+                        "timings.rounds" counts the offer rounds)
                         ("output.truncated" lists texts past the model's token
                         limit, embedded from their beginning only)
   -h, --help            this help
 
-Exit status: 0 with a result; 1 when no worker answered in time or the job
-failed; 2 for invalid usage.
+Exit status: 0 with a result; 1 when no worker answered in time, no worker
+serves the model (ERR_NO_WORKER, at once, naming what the swarm serves), or
+the job failed on every worker it was tried on (up to 3, each named); 2 for
+invalid usage.
 `,
   options: {
     text: { type: 'string', multiple: true },
@@ -88,9 +94,11 @@ failed; 2 for invalid usage.
       const embeddings: number[][] = []
       for (let i = 0; i < out.count; i++) embeddings.push(Array.from(out.embeddings.subarray(i * out.dims, (i + 1) * out.dims)))
       if (bool(args, 'json') === true) {
-        process.stdout.write(JSON.stringify({ jobId: res.jobId, traceId: res.traceId, worker: res.worker, skillset: 'embed', model: res.model, output: { embeddings, dims: out.dims, ...(out.truncated === undefined ? {} : { truncated: out.truncated }) }, timings: res.timings }) + '\n')
+        process.stdout.write(JSON.stringify({ jobId: res.jobId, traceId: res.traceId, worker: res.worker, skillset: 'embed', model: res.model, output: { embeddings, dims: out.dims, ...(out.truncated === undefined ? {} : { truncated: out.truncated }) }, tries: res.tries, timings: res.timings }) + '\n')
       } else {
-        process.stdout.write(`job ${res.jobId} ran on ${res.worker}\nmodel ${res.model}, ${out.count} vector(s) of ${out.dims} dims, ${res.timings.totalMs.toFixed(1)} ms\n`)
+        process.stdout.write(`job ${res.jobId} ran on ${res.worker} (${res.timings.rounds} offer round(s))\n`)
+        for (const t of res.tries) process.stdout.write(`  tried first: ${t.worker}: ${t.code} ${t.message}\n`)
+        process.stdout.write(`model ${res.model}, ${out.count} vector(s) of ${out.dims} dims, ${res.timings.totalMs.toFixed(1)} ms\n`)
         embeddings.forEach((v, i) => {
           const norm = Math.sqrt(v.reduce((s, x) => s + x * x, 0))
           process.stdout.write(`[${i}] |v|=${norm.toFixed(4)} [${v.slice(0, 6).map((x) => x.toFixed(4)).join(', ')}${v.length > 6 ? ', ...' : ''}]\n`)
