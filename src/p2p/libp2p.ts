@@ -7,6 +7,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { bootstrap } from '@libp2p/bootstrap'
 import { gossipsub } from '@libp2p/gossipsub'
+import { createPeerScoreParams, createTopicScoreParams } from '@libp2p/gossipsub/score'
 import type { GossipSub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import type { Identify } from '@libp2p/identify'
@@ -34,6 +35,33 @@ export interface Libp2pInit {
 }
 
 const ALLOWED_TOPICS = [ADVERTS_TOPIC, ...SKILLSET_NAMES.map(jobsTopic)]
+
+/**
+ * Peer scoring: a message our topic validators reject (malformed offer or
+ * advert) counts against its sender, squared, decaying 10% a second: three
+ * in quick succession take a peer below the graylist threshold (-80), and
+ * its messages are ignored until the count decays.
+ * Scoring by IP colocation is off: short-lived `submit` processes and
+ * gateways on one host (or behind one NAT) are how clients run. With
+ * gossipsub's default (-5 per peer past 10 on one IP, squared, counting
+ * every peer the IP had in the last hour, since scores are kept that long)
+ * the 15th `submit` on a host was graylisted: its offers were dropped and
+ * it heard no adverts.
+ */
+export const INVALID_MESSAGE_WEIGHT = -10
+const topicScore = createTopicScoreParams({
+  topicWeight: 1,
+  timeInMeshWeight: 0,
+  firstMessageDeliveriesWeight: 0,
+  meshMessageDeliveriesWeight: 0,
+  meshFailurePenaltyWeight: 0,
+  invalidMessageDeliveriesWeight: INVALID_MESSAGE_WEIGHT,
+  invalidMessageDeliveriesDecay: 0.9
+})
+const SCORE_PARAMS = createPeerScoreParams({
+  IPColocationFactorWeight: 0,
+  topics: Object.fromEntries(ALLOWED_TOPICS.map((t) => [t, topicScore]))
+})
 
 export function libp2pOptions (init: Libp2pInit): Libp2pOptions<NodeServices> {
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
@@ -68,6 +96,7 @@ export function libp2pOptions (init: Libp2pInit): Libp2pOptions<NodeServices> {
         emitSelf: false,
         maxInboundDataLength: MAX_GOSSIP_BYTES * 2,
         allowedTopics: ALLOWED_TOPICS,
+        scoreParams: SCORE_PARAMS,
         heartbeatInterval: 500
       })
     }
