@@ -223,6 +223,17 @@ export class Adverts {
     return out
   }
 
+  /**
+   * Whether a peer may serve a model of the skillset (`model` absent: any):
+   * true unless its advert (or, with none, its directory hint) lists no such
+   * model, loaded or not. A peer this table does not know may.
+   */
+  mayServe (peerId: string, skillset: SkillsetName, model: string | undefined): boolean {
+    this.prune()
+    const models = this.table.get(peerId)?.advert.models ?? this.hints.get(peerId)?.models
+    return models === undefined || models.some((m) => m.skillset === skillset && (model === undefined || m.id === model))
+  }
+
   /** Every model id the swarm serves, as far as this table knows, by skillset. */
   served (): Array<{ skillset: SkillsetName, id: string }> {
     this.prune()

@@ -231,7 +231,14 @@ export class JobClient {
     let bidAt = 0
     try {
       while (!signal.aborted) {
-        const chosen = await this.auction(job, req, excluded, deadline, signal, waitWake, () => rounds++)
+        let chosen: (Bid & { worker: string }) | undefined
+        try {
+          chosen = await this.auction(job, req, excluded, deadline, signal, waitWake, () => rounds++)
+        } catch (err) {
+          // No worker left after some failed it: the caller needs those failures, not a list of what the swarm serves.
+          if (tries.length > 0 && errorCode(err) === 'ERR_NO_WORKER') throw new JobFailedError(`job ${head.jobId} failed on ${tries.length} worker(s) and no other worker serves it: ${describeTries(tries)}: check those workers' logs, or resubmit`, { cause: err })
+          throw err
+        }
         if (chosen === undefined) break
         bidAt = bidAt === 0 ? performance.now() - t0 : bidAt
         const outcome = await this.lease(job, req, chosen, deadline, signal, waitWake)
@@ -271,10 +278,11 @@ export class JobClient {
     const self = this.init.libp2p.peerId.toString()
     const known = this.init.adverts.serving(req.skillset, req.model).filter((s) => !excluded.has(s.peerId) && s.peerId !== self)
     if (known.length > 0) return known
-    // Nothing advertised yet: the connected peers subscribed to the skillset's topic may serve it (each says busy if not).
+    // Nothing advertised yet: the connected peers subscribed to the skillset's topic may serve it (each says busy if not),
+    // unless their adverts or hints say they do not.
     return this.init.libp2p.services.pubsub.getSubscribers(jobsTopic(req.skillset))
       .map((p) => p.toString())
-      .filter((p) => !excluded.has(p) && p !== self)
+      .filter((p) => !excluded.has(p) && p !== self && this.init.adverts.mayServe(p, req.skillset, req.model))
       .map((peerId) => ({ peerId, model: { id: req.model ?? '', skillset: req.skillset, provider: '', dtype: '', device: '', loaded: true }, addrs: [], source: 'hint' as const }))
   }
 
@@ -298,8 +306,10 @@ export class JobClient {
     job.answered.clear()
     for (let round = 0; !signal.aborted && performance.now() < deadline; round++) {
       let cands = this.candidates(req, excluded)
-      const subscribers = pubsub.getSubscribers(topic).filter((p) => !excluded.has(p.toString())).length
-      if (cands.length === 0 && subscribers === 0) {
+      const topicPeers = pubsub.getSubscribers(topic).map((p) => p.toString()).filter((p) => !excluded.has(p))
+      const subscribers = topicPeers.length
+      // Subscribers whose adverts list no such model do not count: a model nobody serves fails at once.
+      if (cands.length === 0 && !topicPeers.some((p) => this.init.adverts.mayServe(p, req.skillset, req.model))) {
         // Nothing known serves it: a directory answer or adverts already said so, or nobody answered yet.
         if (this.init.adverts.stats.directoriesFetched > 0 || performance.now() >= discoverUntil - 1) throw this.noWorker(req, excluded)
         await waitWake(Math.min(discoverUntil, performance.now() + 50))
@@ -330,17 +340,24 @@ export class JobClient {
       for (;;) {
         const allAnswered = [...direct].every((d) => job.answered.has(d))
         if (job.bids.size > 0) {
-          if (allAnswered) break
           if (windowEnd === Infinity) {
             const took = performance.now() - now
             windowEnd = performance.now() + Math.min(this.init.maxBidWindowMs ?? 250, Math.max(this.init.bidWindowMs ?? 20, took))
           }
-          if (performance.now() >= windowEnd) break
+          if (allAnswered || performance.now() >= windowEnd) {
+            const chosen = this.choose(job, req, excluded)
+            if (chosen !== undefined) return chosen
+            // Every bid was unusable (another model, a worker given up on, a claim its advert contradicts): wait on for others.
+            windowEnd = Infinity
+          }
         }
         if (performance.now() >= roundEnd || signal.aborted) break
         await waitWake(Math.min(roundEnd, windowEnd))
       }
-      if (job.bids.size > 0) return this.choose(job, req, excluded)
+      if (job.bids.size > 0) {
+        const chosen = this.choose(job, req, excluded)
+        if (chosen !== undefined) return chosen
+      }
     }
     return undefined
   }

@@ -1,0 +1,186 @@
+/**
+ * Adverts (src/p2p/adverts.ts): the table of live workers every node keeps.
+ * accept() is driven directly for the table's rules (seq within a boot, a
+ * restart, foreign addresses, the size cap, leaving); two and three real
+ * nodes on 127.0.0.1 for gossip and the directory protocol.
+ */
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Adverts } from '../../src/p2p/adverts.ts'
+import type { PeerAdvert } from '../../src/p2p/adverts.ts'
+import type { Advert, AdvertModel } from '../../src/p2p/messages.ts'
+import { PROTOCOL_VERSION } from '../../src/p2p/protocol.ts'
+import { advertBody, connect, newPeerId, silentLog, standInModel, startNode, stopAll, waitFor } from '../helpers/p2p-nodes.ts'
+import type { Node } from '../helpers/p2p-nodes.ts'
+
+let node: Node
+before(async () => { node = await startNode() })
+after(async () => { await stopAll(node) })
+
+function advert (peerId: string, opts: { bootId?: string, seq?: number, models?: AdvertModel[], addrs?: string[], leaving?: boolean } = {}): Advert {
+  return {
+    v: PROTOCOL_VERSION,
+    t: 'advert',
+    bootId: opts.bootId ?? 'boot-one',
+    seq: opts.seq ?? 0,
+    ttlMs: 60_000,
+    leaving: opts.leaving ?? false,
+    hardware: { cpu: { model: 'cpu', physicalCores: 1, logicalCores: 1, flags: [] }, memoryTotalMB: 1, gpus: [], providers: ['cpu'] },
+    models: opts.models ?? [standInModel('test/model')],
+    held: [],
+    queueDepth: 0,
+    addrs: opts.addrs ?? [`/ip4/127.0.0.1/tcp/4001/p2p/${peerId}`]
+  }
+}
+const ids = (s: Array<{ peerId: string }>): string[] => s.map((x) => x.peerId)
+
+test('within one boot an older seq is ignored; a newer one replaces the advert', async () => {
+  const a = new Adverts({ libp2p: node, log: silentLog })
+  const p = await newPeerId()
+  a.accept(p, advert(p, { seq: 5, models: [standInModel('test/five')] }))
+  a.accept(p, advert(p, { seq: 3, models: [standInModel('test/three')] }))
+  assert.deepEqual(ids(a.serving('stand-in', 'test/five')), [p])
+  assert.deepEqual(a.serving('stand-in', 'test/three'), [])
+  a.accept(p, advert(p, { seq: 6, models: [standInModel('test/six')] }))
+  assert.deepEqual(ids(a.serving('stand-in', 'test/six')), [p])
+  assert.deepEqual(a.serving('stand-in', 'test/five'), [])
+  assert.equal(a.stats.restarts, 0)
+})
+
+test('a new bootId is taken even with seq 0: the restart is recognised', async () => {
+  const a = new Adverts({ libp2p: node, log: silentLog })
+  const p = await newPeerId()
+  a.accept(p, advert(p, { bootId: 'boot-before', seq: 900, models: [standInModel('test/old')] }))
+  a.accept(p, advert(p, { bootId: 'boot-after1', seq: 0, models: [standInModel('test/new')] }))
+  assert.equal(a.stats.restarts, 1)
+  assert.deepEqual(ids(a.serving('stand-in', 'test/new')), [p])
+  assert.deepEqual(a.serving('stand-in', 'test/old'), [])
+  assert.equal(a.peers()[0]!.advert.seq, 0)
+  // the new boot's own seq order holds from there
+  a.accept(p, advert(p, { bootId: 'boot-after1', seq: 2, models: [standInModel('test/two')] }))
+  a.accept(p, advert(p, { bootId: 'boot-after1', seq: 1, models: [standInModel('test/one')] }))
+  assert.deepEqual(ids(a.serving('stand-in', 'test/two')), [p])
+  assert.equal(a.stats.restarts, 1)
+})
+
+test('addresses that do not end in the sender\'s /p2p/ id are dropped and counted', async () => {
+  const seen: PeerAdvert[] = []
+  const a = new Adverts({ libp2p: node, log: silentLog, onAdvert: (e) => { seen.push(e) } })
+  const p = await newPeerId()
+  const q = await newPeerId()
+  const own = `/ip4/127.0.0.1/tcp/4001/p2p/${p}`
+  a.accept(p, advert(p, { addrs: [own, `/ip4/10.0.0.9/tcp/4001/p2p/${q}`, '/ip4/10.0.0.9/tcp/4001', `/ip4/10.0.0.9/tcp/4001/p2p/${p}/p2p-circuit/p2p/${q}`] }))
+  assert.equal(a.stats.foreignAddrs, 1, 'one count per advert')
+  assert.deepEqual(a.peers()[0]!.advert.addrs, [own])
+  assert.deepEqual(seen[0]!.advert.addrs, [own], 'onAdvert sees only the kept addresses')
+  assert.deepEqual(a.serving('stand-in', 'test/model')[0]!.addrs.map(String), [own])
+  a.accept(p, advert(p, { seq: 1, addrs: [own] }))
+  assert.equal(a.stats.foreignAddrs, 1)
+})
+
+test('the table is bounded by maxPeers, dropping the least recently heard', async () => {
+  const a = new Adverts({ libp2p: node, log: silentLog, maxPeers: 3 })
+  const ps = await Promise.all(Array.from({ length: 5 }, async () => await newPeerId()))
+  a.accept(ps[0]!, advert(ps[0]!))
+  a.accept(ps[1]!, advert(ps[1]!))
+  a.accept(ps[2]!, advert(ps[2]!))
+  a.accept(ps[0]!, advert(ps[0]!, { seq: 1 })) // heard again: now the freshest
+  a.accept(ps[3]!, advert(ps[3]!))
+  a.accept(ps[4]!, advert(ps[4]!))
+  assert.deepEqual(new Set(ids(a.peers())), new Set([ps[0], ps[3], ps[4]]))
+  assert.equal(a.serving('stand-in', 'test/model').length, 3)
+})
+
+test('a leaving advert removes the peer; one from an older boot does not', async () => {
+  const left: string[] = []
+  const a = new Adverts({ libp2p: node, log: silentLog, onLeave: (p) => { left.push(p) } })
+  const p = await newPeerId()
+  a.accept(p, advert(p, { bootId: 'boot-current' }))
+  a.accept(p, advert(p, { bootId: 'boot-earlier', leaving: true }))
+  assert.deepEqual(ids(a.peers()), [p], 'a stale boot\'s goodbye is ignored')
+  a.accept(p, advert(p, { bootId: 'boot-current', seq: 1, leaving: true }))
+  assert.deepEqual(a.peers(), [])
+  assert.deepEqual(a.serving('stand-in', 'test/model'), [])
+  assert.deepEqual(left, [p])
+})
+
+test('serving() filters by skillset, model and loaded; served() lists loaded models; mayServe() trusts adverts', async () => {
+  const a = new Adverts({ libp2p: node, log: silentLog })
+  const p = await newPeerId()
+  const q = await newPeerId()
+  a.accept(p, advert(p, { models: [standInModel('test/up'), standInModel('test/loading', { loaded: false }), { ...standInModel('test/emb'), skillset: 'embed' }] }))
+  a.accept(q, advert(q, { models: [standInModel('test/up', { throughput: 99 })] }))
+  assert.deepEqual(new Set(ids(a.serving('stand-in', 'test/up'))), new Set([p, q]))
+  assert.equal(a.serving('stand-in', 'test/up').find((s) => s.peerId === q)!.model.throughput, 99)
+  assert.deepEqual(a.serving('stand-in', 'test/loading'), [], 'not loaded: not served')
+  assert.deepEqual(a.serving('stand-in', 'test/emb'), [], 'another skillset')
+  assert.deepEqual(ids(a.serving('embed', 'test/emb')), [p])
+  assert.deepEqual(new Set(ids(a.serving('stand-in', undefined))), new Set([p, q]))
+  assert.ok(a.serving('stand-in', undefined).every((s) => s.source === 'advert'))
+  assert.deepEqual(a.served(), [{ skillset: 'embed', id: 'test/emb' }, { skillset: 'stand-in', id: 'test/up' }])
+  assert.equal(a.mayServe(p, 'stand-in', 'test/loading'), true, 'advertised, loading')
+  assert.equal(a.mayServe(q, 'stand-in', 'test/loading'), false, 'its advert lists no such model')
+  assert.equal(a.mayServe(await newPeerId(), 'stand-in', 'test/anything'), true, 'an unknown peer may')
+})
+
+test('directory() and fetchDirectory() between real nodes: hints that serving() returns', async () => {
+  const worker = await startNode()
+  const asker = await startNode()
+  const wa = new Adverts({ libp2p: worker, log: silentLog, build: () => advertBody(worker, [standInModel('test/dir')]) })
+  // the asker is not started: it hears no gossip, so what it knows comes from the directory alone
+  const ask = new Adverts({ libp2p: asker, log: silentLog })
+  try {
+    await wa.start()
+    const third = await newPeerId()
+    const foreign = await newPeerId()
+    wa.accept(third, advert(third, { models: [standInModel('test/third')], addrs: [`/ip4/127.0.0.1/tcp/4009/p2p/${third}`, `/ip4/127.0.0.1/tcp/4010/p2p/${foreign}`] }))
+    const dir = wa.directory()
+    assert.deepEqual(dir.peers.map((p) => p.peerId), [worker.peerId.toString(), third], 'itself first, then what it heard')
+    await connect(asker, worker)
+    const named = await ask.fetchDirectory(worker.peerId, AbortSignal.timeout(5000))
+    assert.equal(named, 2)
+    assert.equal(ask.stats.directoriesFetched, 1)
+    assert.equal(wa.stats.directoriesServed, 1)
+    const s = ask.serving('stand-in', 'test/dir')
+    assert.deepEqual(ids(s), [worker.peerId.toString()])
+    assert.equal(s[0]!.source, 'hint')
+    assert.deepEqual(s[0]!.addrs.map(String).sort(), worker.getMultiaddrs().map(String).sort())
+    const t = ask.serving('stand-in', 'test/third')
+    assert.deepEqual(ids(t), [third])
+    assert.deepEqual(t[0]!.addrs.map(String), [`/ip4/127.0.0.1/tcp/4009/p2p/${third}`], 'a hint\'s foreign address is dropped too')
+    assert.deepEqual(ask.served().map((m) => m.id), ['test/dir', 'test/third'])
+    // the worker's own advert, once heard, wins over the hint
+    ask.accept(worker.peerId.toString(), advert(worker.peerId.toString(), { models: [standInModel('test/dir', { throughput: 42 })], addrs: worker.getMultiaddrs().map(String) }))
+    const own = ask.serving('stand-in', 'test/dir')
+    assert.equal(own.length, 1)
+    assert.equal(own[0]!.source, 'advert')
+    assert.equal(own[0]!.model.throughput, 42)
+  } finally {
+    await stopAll(wa, ask)
+    await stopAll(worker, asker)
+  }
+})
+
+test('adverts travel by gossip; a stopping worker\'s leaving advert removes it', async () => {
+  const worker = await startNode()
+  const listener = await startNode()
+  const wa = new Adverts({ libp2p: worker, log: silentLog, intervalMs: 1000, build: () => advertBody(worker, [standInModel('test/gossip')]) })
+  const left: string[] = []
+  const la = new Adverts({ libp2p: listener, log: silentLog, onLeave: (p) => { left.push(p) } })
+  try {
+    await la.start()
+    await wa.start()
+    await connect(listener, worker)
+    const found = await waitFor('the worker\'s advert', () => la.serving('stand-in', 'test/gossip')[0])
+    assert.equal(found.peerId, worker.peerId.toString())
+    assert.equal(found.source, 'advert')
+    assert.ok(found.addrs.length > 0)
+    await wa.stop()
+    await waitFor('the leaving advert', () => la.peers().length === 0)
+    assert.deepEqual(la.serving('stand-in', 'test/gossip'), [])
+    assert.deepEqual(left, [worker.peerId.toString()])
+  } finally {
+    await stopAll(wa, la)
+    await stopAll(worker, listener)
+  }
+})
