@@ -1,11 +1,22 @@
 /**
- * How each model runs here: device, execution provider, dtype and threads,
- * each with its reason. Preference: CUDA (TensorRT when present and asked
- * for, or forced with --device tensorrt) → WebGPU → CPU. A forced device that cannot be used is an error,
- * never a silent CPU run.
+ * How each model can run here: device, execution provider, dtype and
+ * threads, each with its reason.
+ *
+ * `planCandidates` lists every plan this host can run for a model (each
+ * usable provider × the dtypes the model offers that make sense there), in
+ * the fixed order of preference: CUDA → WebGPU → CPU, the preferred dtype
+ * first within each. The node measures them at start-up and picks the
+ * fastest (src/node/calibrate.ts); `planModel`/`planAll` give the first, the
+ * default without measuring. A forced device or dtype (`--device`,
+ * `--dtype`) is a hard constraint: only matching candidates are listed, and
+ * a forced device that cannot be used is an error, never a silent CPU run.
+ *
+ * transformers.js, which runs the models, has no TensorRT device: a plan
+ * where TensorRT was asked for says so and runs CUDA, so what it names is
+ * what runs.
  */
 import type { Dtype, ExecutionPlan, ModelEntry, ProviderName } from '../src/interfaces/index.ts'
-import { DeviceUnavailableError } from '../src/errors.ts'
+import { ConfigError, DeviceUnavailableError } from '../src/errors.ts'
 import type { Logger } from '../src/logger.ts'
 import { int8Capability } from './cpu.ts'
 import type { DeviceSpec } from './device.ts'
@@ -15,22 +26,36 @@ import type { GpuInfo, HardwareProfile, ProviderStatus } from './types.ts'
 export interface PlanOptions {
   /** auto | cpu | cuda | cuda:N | tensorrt | tensorrt:N | webgpu (default auto). */
   device?: string
+  /** auto, or a weight format the model must offer (default auto). */
+  dtype?: string
   /** Sessions that run at the same time on this host's CPU (default 1). */
   concurrentSessions?: number
-  /** Use TensorRT instead of plain CUDA where its provider works. */
+  /** Use TensorRT instead of plain CUDA where its provider works (the plan then says it runs CUDA). */
   preferTensorRT?: boolean
   /**
    * Free GPU memory by CUDA ordinal, for planning several models in turn
-   * (planAll keeps it); defaults to what nvidia-smi reported.
+   * (planAll and placement keep it); defaults to what nvidia-smi reported.
    */
   gpuFreeMB?: Map<number, number>
 }
+
+type Fallback = ExecutionPlan['fallbacks'][number]
 
 /** Weight size relative to fp32. */
 const DTYPE_SCALE: Readonly<Record<Dtype, number>> = Object.freeze({ fp32: 1, fp16: 0.5, q8: 0.25, int8: 0.25, uint8: 0.25, q4: 0.16, q4f16: 0.16, bnb4: 0.16 })
 /** Activations and workspace on top of the weights, and the CUDA context + ORT arena. */
 export const GPU_HEADROOM_FACTOR = 1.25
 export const GPU_CONTEXT_MB = 512
+
+/** Dtypes worth measuring on each provider, where the model offers them. */
+const CANDIDATE_DTYPES: Readonly<Record<'cuda' | 'webgpu' | 'cpu', readonly Dtype[]>> = Object.freeze({
+  cuda: Object.freeze(['fp16', 'fp32'] as Dtype[]),
+  webgpu: Object.freeze(['fp32', 'fp16'] as Dtype[]),
+  cpu: Object.freeze(['q8', 'fp32'] as Dtype[])
+})
+
+/** transformers.js has no TensorRT device (skillsets/embed/runner.ts maps it to CUDA). */
+const NO_TENSORRT_RUNNER = 'transformers.js, which runs the models, has no TensorRT device: the model runs on CUDA'
 
 /** Estimated GPU memory a model needs in a dtype. */
 export function estimateGpuMemoryMB (sizeMB: number, dtype: Dtype): number {
@@ -43,13 +68,11 @@ function pickDtype (offered: readonly Dtype[], preference: readonly Dtype[]): Dt
   return preference.find((d) => offered.includes(d)) ?? offered[0] ?? 'fp32'
 }
 
-const GPU_DTYPES: readonly Dtype[] = Object.freeze(['fp16', 'fp32'])
-
-function gpuDtype (entry: ModelEntry, gpu: GpuInfo): Choice {
-  const dtype = pickDtype(entry.dtypes, GPU_DTYPES)
+function gpuDtype (entry: ModelEntry, gpu: GpuInfo | undefined): Choice {
+  const dtype = pickDtype(entry.dtypes, CANDIDATE_DTYPES.cuda)
   if (dtype === 'fp16') {
-    const cc = Number(gpu.computeCapability ?? '0')
-    return { dtype, reason: `dtype fp16: the model offers it and CUDA runs fp16 natively${cc >= 7 ? ` on tensor cores (compute capability ${gpu.computeCapability ?? '?'})` : ''}, at half the memory of fp32` }
+    const cc = Number(gpu?.computeCapability ?? '0')
+    return { dtype, reason: `dtype fp16: the model offers it and CUDA runs fp16 natively${cc >= 7 ? ` on tensor cores (compute capability ${gpu?.computeCapability ?? '?'})` : ''}, at half the memory of fp32` }
   }
   return { dtype, reason: `dtype ${dtype}: the model offers no fp16 weights (offers ${entry.dtypes.join(', ')})` }
 }
@@ -70,6 +93,16 @@ function cpuDtype (entry: ModelEntry, profile: HardwareProfile): Choice {
 function webgpuDtype (entry: ModelEntry): Choice {
   const dtype = pickDtype(entry.dtypes, ['fp32'])
   return { dtype, reason: `dtype ${dtype}: WebGPU fp16 needs the adapter's shader-f16 feature, which the probe does not check` }
+}
+
+/**
+ * The dtypes to list on a provider: the forced one, else the default
+ * choice first, then the others worth measuring that the model offers.
+ */
+function dtypeChoices (entry: ModelEntry, kind: keyof typeof CANDIDATE_DTYPES, forced: Dtype | undefined, preferred: Choice): Choice[] {
+  if (forced !== undefined) return [{ dtype: forced, reason: `dtype ${forced}: set by configuration (--dtype)` }]
+  const others = CANDIDATE_DTYPES[kind].filter((d) => d !== preferred.dtype && entry.dtypes.includes(d))
+  return [preferred, ...others.map((d) => ({ dtype: d, reason: `dtype ${d}: also offered by the model, a candidate to measure against ${preferred.dtype}` }))]
 }
 
 function provider (profile: HardwareProfile, name: ProviderName): ProviderStatus {
@@ -114,122 +147,210 @@ function pickGpu (profile: HardwareProfile, needMB: number, weightsMB: number, f
   return { reason: `no GPU has enough free memory: the model needs about ${needMB} MB, and the best, ${gpuLabel(best)}, has ${freeOf(best) as number} MB free` }
 }
 
-/** Plan one model on this host. Throws DeviceUnavailableError when a forced device cannot be used. */
-export function planModel (entry: ModelEntry, profile: HardwareProfile, opts: PlanOptions = {}): ExecutionPlan {
-  const spec: DeviceSpec = opts.device === undefined ? { kind: 'auto' } : parseDeviceSpec(opts.device)
-  const forced = spec.kind !== 'auto'
-  const asked = formatDeviceSpec(spec)
-  const sessions = Math.max(1, Math.floor(opts.concurrentSessions ?? 1))
-  const t = threads(profile, sessions)
-  const fallbacks: ExecutionPlan['fallbacks'] = []
-  const unavailable = (why: string): never => {
-    throw new DeviceUnavailableError(`model ${entry.id}: device "${asked}" was requested, but ${why}. Run \`ipfs-accelerate hardware\` to see what this host has, or choose another --device`)
-  }
+/** What one provider step needs to know. */
+interface Ctx {
+  entry: ModelEntry
+  profile: HardwareProfile
+  opts: PlanOptions
+  spec: DeviceSpec
+  forced: boolean
+  dtype: Dtype | undefined
+  threads: { n: number, reason: string }
+  unavailable: (why: string) => never
+}
 
-  // 1. CUDA, or TensorRT on the CUDA device when asked for.
-  if (spec.kind === 'auto' || spec.kind === 'cuda' || spec.kind === 'tensorrt') {
-    const cuda = provider(profile, 'cuda')
-    const trt = provider(profile, 'tensorrt')
-    const wantTrt = spec.kind === 'tensorrt' || opts.preferTensorRT === true
-    const useTrt = wantTrt && trt.available
-    if (spec.kind === 'tensorrt' && !trt.available) unavailable(`ONNX Runtime's TensorRT provider is not usable: ${trt.reason}`)
-    if (wantTrt && !trt.available) fallbacks.push({ provider: 'tensorrt', reason: trt.reason })
-    const prov: ProviderStatus = useTrt ? trt : cuda
-    const nvidiaCount = profile.gpus.filter((g) => g.vendor === 'nvidia' && g.cudaOrdinal !== undefined).length
-    if (!prov.available) {
-      const why = nvidiaCount > 0
-        ? `nvidia-smi reports ${nvidiaCount} NVIDIA GPU${nvidiaCount === 1 ? '' : 's'}, but ONNX Runtime's CUDA provider is not usable: ${prov.reason}`
-        : `${pickGpu(profile, 0, 0, undefined, undefined, false).reason}; and ONNX Runtime's CUDA provider is not usable: ${prov.reason}`
-      if (forced) unavailable(why)
-      fallbacks.push({ provider: 'cuda', reason: why })
-    } else {
-      // The dtype decides the memory the model needs, so it comes first.
-      const dtype = pickDtype(entry.dtypes, GPU_DTYPES)
-      const need = estimateGpuMemoryMB(entry.sizeMB, dtype)
-      const weights = Math.ceil(entry.sizeMB * DTYPE_SCALE[dtype])
-      const pick = pickGpu(profile, need, weights, opts.gpuFreeMB, spec.kind === 'cuda' || spec.kind === 'tensorrt' ? spec.index : undefined, forced)
-      if (pick.gpu === undefined) {
-        if (forced) unavailable(pick.reason)
-        fallbacks.push({ provider: prov.name, reason: pick.reason })
-      } else {
-        const ordinal = pick.gpu.cudaOrdinal as number
-        const dt = gpuDtype(entry, pick.gpu)
-        return {
-          modelId: entry.id,
-          device: `cuda:${ordinal}`,
-          provider: prov.name,
-          dtype: dt.dtype,
-          intraOpThreads: t.n,
-          gpuIndex: ordinal,
-          reasons: [
-            `provider ${prov.name}: ${forced ? `forced by device "${asked}"` : 'the first preference'}${useTrt ? ' (TensorRT asked for and present)' : ''}; ${prov.reason}`,
-            `device ${pick.reason}`,
-            dt.reason,
-            `${t.reason} (for the ops that stay on the CPU)`
-          ],
-          fallbacks
-        }
-      }
+/** A provider's usable plans (reasons, no fallbacks yet), and the fallbacks it adds. */
+interface StepResult { plans: Array<Omit<ExecutionPlan, 'fallbacks'>>, fallbacks: Fallback[] }
+
+/** Why this provider: its place in the fixed order, or forced. */
+function providerReason (ctx: Ctx, whenFirst: string, first: boolean): string {
+  if (ctx.forced) return `forced by device "${formatDeviceSpec(ctx.spec)}"`
+  return first ? whenFirst : 'also usable here, a candidate measured at start-up against the first preference'
+}
+
+function cudaStep (ctx: Ctx, first: boolean): StepResult {
+  const { entry, profile, spec, forced, opts } = ctx
+  const fallbacks: Fallback[] = []
+  const cuda = provider(profile, 'cuda')
+  const trt = provider(profile, 'tensorrt')
+  const wantTrt = spec.kind === 'tensorrt' || opts.preferTensorRT === true
+  if (spec.kind === 'tensorrt' && !trt.available) ctx.unavailable(`ONNX Runtime's TensorRT provider is not usable: ${trt.reason}`)
+  if (wantTrt) fallbacks.push({ provider: 'tensorrt', reason: trt.available ? NO_TENSORRT_RUNNER : trt.reason })
+  const nvidiaCount = profile.gpus.filter((g) => g.vendor === 'nvidia' && g.cudaOrdinal !== undefined).length
+  if (!cuda.available) {
+    const why = nvidiaCount > 0
+      ? `nvidia-smi reports ${nvidiaCount} NVIDIA GPU${nvidiaCount === 1 ? '' : 's'}, but ONNX Runtime's CUDA provider is not usable: ${cuda.reason}`
+      : `${pickGpu(profile, 0, 0, undefined, undefined, false).reason}; and ONNX Runtime's CUDA provider is not usable: ${cuda.reason}`
+    if (forced) ctx.unavailable(why)
+    return { plans: [], fallbacks: [...fallbacks, { provider: 'cuda', reason: why }] }
+  }
+  const index = spec.kind === 'cuda' || spec.kind === 'tensorrt' ? spec.index : undefined
+  // The dtype decides the memory the model needs, so each dtype picks its GPU.
+  const choices = dtypeChoices(entry, 'cuda', ctx.dtype, gpuDtype(entry, undefined))
+  const plans: StepResult['plans'] = []
+  let firstMiss: string | undefined
+  for (const c of choices) {
+    const need = estimateGpuMemoryMB(entry.sizeMB, c.dtype)
+    const weights = Math.ceil(entry.sizeMB * DTYPE_SCALE[c.dtype])
+    const pick = pickGpu(profile, need, weights, opts.gpuFreeMB, index, forced)
+    if (pick.gpu === undefined) {
+      firstMiss ??= pick.reason
+      continue
     }
+    const ordinal = pick.gpu.cudaOrdinal as number
+    const dtReason = c === choices[0] && ctx.dtype === undefined ? gpuDtype(entry, pick.gpu).reason : c.reason
+    const trtNote = wantTrt ? ` (TensorRT asked for${trt.available ? `, and its provider works, but ${NO_TENSORRT_RUNNER}` : ` but not usable: ${trt.reason}`})` : ''
+    plans.push({
+      modelId: entry.id,
+      device: `cuda:${ordinal}`,
+      provider: 'cuda',
+      dtype: c.dtype,
+      intraOpThreads: ctx.threads.n,
+      gpuIndex: ordinal,
+      reasons: [
+        `provider cuda: ${providerReason(ctx, 'the first preference', first)}${trtNote}; ${cuda.reason}`,
+        `device ${pick.reason}`,
+        dtReason,
+        `${ctx.threads.reason} (for the ops that stay on the CPU)`
+      ]
+    })
   }
+  if (plans.length === 0) {
+    const why = firstMiss ?? 'no GPU fits'
+    if (forced) ctx.unavailable(why)
+    fallbacks.push({ provider: 'cuda', reason: why })
+  }
+  return { plans, fallbacks }
+}
 
-  // 2. WebGPU.
-  if (spec.kind === 'auto' || spec.kind === 'webgpu') {
-    const webgpu = provider(profile, 'webgpu')
-    if (webgpu.available) {
-      const d = webgpuDtype(entry)
-      return {
-        modelId: entry.id,
-        device: 'webgpu',
-        provider: 'webgpu',
-        dtype: d.dtype,
-        intraOpThreads: t.n,
-        reasons: [`provider webgpu: ${forced ? `forced by device "${asked}"` : 'CUDA is not usable (see fallbacks)'}; ${webgpu.reason}`, d.reason, t.reason],
-        fallbacks
-      }
-    }
-    if (forced) unavailable(`ONNX Runtime's WebGPU provider found no usable adapter: ${webgpu.reason}`)
-    fallbacks.push({ provider: 'webgpu', reason: webgpu.reason })
+function webgpuStep (ctx: Ctx, first: boolean): StepResult {
+  const webgpu = provider(ctx.profile, 'webgpu')
+  if (!webgpu.available) {
+    if (ctx.forced) ctx.unavailable(`ONNX Runtime's WebGPU provider found no usable adapter: ${webgpu.reason}`)
+    return { plans: [], fallbacks: [{ provider: 'webgpu', reason: webgpu.reason }] }
   }
-
-  // 3. CPU.
-  const cpu = provider(profile, 'cpu')
-  if (!cpu.available) {
-    throw new DeviceUnavailableError(`model ${entry.id}: no execution provider works here, not even ONNX Runtime's CPU provider: ${cpu.reason}`)
-  }
-  const amd = profile.gpus.filter((g) => g.vendor === 'amd')
-  const d = cpuDtype(entry, profile)
+  const choices = dtypeChoices(ctx.entry, 'webgpu', ctx.dtype, webgpuDtype(ctx.entry))
   return {
-    modelId: entry.id,
-    device: 'cpu',
-    provider: 'cpu',
-    dtype: d.dtype,
-    intraOpThreads: t.n,
-    reasons: [
-      `provider cpu: ${forced ? `forced by device "${asked}"` : 'no GPU provider is usable (see fallbacks)'}; ${cpu.reason}`,
-      ...(amd.length > 0 && !forced ? [`AMD GPU${amd.length === 1 ? '' : 's'} found (${amd.map((g) => g.name).join(', ')}), but onnxruntime-node has no ROCm or MIGraphX provider; only WebGPU could use ${amd.length === 1 ? 'it' : 'them'}`] : []),
-      d.reason,
-      t.reason
-    ],
-    fallbacks
+    plans: choices.map((c) => ({
+      modelId: ctx.entry.id,
+      device: 'webgpu',
+      provider: 'webgpu',
+      dtype: c.dtype,
+      intraOpThreads: ctx.threads.n,
+      reasons: [`provider webgpu: ${providerReason(ctx, 'CUDA is not usable (see fallbacks)', first)}; ${webgpu.reason}`, c.reason, ctx.threads.reason]
+    })),
+    fallbacks: []
   }
 }
 
+function cpuStep (ctx: Ctx, first: boolean): StepResult {
+  const { entry, profile, forced } = ctx
+  const cpu = provider(profile, 'cpu')
+  if (!cpu.available) {
+    if (!first) return { plans: [], fallbacks: [{ provider: 'cpu', reason: cpu.reason }] }
+    throw new DeviceUnavailableError(`model ${entry.id}: no execution provider works here, not even ONNX Runtime's CPU provider: ${cpu.reason}`)
+  }
+  const amd = profile.gpus.filter((g) => g.vendor === 'amd')
+  const amdReason = amd.length > 0 && !forced ? [`AMD GPU${amd.length === 1 ? '' : 's'} found (${amd.map((g) => g.name).join(', ')}), but onnxruntime-node has no ROCm or MIGraphX provider; only WebGPU could use ${amd.length === 1 ? 'it' : 'them'}`] : []
+  const choices = dtypeChoices(entry, 'cpu', ctx.dtype, cpuDtype(entry, profile))
+  return {
+    plans: choices.map((c) => ({
+      modelId: entry.id,
+      device: 'cpu',
+      provider: 'cpu',
+      dtype: c.dtype,
+      intraOpThreads: ctx.threads.n,
+      reasons: [`provider cpu: ${providerReason(ctx, 'no GPU provider is usable (see fallbacks)', first)}; ${cpu.reason}`, ...amdReason, c.reason, ctx.threads.reason]
+    })),
+    fallbacks: []
+  }
+}
+
+/** The fixed order of preference, and which device specs each step serves. */
+const STEPS: ReadonlyArray<{ serves: ReadonlyArray<DeviceSpec['kind']>, step: (ctx: Ctx, first: boolean) => StepResult }> = Object.freeze([
+  { serves: ['auto', 'cuda', 'tensorrt'], step: cudaStep },
+  { serves: ['auto', 'webgpu'], step: webgpuStep },
+  { serves: ['auto', 'cpu'], step: cpuStep }
+])
+
+/** A forced dtype, validated against what the model offers; undefined for auto. */
+function forcedDtype (entry: ModelEntry, dtype: string | undefined): Dtype | undefined {
+  if (dtype === undefined || dtype === 'auto') return undefined
+  if (!(entry.dtypes as string[]).includes(dtype)) throw new ConfigError(`dtype ${dtype} is not offered by ${entry.id} (it offers ${entry.dtypes.join(', ')}): pick one of those or auto`)
+  return dtype as Dtype
+}
+
 /**
- * Plan every model, placing them one after another so that several GPUs
- * share the load: each CUDA placement takes its estimate off that GPU's
- * free memory before the next model is planned.
+ * Every plan this host can run for a model, the default (what planModel
+ * returns) first, then the others in the fixed order of preference. Each
+ * plan's fallbacks are the providers preferred over it that cannot be used.
+ * Throws DeviceUnavailableError when a forced device cannot be used, and
+ * ConfigError when a forced dtype is not offered.
  */
-export function planAll (entries: readonly ModelEntry[], profile: HardwareProfile, opts: PlanOptions & { logger?: Logger } = {}): ExecutionPlan[] {
+export function planCandidates (entry: ModelEntry, profile: HardwareProfile, opts: PlanOptions = {}): ExecutionPlan[] {
+  const spec: DeviceSpec = opts.device === undefined ? { kind: 'auto' } : parseDeviceSpec(opts.device)
+  const forced = spec.kind !== 'auto'
+  const asked = formatDeviceSpec(spec)
+  const ctx: Ctx = {
+    entry,
+    profile,
+    opts,
+    spec,
+    forced,
+    dtype: forcedDtype(entry, opts.dtype),
+    threads: threads(profile, Math.max(1, Math.floor(opts.concurrentSessions ?? 1))),
+    unavailable: (why: string): never => {
+      throw new DeviceUnavailableError(`model ${entry.id}: device "${asked}" was requested, but ${why}. Run \`ipfs-accelerate hardware\` to see what this host has, or choose another --device`)
+    }
+  }
+  const fallbacks: Fallback[] = []
+  const plans: ExecutionPlan[] = []
+  for (const { serves, step } of STEPS) {
+    if (!serves.includes(spec.kind)) continue
+    const r = step(ctx, plans.length === 0)
+    fallbacks.push(...r.fallbacks)
+    plans.push(...r.plans.map((p) => ({ ...p, fallbacks: [...fallbacks] })))
+  }
+  return plans
+}
+
+/** Plan one model on this host without measuring: the first of its candidates. */
+export function planModel (entry: ModelEntry, profile: HardwareProfile, opts: PlanOptions = {}): ExecutionPlan {
+  return planCandidates(entry, profile, opts)[0] as ExecutionPlan
+}
+
+/** Plans models one after another, each placement taking its share of its GPU's free memory. */
+export interface Placement {
+  /** The model's candidates, given the memory earlier placements took. */
+  candidates(entry: ModelEntry): ExecutionPlan[]
+  /** Record where the model runs (a GPU plan takes its estimate off that GPU's free memory). */
+  place(entry: ModelEntry, plan: ExecutionPlan): void
+}
+
+export function placement (profile: HardwareProfile, opts: PlanOptions = {}): Placement {
   const free = new Map<number, number>(opts.gpuFreeMB ?? [])
   for (const g of profile.gpus) {
     if (g.cudaOrdinal !== undefined && g.memoryFreeMB !== undefined && !free.has(g.cudaOrdinal)) free.set(g.cudaOrdinal, g.memoryFreeMB)
   }
-  const plans = entries.map((entry) => {
-    const plan = planModel(entry, profile, { ...opts, gpuFreeMB: free })
-    if (plan.gpuIndex !== undefined && free.has(plan.gpuIndex)) {
-      free.set(plan.gpuIndex, (free.get(plan.gpuIndex) as number) - estimateGpuMemoryMB(entry.sizeMB, plan.dtype))
+  return {
+    candidates: (entry) => planCandidates(entry, profile, { ...opts, gpuFreeMB: free }),
+    place: (entry, plan) => {
+      if (plan.gpuIndex !== undefined && free.has(plan.gpuIndex)) {
+        free.set(plan.gpuIndex, (free.get(plan.gpuIndex) as number) - estimateGpuMemoryMB(entry.sizeMB, plan.dtype))
+      }
     }
+  }
+}
+
+/**
+ * Plan every model by the fixed order (no measuring), placing them one
+ * after another so that several GPUs share the load.
+ */
+export function planAll (entries: readonly ModelEntry[], profile: HardwareProfile, opts: PlanOptions & { logger?: Logger } = {}): ExecutionPlan[] {
+  const place = placement(profile, opts)
+  const plans = entries.map((entry) => {
+    const plan = place.candidates(entry)[0] as ExecutionPlan
+    place.place(entry, plan)
     return plan
   })
   if (opts.logger !== undefined) logFallbacks(plans, opts.logger)

@@ -10,6 +10,7 @@ import { parseEmbedInput } from './input.ts'
 import type { EmbedOutput, EmbedWireOutput } from './codec.ts'
 import { decodeEmbedOutput, encodeEmbedOutput } from './codec.ts'
 import { loadEmbedRunner } from './runner.ts'
+import { sampleEmbedInput } from './sample.ts'
 
 export type { EmbedInput, EmbedLimits } from './input.ts'
 export type { EmbedOutput, EmbedWireOutput } from './codec.ts'
@@ -50,6 +51,7 @@ export function createEmbedSkillset (init: EmbedSkillsetInit = {}): EmbedSkillse
     parseInput: (raw: unknown): EmbedInput => parseEmbedInput(raw, limits),
     batchKey: (input: EmbedInput): string => `${input.pooling}:${input.normalize ? 'norm' : 'raw'}`,
     cost: (input: EmbedInput): number => input.texts.length,
+    sampleInput: (n: number): unknown => sampleEmbedInput(n, limits.maxTexts),
     load: async (model: ModelLocation, plan: ExecutionPlan): Promise<SkillsetRunner<EmbedInput, EmbedOutput>> =>
       await loadEmbedRunner(model, plan, { maxBatchTokens: limits.maxBatchTokens }),
     encodeOutput: encodeEmbedOutput,

@@ -8,7 +8,7 @@
  */
 import type { ExecutionPlan, ModelLocation, Skillset, SkillsetLoadOptions, SkillsetRunner } from '../../src/interfaces/index.ts'
 import type { StandInInput, StandInOutput } from './input.ts'
-import { decodeStandInOutput, encodeStandInOutput, parseStandInInput } from './input.ts'
+import { decodeStandInOutput, encodeStandInOutput, MAX_ITEMS, parseStandInInput } from './input.ts'
 import { StandInRunner, standInSettings } from './runner.ts'
 
 export type { StandInInput, StandInOutput } from './input.ts'
@@ -34,6 +34,7 @@ export function createStandInSkillset (init: StandInSkillsetInit = {}): StandInS
     parseInput: parseStandInInput,
     batchKey: (_input: StandInInput): string => 'stand-in',
     cost: (input: StandInInput): number => input.items,
+    sampleInput: (n: number): unknown => ({ items: Math.max(1, Math.min(MAX_ITEMS, Math.floor(n))) }),
     load: async (_model: ModelLocation, _plan: ExecutionPlan, options?: SkillsetLoadOptions): Promise<SkillsetRunner<StandInInput, StandInOutput>> =>
       new StandInRunner(standInSettings(options), random),
     encodeOutput: encodeStandInOutput,

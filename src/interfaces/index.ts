@@ -112,6 +112,12 @@ export interface Skillset<I = unknown, O = unknown> {
   cost(input: I): number
   /** Load the model; runs inside an inference thread (on the main thread when `inProcess`). */
   load(model: ModelLocation, plan: ExecutionPlan, options?: SkillsetLoadOptions): Promise<SkillsetRunner<I, O>>
+  /**
+   * A synthetic job input of about `n` cost units, in wire form (parseInput
+   * accepts it), for measuring throughput at start-up. Absent: the model is
+   * not measured.
+   */
+  sampleInput?(n: number): unknown
   /** Convert an output to its wire form (binary-safe) and back. */
   encodeOutput(output: O): Record<string, unknown>
   decodeOutput(wire: unknown): O

@@ -42,6 +42,12 @@ const DTYPE_FILES: ReadonlyArray<[string, Dtype]> = Object.freeze([
   ['onnx/model_q4f16.onnx', 'q4f16'], ['onnx/model_bnb4.onnx', 'bnb4']
 ])
 
+/** Weight formats whose ONNX file the stored model holds (a hub download holds the planned one only). */
+export function storedDtypes (location: Pick<StoredModelLocation, 'files'>): Dtype[] {
+  const names = new Set(location.files.map((f) => f.path))
+  return DTYPE_FILES.filter(([f]) => names.has(f)).map(([, d]) => d)
+}
+
 /** A catalog-like entry for a model that exists only in the store (imported or pulled under its own id). */
 export function entryFromRecord (r: ModelRecord): ModelEntry {
   if (r.skillset === undefined) throw new ConfigError(`model ${r.id} in the store has no skillset: import it again with --skillset`)
@@ -150,6 +156,23 @@ export async function pullFromPeers (models: ModelStore, ref: string, options: {
 export interface ServedModelHooks {
   /** The model lost its last ready runner (false: drop it from adverts, stop bidding), or has one again (true). */
   onReadyChange?: (ready: boolean) => void
+  /** Items/s per runner measured at start-up (calibration): the queue's throughput until jobs have run. */
+  initialThroughput?: number
+}
+
+/**
+ * One runner of a model on a plan, not started: an inference thread reading
+ * the weights from the content store, or a main-thread runner for an
+ * `inProcess` skillset. Serving and start-up calibration both build theirs here.
+ */
+export function createRunner (entry: ModelEntry, plan: ExecutionPlan, location: StoredModelLocation, config: Readonly<NodeConfig>, log: Logger): InferenceThread | LocalRunner {
+  const skillset = getSkillset(entry.skillset)
+  // transformers.js reads every file through the store's reader; the local path stays empty.
+  const localModelPath = join(config.dataDir, 'store', 'no-local-files')
+  const model = { id: entry.id, localModelPath, store: { blocksDir: location.blocksDir, cid: location.cid, files: location.files } }
+  return skillset.inProcess === true
+    ? new LocalRunner({ skillset, model, plan, loadOptions: { nodeConfig: config }, log })
+    : new InferenceThread({ skillset: entry.skillset, model, plan }, log)
 }
 
 /**
@@ -159,16 +182,11 @@ export interface ServedModelHooks {
  */
 export async function startServedModel (entry: ModelEntry, plan: ExecutionPlan, location: StoredModelLocation, config: Readonly<NodeConfig>, log: Logger, hooks: ServedModelHooks = {}): Promise<ServedModel> {
   const skillset = getSkillset(entry.skillset)
-  // transformers.js reads every file through the store's reader; the local path stays empty.
-  const localModelPath = join(config.dataDir, 'store', 'no-local-files')
-  const model = { id: entry.id, localModelPath, store: { blocksDir: location.blocksDir, cid: location.cid, files: location.files } }
   const threads: Array<InferenceThread | LocalRunner> = []
   const t0 = performance.now()
   try {
     for (let i = 0; i < config.scheduler.threadsPerModel; i++) {
-      const runner = skillset.inProcess === true
-        ? new LocalRunner({ skillset, model, plan, loadOptions: { nodeConfig: config }, log })
-        : new InferenceThread({ skillset: entry.skillset, model, plan }, log)
+      const runner = createRunner(entry, plan, location, config, log)
       threads.push(runner)
       await runner.start()
     }
@@ -185,6 +203,7 @@ export async function startServedModel (entry: ModelEntry, plan: ExecutionPlan, 
     maxQueuedCost: config.scheduler.maxQueuedCost,
     stallMinMs: config.scheduler.stallMinMs,
     ...(hooks.onReadyChange === undefined ? {} : { onReadyChange: hooks.onReadyChange }),
+    ...(hooks.initialThroughput === undefined ? {} : { initialThroughput: hooks.initialThroughput }),
     log
   })
   // The stand-in's generated folder holds no weights at all: only the generated BERTs have random ones.

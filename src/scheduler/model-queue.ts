@@ -75,6 +75,11 @@ export interface ModelQueueInit {
   stallMinMs?: number
   /** Called when the model goes from >= 1 ready runner to none (false), and back (true). */
   onReadyChange?: (ready: boolean) => void
+  /**
+   * Items per second per runner measured before any job (start-up
+   * calibration): `throughput` until the first batch has run.
+   */
+  initialThroughput?: number
   log: Logger
 }
 
@@ -126,9 +131,9 @@ export class ModelQueue {
   /** At least one runner can take a batch. */
   get ready (): boolean { return this.init.runners.some((r) => r.ready) }
 
-  /** Items per second measured so far (per runner), or undefined before the first batch. */
+  /** Items per second measured so far (per runner); before the first batch, the calibrated figure or undefined. */
   get throughput (): number | undefined {
-    return this.busySeconds > 0 ? this.processedItems / this.busySeconds : undefined
+    return this.busySeconds > 0 ? this.processedItems / this.busySeconds : this.init.initialThroughput
   }
 
   /** Whether a job of this cost should be taken (bid on) now. */

@@ -57,12 +57,16 @@ test('a model without fp16 runs fp32 on CUDA, and says so', () => {
   assert.match(p.reasons.join('\n'), /offers no fp16/)
 })
 
-test('TensorRT only when asked for and present; asked for but absent is a logged fallback', () => {
+test('TensorRT asked for and present: the plan says it runs CUDA (transformers.js has no TensorRT device); absent is a logged fallback', () => {
   const profile = baseProfile({ gpus: gpus('nvidia-smi-h100.csv'), providers: withProviders(['cuda', 'tensorrt']), probes: [nvidiaOk] })
-  assert.equal(planModel(minilm, profile).provider, 'cuda')
-  assert.equal(planModel(minilm, profile, { preferTensorRT: true }).provider, 'tensorrt')
-  assert.equal(planModel(minilm, profile, { device: 'tensorrt:0' }).provider, 'tensorrt')
-  assert.equal(planModel(minilm, profile, { device: 'tensorrt:0' }).device, 'cuda:0')
+  assert.deepEqual(planModel(minilm, profile).fallbacks, [])
+  for (const opts of [{ preferTensorRT: true }, { device: 'tensorrt:0' }]) {
+    const p = planModel(minilm, profile, opts)
+    assert.equal(p.provider, 'cuda', 'the plan names what runs')
+    assert.equal(p.device, 'cuda:0')
+    assert.match(p.reasons[0] ?? '', /TensorRT asked for, and its provider works, but transformers\.js, which runs the models, has no TensorRT device: the model runs on CUDA/)
+    assert.deepEqual(p.fallbacks.map((f) => f.provider), ['tensorrt'], 'logged once as a fallback')
+  }
   const noTrt = baseProfile({ gpus: gpus('nvidia-smi-h100.csv'), providers: withProviders(['cuda']), probes: [nvidiaOk] })
   const p = planModel(minilm, noTrt, { preferTensorRT: true })
   assert.equal(p.provider, 'cuda')

@@ -1,0 +1,162 @@
+/**
+ * Start-up calibration: a model with more than one candidate plan (provider
+ * × dtype, hardware/plan.ts `planCandidates`) is measured on each, and the
+ * fastest serves. Each candidate gets a runner built the way serving builds
+ * it (`createRunner`: an inference thread reading the weights from the
+ * content store), runs a warm-up batch and then a few timed batches of the
+ * skillset's `sampleInput`, bounded in time, and is stopped; items/s come
+ * from the run time the runner reports, as the queue counts it.
+ *
+ * Not measured (the first candidate serves, as the fixed order says): when
+ * `scheduler.calibrate` is off, for an `inProcess` skillset (no inference to
+ * measure) or one without `sampleInput`, and when only one candidate has its
+ * weights in the store (a forced `--device`/`--dtype` can leave one; a hub
+ * download holds the planned dtype only). A candidate that fails to load or
+ * to run is reported with its error and left out; when all fail, start-up
+ * fails with each reason.
+ */
+import { getSkillset } from '../../skillsets/index.ts'
+import type { ExecutionPlan, ModelEntry } from '../interfaces/index.ts'
+import { errorMessage, InferenceStalledError, ModelLoadError } from '../errors.ts'
+import type { Logger } from '../logger.ts'
+import type { NodeConfig } from '../config/schema.ts'
+import type { StoredModelLocation } from '../store/model-store.ts'
+import { createRunner, storedDtypes } from './served-models.ts'
+
+export const DEFAULT_WARMUP_BATCHES = 1
+export const DEFAULT_TIMED_BATCHES = 3
+export const DEFAULT_BUDGET_MS = 3000
+export const DEFAULT_LOAD_TIMEOUT_MS = 120_000
+export const DEFAULT_BATCH_TIMEOUT_MS = 30_000
+
+export interface CalibrateOptions {
+  /** Untimed batches first (default 1). */
+  warmupBatches?: number
+  /** Timed batches at most (default 3). */
+  timedBatches?: number
+  /** Time one candidate's batches may take, warm-up included, loading not (default 3000 ms); one timed batch always runs. */
+  budgetMs?: number
+  /** Cost units (texts, items) per batch (default `scheduler.maxBatchCost`). */
+  batchCost?: number
+  /** Longest one candidate may take to load (default 120 000 ms). */
+  loadTimeoutMs?: number
+  /** Longest one batch may run before its candidate is given up (default 30 000 ms). */
+  batchTimeoutMs?: number
+  signal?: AbortSignal
+}
+
+/** One candidate's measurement. */
+export interface CandidateFigure {
+  plan: ExecutionPlan
+  /** Items per second per runner over the timed batches; absent when the candidate failed. */
+  itemsPerSecond?: number
+  /** Timed batches run. */
+  batches: number
+  loadMs?: number
+  /** Why it has no figure (load or run failure). */
+  error?: string
+}
+
+export interface Calibration {
+  /** The plan to serve: the fastest measured, with the figures in its reasons; else the first candidate. */
+  plan: ExecutionPlan
+  /** The served plan's measured items/s per runner; absent when nothing was measured. */
+  itemsPerSecond?: number
+  figures: CandidateFigure[]
+  /** Why nothing was measured. */
+  skipped?: string
+}
+
+/** `cpu q8`, `cuda:0 fp16`. */
+export function planLabel (plan: Pick<ExecutionPlan, 'device' | 'dtype'>): string {
+  return `${plan.device} ${plan.dtype}`
+}
+
+function figureText (f: CandidateFigure): string {
+  return f.itemsPerSecond !== undefined ? `${planLabel(f.plan)} ${f.itemsPerSecond.toFixed(1)} items/s` : `${planLabel(f.plan)} failed (${f.error ?? 'no figure'})`
+}
+
+async function withTimeout<T> (p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([p, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(onTimeout()) }, ms) })])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Measure every candidate that can be measured and choose the fastest; see the module comment. */
+export async function calibrate (entry: ModelEntry, candidates: readonly ExecutionPlan[], location: StoredModelLocation, config: Readonly<NodeConfig>, log: Logger, options: CalibrateOptions = {}): Promise<Calibration> {
+  const first = candidates[0]
+  if (first === undefined) throw new ModelLoadError(`model ${entry.id}: no plan to run it on`)
+  const skillset = getSkillset(entry.skillset)
+  const held = new Set(storedDtypes(location))
+  const measurable = candidates.filter((c) => held.has(c.dtype))
+  const skip = (why: string, plan: ExecutionPlan = first): Calibration => {
+    log.debug(`${entry.id}: not measured: ${why}`)
+    return { plan, figures: [], skipped: why }
+  }
+  if (!config.scheduler.calibrate) return skip('scheduler.calibrate is off')
+  if (skillset.inProcess === true) return skip(`the ${skillset.name} skillset runs in-process, with no inference to measure`)
+  if (skillset.sampleInput === undefined) return skip(`the ${skillset.name} skillset has no sampleInput`)
+  if (measurable.length <= 1) return skip(candidates.length <= 1 ? 'only one candidate plan' : 'only one candidate has its weights in the store', measurable[0] ?? first)
+
+  const batchCost = options.batchCost ?? config.scheduler.maxBatchCost
+  const input = skillset.parseInput(skillset.sampleInput(batchCost))
+  const items = skillset.cost(input)
+  const warmup = options.warmupBatches ?? DEFAULT_WARMUP_BATCHES
+  const timed = Math.max(1, options.timedBatches ?? DEFAULT_TIMED_BATCHES)
+  const budgetMs = options.budgetMs ?? DEFAULT_BUDGET_MS
+  const loadTimeoutMs = options.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS
+  const batchTimeoutMs = options.batchTimeoutMs ?? DEFAULT_BATCH_TIMEOUT_MS
+
+  const measure = async (plan: ExecutionPlan): Promise<CandidateFigure> => {
+    const runner = createRunner(entry, plan, location, config, log)
+    const t0 = performance.now()
+    let loadMs: number | undefined
+    let batches = 0
+    try {
+      await withTimeout(runner.start(), loadTimeoutMs, () => new ModelLoadError(`${entry.id} did not load on ${planLabel(plan)} within ${loadTimeoutMs} ms`))
+      loadMs = performance.now() - t0
+      const runBatch = async (): Promise<number> => {
+        options.signal?.throwIfAborted()
+        const r = await withTimeout(runner.run([input]), batchTimeoutMs, () => new InferenceStalledError(`a calibration batch of ${items} items on ${planLabel(plan)} ran past ${batchTimeoutMs} ms`))
+        return r.runMs
+      }
+      const started = performance.now()
+      for (let i = 0; i < warmup; i++) await runBatch()
+      let runMs = 0
+      while (batches < timed && (batches === 0 || performance.now() - started < budgetMs)) {
+        runMs += await runBatch()
+        batches++
+      }
+      return { plan, itemsPerSecond: items * batches / (Math.max(runMs, 1e-3) / 1000), batches, loadMs }
+    } catch (err) {
+      if (options.signal?.aborted === true) throw err
+      // One line: these go into a log line and the plan's reasons.
+      return { plan, batches, ...(loadMs === undefined ? {} : { loadMs }), error: errorMessage(err).replace(/\s+/g, ' ').trim() }
+    } finally {
+      await runner.stop()
+    }
+  }
+
+  const t0 = performance.now()
+  const figures: CandidateFigure[] = []
+  for (const plan of measurable) {
+    options.signal?.throwIfAborted()
+    const f = await measure(plan)
+    log.debug(`${entry.id}: ${figureText(f)}`, { batches: f.batches, items, loadMs: f.loadMs === undefined ? undefined : Math.round(f.loadMs) })
+    figures.push(f)
+  }
+  const best = figures.reduce<CandidateFigure | undefined>((b, f) => f.itemsPerSecond !== undefined && (b?.itemsPerSecond === undefined || f.itemsPerSecond > b.itemsPerSecond) ? f : b, undefined)
+  if (best?.itemsPerSecond === undefined) {
+    throw new ModelLoadError(`model ${entry.id} ran on none of its candidate plans: ${figures.map(figureText).join('; ')}`)
+  }
+  const unheld = candidates.filter((c) => !held.has(c.dtype)).map(planLabel)
+  const summary = `${figures.map(figureText).join(', ')}${unheld.length === 0 ? '' : `; not measured (weights not in the store): ${unheld.join(', ')}`}`
+  const how = `${items} items a batch, ${warmup} warm-up batch${warmup === 1 ? '' : 'es'} then up to ${timed} timed within ${budgetMs} ms`
+  const order = best.plan === first ? 'also first in the fixed order' : `the fixed order would have chosen ${planLabel(first)}`
+  const plan = { ...best.plan, reasons: [...best.plan.reasons, `measured at start-up (${how}): ${summary}; the fastest, ${planLabel(best.plan)}, serves (${order})`] }
+  log.info(`${entry.id}: measured ${summary}: serving ${planLabel(best.plan)}`, { ms: Math.round(performance.now() - t0) })
+  return { plan, itemsPerSecond: best.itemsPerSecond, figures }
+}
