@@ -1,24 +1,49 @@
 /**
  * The node's HTTP gateway. `createGateway()` builds the request handler
- * (testable without a socket); `listen()` binds it.
+ * (testable without a socket); `listen()` binds it. Every route goes
+ * through the gateway's guard (guard.ts: source, Host, Origin, credentials,
+ * body type) before it runs, unless it is marked `open` (read-only, no
+ * secrets, such as `/healthz`).
  */
 import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
-import { errorCode, errorMessage } from '../errors.ts'
+import { ConfigError, errorCode, errorMessage } from '../errors.ts'
 import type { Logger } from '../logger.ts'
+import type { RequestGuard } from './guard.ts'
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void> | void
-export interface Route { method: 'GET' | 'POST' | 'DELETE', path: string, handler: RouteHandler }
+export interface Route {
+  method: 'GET' | 'POST' | 'DELETE'
+  path: string
+  handler: RouteHandler
+  /** Skip the guard: only for read-only routes that reveal nothing private. */
+  open?: boolean
+}
 
-export function sendJson (res: ServerResponse, status: number, body: unknown): void {
+export interface GatewayOptions {
+  /** Runs before every route that is not `open`; a refusal is answered and nothing else happens. */
+  guard: RequestGuard
+}
+
+export function sendJson (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) })
+  res.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) })
   res.end(text)
 }
 
-export function createGateway (routes: Route[], log: Logger): RouteHandler {
+export function createGateway (routes: Route[], log: Logger, options: GatewayOptions): RouteHandler {
+  const openPaths = new Set(routes.filter((r) => r.open === true).map((r) => r.path))
+  if (routes.some((r) => r.open === true && routes.some((o) => o.path === r.path && o.open !== true))) throw new ConfigError('a gateway path is either open or guarded, for every method')
   return async (req, res) => {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname
+    if (!openPaths.has(path)) {
+      const refusal = options.guard(req)
+      if (refusal !== undefined) {
+        log.warn('request refused', { path, method: req.method, status: refusal.status, code: refusal.error.code })
+        sendJson(res, refusal.status, { error: { code: refusal.error.code, message: refusal.error.message } }, { ...refusal.headers, connection: 'close' })
+        return
+      }
+    }
     const route = routes.find((r) => r.path === path && r.method === req.method)
     if (route === undefined) {
       const known = routes.some((r) => r.path === path)
@@ -37,10 +62,14 @@ export function createGateway (routes: Route[], log: Logger): RouteHandler {
 
 export interface ListeningGateway { url: string, close(): Promise<void> }
 
-export async function listen (handler: RouteHandler, hostPort: string): Promise<ListeningGateway> {
+/** `HOST:PORT` (IPv6 in brackets) as host (no brackets) and port. */
+export function splitHostPort (hostPort: string): { host: string, port: number } {
   const i = hostPort.lastIndexOf(':')
-  const host = hostPort.slice(0, i).replace(/^\[|\]$/g, '')
-  const port = Number(hostPort.slice(i + 1))
+  return { host: hostPort.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(hostPort.slice(i + 1)) }
+}
+
+export async function listen (handler: RouteHandler, hostPort: string): Promise<ListeningGateway> {
+  const { host, port } = splitHostPort(hostPort)
   const server: Server = createServer((req, res) => { void handler(req, res) })
   server.keepAliveTimeout = 5000
   await new Promise<void>((resolve, reject) => {

@@ -32,11 +32,18 @@ function remoteError (body: unknown, fallback: string): Error {
   return new AccelerateError(code, message)
 }
 
+export interface StoreApiClientInit {
+  /** The node's API token (`<data-dir>/api.token`, see src/gateway/token.ts). */
+  token: string
+}
+
 export class StoreApiClient implements ModelStoreApi {
   readonly baseUrl: string
+  readonly #token: string
 
-  constructor (baseUrl: string) {
+  constructor (baseUrl: string, init: StoreApiClientInit) {
     this.baseUrl = baseUrl.replace(/\/+$/, '')
+    this.#token = init.token
   }
 
   async list (): Promise<ModelSummary[]> {
@@ -68,7 +75,7 @@ export class StoreApiClient implements ModelStoreApi {
 
   private async fetch (path: string, init: RequestInit): Promise<Response> {
     try {
-      return await fetch(`${this.baseUrl}${path}`, init)
+      return await fetch(`${this.baseUrl}${path}`, { ...init, headers: { ...init.headers as Record<string, string> | undefined, authorization: `Bearer ${this.#token}` } })
     } catch (err) {
       throw new StoreError(`cannot reach the node at ${this.baseUrl}: ${(err as Error).message}`, { cause: err })
     }

@@ -5,15 +5,15 @@
  * and hash the files of a DAG, write them back out, check copies on disk.
  */
 import { createHash } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
-import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises'
+import { createReadStream } from 'node:fs'
+import { mkdir, open, readdir, rmdir, stat, unlink } from 'node:fs/promises'
 import { dirname, join, relative, resolve, sep } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import type { UnixFS } from '@helia/unixfs'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { balanced } from 'ipfs-unixfs-importer/layout'
 import type { CID } from 'multiformats/cid'
-import { ModelIntegrityError, StoreError } from '../errors.ts'
+import { ExistsError, ModelIntegrityError, StoreError } from '../errors.ts'
 import type { ModelFile } from './records.ts'
 
 export const CHUNK_BYTES = 1024 * 1024
@@ -120,12 +120,46 @@ export function integrityError (modelId: string, file: ModelFile, got: { sha256:
   return new ModelIntegrityError(`model ${modelId}: file ${file.path} does not match its record (sha256 ${got.sha256.slice(0, 16)}…, ${got.size} bytes; expected ${file.sha256.slice(0, 16)}…, ${file.size} bytes): re-import or re-pull the model`)
 }
 
-/** Write one file of a model under `dir`, verified against its sha256 before it takes its name. */
-export async function exportFile (fs: UnixFS, modelId: string, file: ModelFile, dir: string, cid: CID, options: { signal?: AbortSignal, onBytes?: (n: number) => void } = {}): Promise<void> {
+/**
+ * Make `dir` ready for an export: create it, or take it when it is an empty
+ * folder. Anything else (a non-empty folder, a file) is refused with
+ * ExistsError, so an export never replaces or mixes with what is there.
+ */
+export async function prepareExportDir (dir: string): Promise<{ created: boolean }> {
+  let entries: string[]
+  try {
+    entries = await readdir(dir)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') {
+      await mkdir(dir, { recursive: true })
+      return { created: true }
+    }
+    if (code === 'ENOTDIR') throw new ExistsError(`${dir} exists and is not a folder: export into a new or empty folder; nothing was written`)
+    throw new StoreError(`cannot read ${dir}: ${(err as Error).message}`, { cause: err })
+  }
+  if (entries.length > 0) throw new ExistsError(`${dir} is not empty (${entries.length} entries): export into a new or empty folder; nothing was written`)
+  return { created: false }
+}
+
+/**
+ * Write one file of a model under `dir`, created exclusively (O_EXCL: an
+ * existing file is refused with ExistsError, never replaced), hashed as it
+ * is written; a file that fails its sha256 or is cancelled is removed.
+ * `onCreated` hears each path this call created, for the caller's clean-up.
+ */
+export async function exportFile (fs: UnixFS, modelId: string, file: ModelFile, dir: string, cid: CID, options: { signal?: AbortSignal, onBytes?: (n: number) => void, onCreated?: (abs: string) => void } = {}): Promise<void> {
   const target = resolve(dir, ...file.path.split('/'))
   if (!target.startsWith(resolve(dir) + sep)) throw new StoreError(`refusing to write ${file.path} outside ${dir}`)
   await mkdir(dirname(target), { recursive: true })
-  const tmp = `${target}.${process.pid}.partial`
+  let handle
+  try {
+    handle = await open(target, 'wx', 0o644)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new ExistsError(`${target} already exists: export into a new or empty folder; nothing was overwritten`, { cause: err })
+    throw new StoreError(`cannot create ${target}: ${(err as Error).message}`, { cause: err })
+  }
+  options.onCreated?.(target)
   const hash = createHash('sha256')
   let size = 0
   try {
@@ -136,14 +170,30 @@ export async function exportFile (fs: UnixFS, modelId: string, file: ModelFile, 
         options.onBytes?.(chunk.byteLength)
         yield chunk
       }
-    })(), createWriteStream(tmp), { signal: options.signal })
+    })(), handle.createWriteStream(), { signal: options.signal })
     const sha256 = hash.digest('hex')
     if (sha256 !== file.sha256 || size !== file.size) throw integrityError(modelId, file, { sha256, size })
-    await rename(tmp, target)
   } catch (err) {
-    await unlink(tmp).catch(() => undefined) // best effort: the partial file may not exist
+    await handle.close().catch(() => undefined) // best effort: the stream may have closed it already
+    await unlink(target).catch(() => undefined) // best effort: this call created it, and it is wrong or partial
     throw err
   }
+}
+
+/**
+ * Undo a failed export: remove the files it created, then the folders under
+ * `dir` that are left empty, then `dir` itself when the export created it.
+ * Only empty folders are removed (rmdir), so nothing else can go.
+ */
+export async function removeExported (dir: string, created: readonly string[], dirCreated: boolean): Promise<void> {
+  for (const f of created) await unlink(f).catch(() => undefined) // best effort: already removed by exportFile
+  const root = resolve(dir)
+  const folders = new Set<string>()
+  for (const f of created) {
+    for (let d = dirname(f); d.startsWith(root + sep); d = dirname(d)) folders.add(d)
+  }
+  for (const d of [...folders].sort((a, b) => b.length - a.length)) await rmdir(d).catch(() => undefined) // best effort: only empty folders go
+  if (dirCreated) await rmdir(root).catch(() => undefined) // best effort: only when empty
 }
 
 /** Check a copy of a model's files on disk; returns one line per problem (empty: all match). */

@@ -4,12 +4,12 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CLI, runProc, startWorker, stopProc, tempDir } from '../helpers/procs.ts'
 
 test('every command and sub-command answers --help', async () => {
-  for (const cmd of [[], ['start'], ['submit'], ['submit', 'embed'], ['hardware'], ['models'], ['models', 'generate']]) {
+  for (const cmd of [[], ['start'], ['submit'], ['submit', 'embed'], ['hardware'], ['models'], ['models', 'generate'], ['swarm-key'], ['swarm-key', 'generate']]) {
     const r = await runProc([CLI, ...cmd, '--help'], { timeoutMs: 30_000 })
     assert.equal(r.code, 0, `${cmd.join(' ')} --help: ${r.stderr}`)
     assert.match(r.stdout, /Usage: ipfs-accelerate/)
@@ -74,6 +74,22 @@ test('submit finds the local node through node.json, and the node stops cleanly'
   assert.equal(r2.code, 0, r2.stderr)
   assert.deepEqual((JSON.parse(r2.stdout) as { output: { truncated?: number[] } }).output.truncated, [1])
   assert.match(r2.stderr, /warning: text\(s\) #1 passed the model's token limit/)
+
+  // The models commands go through the node's local API, with the token from the data dir; a web page gets nothing.
+  assert.equal((await stat(join(w.dataDir, 'api.token'))).mode & 0o777, 0o600)
+  const list = await runProc([CLI, 'models', 'list', '--json', '--data-dir', w.dataDir], { timeoutMs: 60_000 })
+  assert.equal(list.code, 0, list.stderr)
+  assert.ok((JSON.parse(list.stdout) as { models: Array<{ id: string }> }).models.some((m) => m.id === 'demo/tiny-random'))
+  const exportDir = join(await tempDir('ia-cli-'), 'export')
+  const exp = await runProc([CLI, 'models', 'export', 'demo/tiny-random', exportDir, '--json', '--quiet', '--data-dir', w.dataDir], { timeoutMs: 60_000 })
+  assert.equal(exp.code, 0, exp.stderr)
+  assert.ok((JSON.parse(exp.stdout) as { files: number }).files > 0)
+  const again = await runProc([CLI, 'models', 'export', 'demo/tiny-random', exportDir, '--quiet', '--data-dir', w.dataDir], { timeoutMs: 60_000 })
+  assert.match(again.stderr, /^error ERR_EXISTS: /)
+  const page = await fetch(`${w.httpUrl}/api/v1/models/gc`, { method: 'POST', headers: { 'content-type': 'text/plain', origin: 'https://evil.example' }, body: '{}' })
+  assert.equal(page.status, 403)
+  assert.equal((await fetch(`${w.httpUrl}/api/v1/models`)).status, 401)
+  assert.equal((await fetch(`${w.httpUrl}/healthz`)).status, 200)
 
   assert.equal(await stopProc(w.proc), 0, w.stderr())
   assert.match(w.stderr(), /stopped/)

@@ -2,33 +2,34 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer } from 'node:http'
 import type { Server } from 'node:http'
-import { readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { createGateway } from '../../src/gateway/http.ts'
+import { requestGuard } from '../../src/gateway/guard.ts'
+import { bearerAuth, loadOrCreateApiToken } from '../../src/gateway/token.ts'
+import { forComponent } from '../../src/logger.ts'
 import { StoreApiClient } from '../../src/store/api-client.ts'
 import { storeRoutes } from '../../src/store/http-api.ts'
 import type { ContentStore } from '../../src/store/content-store.ts'
 import { CLI, runProc } from '../helpers/procs.ts'
 import { smallModelFiles, startStore, tempDir, writeModelDir } from '../helpers/store-fixtures.ts'
 
-async function serve (store: ContentStore): Promise<{ url: string, server: Server }> {
-  const routes = storeRoutes(store.models)
-  const server = createServer((req, res) => {
-    const path = new URL(req.url ?? '/', 'http://x').pathname
-    const route = routes.find((r) => r.path === path && r.method === req.method)
-    if (route === undefined) { res.writeHead(404).end(); return }
-    void route.handler(req, res)
-  })
+/** The store routes behind the node's gateway and guard, with the token of `tokenDir`. */
+async function serve (store: ContentStore, tokenDir: string): Promise<{ url: string, token: string, server: Server }> {
+  const token = await loadOrCreateApiToken(tokenDir)
+  const handler = createGateway(storeRoutes(store.models), forComponent('test:http'), { guard: requestGuard({ authorize: bearerAuth(token) }) })
+  const server = createServer((req, res) => { void handler(req, res) })
   await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server }
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, token, server }
 }
 
 test('the store API: import, list, pin, verify, export, gc through HTTP, errors with their codes', async () => {
   const root = await tempDir()
   const files = await writeModelDir(join(root, 'model'), smallModelFiles())
   const store = await startStore(join(root, 'data'))
-  const { url, server } = await serve(store)
+  const { url, token, server } = await serve(store, root)
   try {
-    const api = new StoreApiClient(url)
+    const api = new StoreApiClient(url, { token })
     const rec = await api.importDir(join(root, 'model'), { id: 'http/model', skillset: 'embed' })
     assert.equal(rec.id, 'http/model')
     assert.deepEqual((await api.list()).map((m) => [m.id, m.pinned, m.local]), [['http/model', true, true]])
@@ -39,7 +40,7 @@ test('the store API: import, list, pin, verify, export, gc through HTTP, errors 
     assert.ok((await api.gc()).deletedBlocks > 0)
     await assert.rejects(api.pin('http/model'), (err: Error & { code?: string }) => err.code === 'ERR_STORE' && /pull it first/.test(err.message))
     await assert.rejects(api.verify('no/such'), (err: Error & { code?: string }) => err.code === 'ERR_MODEL_NOT_FOUND')
-    const bad = await fetch(`${url}/api/v1/models/import`, { method: 'POST', body: JSON.stringify({ dir: 'relative/path', bogus: 1 }) })
+    const bad = await fetch(`${url}/api/v1/models/import`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ dir: 'relative/path', bogus: 1 }) })
     assert.equal(bad.status, 400)
     const body = await bad.json() as { error: { code: string, message: string } }
     assert.equal(body.error.code, 'ERR_INVALID_INPUT')
@@ -54,8 +55,9 @@ test('the CLI talks to the node that runs on its data dir (node.json), else open
   const root = await tempDir()
   await writeModelDir(join(root, 'model'), { 'config.json': 10, 'onnx/model.onnx': 50_000 })
   const store = await startStore(join(root, 'node-store'))
-  const { url, server } = await serve(store)
   const cliDir = join(root, 'cli-data')
+  await mkdir(cliDir)
+  const { url, server } = await serve(store, cliDir) // the node's token lives in the data dir the CLI names
   try {
     // no node.json: the CLI opens cli-data's store itself
     const local = await runProc([CLI, 'models', 'import', join(root, 'model'), '--id', 'cli/local', '--json', '--data-dir', cliDir], { timeoutMs: 60_000 })
@@ -71,6 +73,19 @@ test('the CLI talks to the node that runs on its data dir (node.json), else open
     const missing = await runProc([CLI, 'models', 'export', 'no/such', join(root, 'x'), '--data-dir', cliDir], { timeoutMs: 60_000 })
     assert.equal(missing.code, 1)
     assert.match(missing.stderr, /^error ERR_MODEL_NOT_FOUND: /)
+    // export through the node, with the token from the data dir; a second export into the same folder is refused
+    const out = join(root, 'exported')
+    const exp = await runProc([CLI, 'models', 'export', 'cli/via-node', out, '--json', '--quiet', '--data-dir', cliDir], { timeoutMs: 60_000 })
+    assert.equal(exp.code, 0, exp.stderr)
+    assert.deepEqual((await readdir(out)).sort(), ['config.json', 'onnx'])
+    const again = await runProc([CLI, 'models', 'export', 'cli/via-node', out, '--quiet', '--data-dir', cliDir], { timeoutMs: 60_000 })
+    assert.equal(again.code, 1)
+    assert.match(again.stderr, /^error ERR_EXISTS: .*is not empty/)
+    // a token that is not the node's: refused, and the CLI says so
+    await writeFile(join(cliDir, 'api.token'), 'A'.repeat(43), { mode: 0o600 })
+    const wrong = await runProc([CLI, 'models', 'list', '--data-dir', cliDir], { timeoutMs: 60_000 })
+    assert.equal(wrong.code, 1)
+    assert.match(wrong.stderr, /^error ERR_UNAUTHORIZED: /)
   } finally {
     server.close()
     await store.stop()

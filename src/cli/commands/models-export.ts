@@ -9,8 +9,10 @@ export const modelsExportCommand: Command = {
   summary: 'write a model\'s files out to a folder',
   help: `Usage: ipfs-accelerate models export ID|CID DIR [options]
 
-Writes the model's files under DIR in their Hugging Face layout. Each file is
-checked against its recorded sha256 before it takes its name.
+Writes the model's files under DIR in their Hugging Face layout. DIR must be
+new or empty: nothing there is ever overwritten. Each file is created
+exclusively and checked against its recorded sha256; a failed export removes
+what it wrote.
 
 Options:
 ${COMMON_HELP}
