@@ -143,6 +143,30 @@ export class StoreError extends AccelerateError {
   }
 }
 
+export class ForbiddenError extends AccelerateError {
+  constructor (message = 'Forbidden: the local API answers only its owner; use the CLI (`ipfs-accelerate models ...`) on the node\'s host', options: ErrorOptions = {}) {
+    super('ERR_FORBIDDEN', message, options)
+  }
+}
+
+export class UnauthorizedError extends AccelerateError {
+  constructor (message = 'Missing or wrong API token: send `Authorization: Bearer <token>` with the token from `<data-dir>/api.token`', options: ErrorOptions = {}) {
+    super('ERR_UNAUTHORIZED', message, options)
+  }
+}
+
+export class UnsupportedMediaTypeError extends AccelerateError {
+  constructor (message = 'Unsupported request body type: send the body as JSON with `Content-Type: application/json`', options: ErrorOptions = {}) {
+    super('ERR_MEDIA_TYPE', message, options)
+  }
+}
+
+export class ExistsError extends AccelerateError {
+  constructor (message = 'The target already exists: choose a new or empty folder; nothing was overwritten', options: ErrorOptions = {}) {
+    super('ERR_EXISTS', message, options)
+  }
+}
+
 export class NotStartedError extends AccelerateError {
   constructor (message = 'Component not started: call start() first', options: ErrorOptions = {}) {
     super('ERR_NOT_STARTED', message, options)

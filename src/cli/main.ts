@@ -5,8 +5,9 @@ import { startCommand } from './commands/start.ts'
 import { submitCommand } from './commands/submit.ts'
 import { hardwareCommand } from './commands/hardware.ts'
 import { modelsCommand } from './commands/models.ts'
+import { swarmKeyCommand } from './commands/swarm-key.ts'
 
-const COMMANDS: readonly Command[] = Object.freeze([startCommand, submitCommand, hardwareCommand, modelsCommand])
+const COMMANDS: readonly Command[] = Object.freeze([startCommand, submitCommand, hardwareCommand, modelsCommand, swarmKeyCommand])
 
 function topHelp (): string {
   const lines = COMMANDS.map((c) => `  ${c.name.padEnd(10)} ${c.summary}`)

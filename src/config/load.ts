@@ -81,7 +81,10 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Plain {
     logLevel: e('LOG_LEVEL'),
     cacheBudgetMB: e('CACHE_BUDGET_MB'),
     maxBatchCost: e('MAX_BATCH_COST'),
-    embedCache: e('EMBED_CACHE')
+    embedCache: e('EMBED_CACHE'),
+    swarmKey: e('SWARM_KEY'),
+    allowPeers: e('ALLOW_PEERS'),
+    trustedPeers: e('TRUSTED_PEERS')
   }
   if (v.dataDir !== undefined) out.dataDir = v.dataDir
   if (v.listen !== undefined) out.listen = list(v.listen)
@@ -93,6 +96,9 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Plain {
   if (v.dtype !== undefined) out.dtype = v.dtype
   if (v.catalog !== undefined) out.catalog = v.catalog
   if (v.logLevel !== undefined) out.logLevel = v.logLevel
+  if (v.swarmKey !== undefined) out.swarmKey = v.swarmKey
+  if (v.allowPeers !== undefined) out.allowPeers = list(v.allowPeers)
+  if (v.trustedPeers !== undefined) out.trustedPeers = list(v.trustedPeers)
   if (v.cacheBudgetMB !== undefined) out.store = { cacheBudgetMB: intEnv('IPFS_ACCELERATE_CACHE_BUDGET_MB', v.cacheBudgetMB) }
   if (v.embedCache !== undefined) out.store = { ...(out.store as Plain | undefined), embeddingCache: boolEnv('IPFS_ACCELERATE_EMBED_CACHE', v.embedCache) }
   if (v.maxBatchCost !== undefined) out.scheduler = { maxBatchCost: intEnv('IPFS_ACCELERATE_MAX_BATCH_COST', v.maxBatchCost) }
@@ -108,6 +114,9 @@ export function validateConfig (raw: Plain, origin = 'configuration'): Readonly<
   }
   const cfg = parsed.data
   cfg.dataDir = resolve(cfg.dataDir)
+  if (cfg.swarmKey !== undefined) cfg.swarmKey = resolve(cfg.swarmKey)
+  cfg.allowPeers = [...new Set(cfg.allowPeers)]
+  cfg.trustedPeers = [...new Set(cfg.trustedPeers)]
   return Object.freeze(cfg)
 }
 

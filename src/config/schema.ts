@@ -6,6 +6,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { modelIdSchema } from '../models/catalog.ts'
 import { DTYPES } from '../interfaces/index.ts'
 
@@ -19,6 +20,16 @@ const multiaddrSchema = z.string().max(1000).superRefine((s, ctx) => {
 
 const hostPortSchema = z.string().max(300).regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected HOST:PORT, e.g. 127.0.0.1:8080')
   .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port must be 0..65535')
+
+/** A libp2p peer id (`12D3KooW...`, or its CID form), kept in its canonical string form. */
+export const peerIdSchema = z.string().max(200).transform((s, ctx) => {
+  try {
+    return peerIdFromString(s.trim()).toString()
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(s.slice(0, 80))} is not a peer id (${(err as Error).message}); a peer id looks like 12D3KooW... (a worker prints its own when it starts)` })
+    return z.NEVER
+  }
+})
 
 export const deviceSchema = z.string().regex(/^(auto|cpu|webgpu|cuda(:\d{1,2})?|tensorrt(:\d{1,2})?)$/, 'expected auto, cpu, cuda, cuda:N, tensorrt, tensorrt:N or webgpu')
 
@@ -35,9 +46,15 @@ export const configSchema = z.strictObject({
   /** Model ids to serve; empty means the offline default of each built skillset. */
   models: z.array(modelIdSchema).max(64).default([]),
   device: deviceSchema.default('auto'),
-  /** Weight format; auto lets the hardware plan choose (quantized on capable CPUs, fp16 on CUDA). */
+  /** Weight format; auto: the fastest candidate measured at start-up (scheduler.calibrate), else the plan's default (q8 on capable CPUs, fp16 on CUDA). */
   dtype: z.enum(['auto', ...DTYPES] as [string, ...string[]]).default('auto'),
   catalog: z.string().min(1).max(4096).optional(),
+  /** A private swarm's key file (swarm.key format): only peers with the same key can connect. */
+  swarmKey: z.string().min(1).max(4096).optional(),
+  /** Peers whose jobs this worker takes; empty: any peer's. */
+  allowPeers: z.array(peerIdSchema).max(4096).default([]),
+  /** Peers believed for model manifests by id and asked for cached embeddings; empty: none. */
+  trustedPeers: z.array(peerIdSchema).max(4096).default([]),
   scheduler: z.strictObject({
     /** Texts (or other cost units) merged into one inference call at most. */
     maxBatchCost: z.number().int().min(1).max(4096).default(64),
@@ -48,7 +65,9 @@ export const configSchema = z.strictObject({
     /** A batch running longer than max(this, 20 × its expected time) is declared stuck and its thread replaced. */
     stallMinMs: z.number().int().min(10).max(3_600_000).default(30_000),
     /** Inference threads per model. */
-    threadsPerModel: z.number().int().min(1).max(64).default(1)
+    threadsPerModel: z.number().int().min(1).max(64).default(1),
+    /** At start-up, measure each model on its candidate plans (provider × dtype) and serve the fastest. */
+    calibrate: z.boolean().default(true)
   }).prefault({}),
   adverts: z.strictObject({
     intervalMs: z.number().int().min(100).max(600_000).default(5000)

@@ -7,7 +7,7 @@
  * it hears of.
  */
 import { createLibp2p } from 'libp2p'
-import type { Libp2p, PeerId } from '@libp2p/interface'
+import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { errorMessage } from '../errors.ts'
 import { forComponent } from '../logger.ts'
@@ -28,6 +28,10 @@ export interface ClientNodeInit {
   mdns: boolean
   /** How long to keep trying the bootstrap addresses (default 10 s). */
   joinMs?: number
+  /** The client's libp2p identity (default: a new one each start); workers' allow lists name it. */
+  privateKey?: PrivateKey
+  /** A private swarm's pre-shared key (32 bytes, src/p2p/swarm-key.ts); without it only open swarms can be joined. */
+  swarmKey?: Uint8Array
   /** Job client tuning (tests and benchmarks). */
   jobs?: Omit<JobClientInit, 'libp2p' | 'links' | 'adverts' | 'limits' | 'log'>
 }
@@ -38,7 +42,6 @@ export class ClientNode {
   private client: JobClient | undefined
   private adverts: Adverts | undefined
   private links: JobLinks | undefined
-  private readonly directories = new Map<string, Promise<void>>()
 
   constructor (init: ClientNodeInit) {
     this.init = init
@@ -46,7 +49,13 @@ export class ClientNode {
 
   async start (): Promise<void> {
     if (this.libp2p !== undefined) return
-    const libp2p = await createLibp2p(libp2pOptions({ listen: [], bootstrap: [], mdns: this.init.mdns }))
+    const libp2p = await createLibp2p(libp2pOptions({
+      listen: [],
+      bootstrap: [],
+      mdns: this.init.mdns,
+      ...(this.init.privateKey === undefined ? {} : { privateKey: this.init.privateKey }),
+      ...(this.init.swarmKey === undefined ? {} : { swarmKey: this.init.swarmKey })
+    }))
     this.libp2p = libp2p
     try {
       // Adverts only fill the table: the job client dials the few workers it offers a job to.
@@ -56,7 +65,7 @@ export class ClientNode {
       await this.links.start()
       this.client = new JobClient({ libp2p, links: this.links, adverts: this.adverts, limits: frameLimits, log, ...this.init.jobs })
       this.client.start()
-      libp2p.addEventListener('peer:connect', (evt) => { void this.directory(evt.detail) })
+      libp2p.addEventListener('peer:connect', (evt) => { void this.adverts?.learnFrom(evt.detail) })
       // mDNS finds peers; libp2p 3 does not dial them by itself.
       libp2p.addEventListener('peer:discovery', (evt) => {
         libp2p.dial(evt.detail.id, { signal: AbortSignal.timeout(5000) }).catch((err: unknown) => {
@@ -83,7 +92,7 @@ export class ClientNode {
       await Promise.all(pending.map(async (addr) => {
         try {
           const conn = await libp2p.dial(multiaddr(addr), { signal: AbortSignal.timeout(Math.round(Math.max(500, until - performance.now()))) })
-          await this.directory(conn.remotePeer)
+          await this.adverts?.learnFrom(conn.remotePeer)
         } catch (err) {
           failed.push(addr)
           log.debug(`could not reach ${addr} (attempt ${attempt + 1})`, { error: errorMessage(err) })
@@ -102,23 +111,6 @@ export class ClientNode {
     }
   }
 
-  /** Ask a peer for its directory once per connection (bounded); its entries become hints. */
-  private async directory (peer: PeerId): Promise<void> {
-    const key = peer.toString()
-    const known = this.directories.get(key)
-    if (known !== undefined) return await known
-    const fetching = (async () => {
-      try {
-        const n = await this.adverts!.fetchDirectory(peer, AbortSignal.timeout(5000))
-        log.debug('directory', { peer: key, workers: n })
-      } catch (err) {
-        log.debug('no directory from a peer', { peer: key, error: errorMessage(err) })
-      }
-    })()
-    this.directories.set(key, fetching)
-    await fetching
-  }
-
   async submit (req: JobRequest): Promise<JobResponse> {
     if (this.client === undefined) await this.start()
     return await this.client!.submit(req)
@@ -132,6 +124,11 @@ export class ClientNode {
   /** Workers that serve a skillset's model (`model` absent: any), from adverts and directory hints. */
   serving (skillset: SkillsetName, model?: string): Serving[] {
     return this.adverts?.serving(skillset, model) ?? []
+  }
+
+  /** This client's peer id (once started). */
+  get peerId (): string | undefined {
+    return this.libp2p?.peerId.toString()
   }
 
   /** Counters of the job client (rounds, offers, losses, ...). */

@@ -8,12 +8,12 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { multiaddr } from '@multiformats/multiaddr'
-import { detectHardware, planAll, summarizeHardware } from '../../hardware/index.ts'
+import { detectHardware, placement, planAll, summarizeHardware } from '../../hardware/index.ts'
 import type { HardwareProfile } from '../../hardware/index.ts'
 import { SKILLSETS } from '../../skillsets/index.ts'
 import type { NodeConfig } from '../config/schema.ts'
 import { ConfigError, errorMessage, InvalidInputError, ModelNotFoundError } from '../errors.ts'
-import type { Dtype, ExecutionPlan, HardwareSummary, ModelEntry, SkillsetName } from '../interfaces/index.ts'
+import type { HardwareSummary, SkillsetName } from '../interfaces/index.ts'
 import { forComponent } from '../logger.ts'
 import { loadCatalog } from '../models/catalog.ts'
 import { Adverts } from '../p2p/adverts.ts'
@@ -22,6 +22,7 @@ import { autoDial } from '../p2p/dialer.ts'
 import type { AutoDialer } from '../p2p/dialer.ts'
 import { loadOrCreateIdentity } from '../p2p/identity.ts'
 import { libp2pOptions } from '../p2p/libp2p.ts'
+import { readSwarmKey } from '../p2p/swarm-key.ts'
 import { JobLinks } from '../p2p/job-link.ts'
 import { JobWorker } from '../p2p/job-worker.ts'
 import type { BidTerms, JobHandler, JobHead } from '../p2p/job-worker.ts'
@@ -32,11 +33,14 @@ import type { ContentStore } from '../store/content-store.ts'
 import { storeRoutes } from '../store/http-api.ts'
 import { EmbedCache } from './embed-cache.ts'
 import type { EmbedInput, EmbedOutput } from '../../skillsets/embed/index.ts'
-import { createGateway, listen, sendJson } from '../gateway/http.ts'
+import { createGateway, listen, sendJson, splitHostPort } from '../gateway/http.ts'
+import { requestGuard } from '../gateway/guard.ts'
+import { bearerAuth, loadOrCreateApiToken } from '../gateway/token.ts'
 import type { ListeningGateway } from '../gateway/http.ts'
 import { readLiveNodeFile, removeNodeFile, writeNodeFile } from './node-file.ts'
 import type { NodeFile } from './node-file.ts'
 import { ensureModel, pullFromPeers, selectModels, startServedModel } from './served-models.ts'
+import { calibrate } from './calibrate.ts'
 import type { ServedModel } from './served-models.ts'
 
 const log = forComponent('ipfs-accelerate:node')
@@ -98,8 +102,10 @@ export class WorkerNode implements JobHandler {
   private async startParts (): Promise<void> {
     const cfg = this.config
     const catalog = await loadCatalog(cfg.catalog)
+    const swarm = cfg.swarmKey === undefined ? undefined : await readSwarmKey(cfg.swarmKey)
     const privateKey = await loadOrCreateIdentity(cfg.dataDir)
-    const store = await createContentStore({ dataDir: cfg.dataDir, libp2p: libp2pOptions({ privateKey, listen: cfg.listen, bootstrap: cfg.bootstrap, mdns: cfg.mdns }), catalog, cacheBudgetMB: cfg.store.cacheBudgetMB })
+    if (swarm !== undefined) log.info('private swarm: only peers with the same swarm key can connect', { keyFile: swarm.path, fingerprint: swarm.fingerprint })
+    const store = await createContentStore({ dataDir: cfg.dataDir, libp2p: libp2pOptions({ privateKey, listen: cfg.listen, bootstrap: cfg.bootstrap, mdns: cfg.mdns, ...(swarm === undefined ? {} : { swarmKey: swarm.key }) }), catalog, cacheBudgetMB: cfg.store.cacheBudgetMB, trustedPeers: cfg.trustedPeers })
     this.store = store
     try {
       await store.start()
@@ -125,6 +131,8 @@ export class WorkerNode implements JobHandler {
       onLeave: (peerId) => { store.providers.removePeer(peerId) }
     })
     await this.adverts.start()
+    // Each connection this node opens (bootstrap, advertised peers) asks for the peer's directory and names this node in it.
+    libp2p.addEventListener('connection:open', (evt) => { if (evt.detail.direction === 'outbound') void this.adverts?.learnFrom(evt.detail.remotePeer) })
 
     // `--models` may name models that only peers hold: pull them first (bootstrap peers, then any connected).
     for (const id of cfg.models) {
@@ -139,18 +147,19 @@ export class WorkerNode implements JobHandler {
     }
     this.hardware = await detectHardware()
     this.summary = summarizeHardware(this.hardware)
-    const sessions = entries.length * cfg.scheduler.threadsPerModel
-    // planAll spreads models over GPUs by free memory and logs each fallback once.
-    const plans = planAll(entries, this.hardware, { device: cfg.device, concurrentSessions: sessions, logger: log.child('plan') })
-      .map((p, i) => withDtype(p, entries[i]!, cfg.dtype))
-    for (const p of plans) {
-      log.info(`${p.modelId}: runs on ${p.device} (${p.provider}, ${p.dtype}, ${p.intraOpThreads} threads)`, { why: p.reasons.join('; ') })
-    }
-
-    for (const [i, entry] of entries.entries()) {
-      const location = await ensureModel(entry, { models: store.models, dataDir: cfg.dataDir, peers: cfg.bootstrap, dtype: plans[i]!.dtype, log })
+    const planOptions = { device: cfg.device, dtype: cfg.dtype, concurrentSessions: entries.length * cfg.scheduler.threadsPerModel }
+    // Every model's default plan first: a forced device or dtype that cannot be used fails before any download; each fallback is logged once.
+    planAll(entries, this.hardware, { ...planOptions, logger: log.child('plan') })
+    // Then model by model: its candidates (GPU memory the models before took), weights, measuring, serving.
+    const place = placement(this.hardware, planOptions)
+    for (const entry of entries) {
+      const candidates = place.candidates(entry)
+      const location = await ensureModel(entry, { models: store.models, dataDir: cfg.dataDir, peers: cfg.bootstrap, dtype: candidates[0]!.dtype, log })
       this.held = await store.models.heldRoots()
-      const model = await startServedModel(entry, plans[i]!, location, cfg, log, { onReadyChange: () => { this.adverts?.publishSoon() } })
+      const { plan, itemsPerSecond } = await calibrate(entry, candidates, location, cfg, log.child('calibrate'))
+      place.place(entry, plan)
+      log.info(`${plan.modelId}: runs on ${plan.device} (${plan.provider}, ${plan.dtype}, ${plan.intraOpThreads} threads)`, { why: plan.reasons.join('; ') })
+      const model = await startServedModel(entry, plan, location, cfg, log, { onReadyChange: () => { this.adverts?.publishSoon() }, ...(itemsPerSecond === undefined ? {} : { initialThroughput: itemsPerSecond }) })
       this.served.set(entry.id, model)
       if (!this.defaults.has(entry.skillset)) this.defaults.set(entry.skillset, entry.id)
       if (model.randomWeights) log.warn(`${entry.id} has RANDOM weights (generated offline, no model hub here): its outputs exercise the swarm but mean nothing`)
@@ -160,12 +169,15 @@ export class WorkerNode implements JobHandler {
     this.embedCache = cfg.store.embeddingCache ? new EmbedCache(store.cache, log.child('embed-cache')) : undefined
     this.links = new JobLinks({ libp2p, log: log.child('links') })
     await this.links.start()
-    this.jobWorker = new JobWorker({ libp2p, links: this.links, handler: this, skillsets: [...this.defaults.keys()], limits: frameLimits, log: log.child('jobs') })
+    const allowed = new Set(cfg.allowPeers)
+    this.jobWorker = new JobWorker({ libp2p, privateKey, links: this.links, handler: this, skillsets: [...this.defaults.keys()], limits: frameLimits, log: log.child('jobs'), ...(allowed.size === 0 ? {} : { allow: (peer: string) => allowed.has(peer) }) })
     this.jobWorker.start()
     this.adverts.publishSoon()
     if (cfg.http !== false) {
       const http = cfg.http
-      this.gateway = await listen(createGateway([...this.routes(), ...storeRoutes(store.models)], log.child('http')), http).catch((err: unknown) => {
+      // The store API answers only its owner: loopback, this node's own Host, no web page, the data dir's token (src/gateway/guard.ts).
+      const guard = requestGuard({ authorize: bearerAuth(await loadOrCreateApiToken(cfg.dataDir, log)), hostNames: [splitHostPort(http).host] })
+      this.gateway = await listen(createGateway([...this.routes(), ...storeRoutes(store.models)], log.child('http'), { guard }), http).catch((err: unknown) => {
         throw new ConfigError(`cannot serve HTTP on ${http}: ${errorMessage(err)}: pass --http with another HOST:PORT, or --http off`, { cause: err })
       })
     }
@@ -176,6 +188,7 @@ export class WorkerNode implements JobHandler {
       {
         method: 'GET',
         path: '/healthz',
+        open: true, // read-only, what adverts publish anyway; probes send their own Host names
         handler: (_req, res) => {
           sendJson(res, this.started ? 200 : 503, {
             status: this.started ? 'ok' : 'starting',
@@ -206,7 +219,7 @@ export class WorkerNode implements JobHandler {
         id: m.entry.id,
         skillset: m.entry.skillset,
         cid: m.cid,
-        provider: runsOn(m.plan),
+        provider: m.plan.provider,
         dtype: m.plan.dtype,
         device: m.plan.device,
         loaded: m.queue.ready && this.stopping === undefined,
@@ -225,7 +238,7 @@ export class WorkerNode implements JobHandler {
       peerId: this.store?.libp2p?.peerId.toString() ?? '',
       multiaddrs: this.store?.libp2p?.getMultiaddrs().map(String) ?? [],
       httpUrl: this.gateway?.url ?? null,
-      models: [...this.served.values()].map((m) => ({ id: m.entry.id, skillset: m.entry.skillset, provider: runsOn(m.plan), dtype: m.plan.dtype, device: m.plan.device, randomWeights: m.randomWeights }))
+      models: [...this.served.values()].map((m) => ({ id: m.entry.id, skillset: m.entry.skillset, provider: m.plan.provider, dtype: m.plan.dtype, device: m.plan.device, randomWeights: m.randomWeights }))
     }
   }
 
@@ -246,7 +259,7 @@ export class WorkerNode implements JobHandler {
     const tput = m.queue.throughput
     return {
       model: m.entry.id,
-      provider: runsOn(m.plan),
+      provider: m.plan.provider,
       dtype: m.plan.dtype,
       device: m.plan.device,
       queuedCost: m.queue.queuedCost,
@@ -262,19 +275,22 @@ export class WorkerNode implements JobHandler {
     if (m.skillset.cost(input) !== head.cost) throw new InvalidInputError(`the offer announced ${head.cost} cost units, the input has ${m.skillset.cost(input)}`)
     // The lease is a duration from now: no wall clock crosses hosts.
     const opts = { deadline: performance.now() + assign.leaseMs, signal }
+    // What the worker signs: the weights (root CID) and the provider and dtype they really ran on.
+    const claim = { modelCid: m.cid, provider: m.plan.provider, dtype: m.plan.dtype }
     if (this.embedCache !== undefined && m.entry.skillset === 'embed') {
       const res = await this.embedCache.run(m.cid, input as EmbedInput, async (misses) => {
         const o = await m.queue.submit(misses, opts)
         return { output: o.output as EmbedOutput, queueMs: o.queueMs, runMs: o.runMs, batchSize: o.batchSize }
       })
       const t = res.computed ?? { queueMs: 0, runMs: 0, batchSize: 1 }
-      return { model: m.entry.id, output: m.skillset.encodeOutput(res.output), timings: { ...t, cacheHit: res.cachedItems === (input as EmbedInput).texts.length, cachedItems: res.cachedItems } }
+      return { model: m.entry.id, output: m.skillset.encodeOutput(res.output), timings: { ...t, cacheHit: res.cachedItems === (input as EmbedInput).texts.length, cachedItems: res.cachedItems }, claim }
     }
     const outcome = await m.queue.submit(input, opts)
     return {
       model: m.entry.id,
       output: m.skillset.encodeOutput(outcome.output),
-      timings: { queueMs: outcome.queueMs, runMs: outcome.runMs, batchSize: outcome.batchSize }
+      timings: { queueMs: outcome.queueMs, runMs: outcome.runMs, batchSize: outcome.batchSize },
+      claim
     }
   }
 
@@ -308,21 +324,6 @@ function listenError (err: unknown, listen: readonly string[]): unknown {
   if (inUse !== null) return new ConfigError(`cannot listen on ${inUse[1] ?? 'the configured address'}: the port is in use (another node?): stop that process, or pass --listen with another port, e.g. /ip4/0.0.0.0/tcp/0`, { cause: err })
   if (/EADDRNOTAVAIL|EACCES/.test(msg)) return new ConfigError(`cannot listen on ${listen.join(', ')}: ${msg.split('\n').find((l) => /EADDRNOTAVAIL|EACCES/.test(l))?.trim() ?? msg}: pass --listen with an address of this host`, { cause: err })
   return err
-}
-
-/** Apply a configured dtype over the plan's choice; the model must offer it. */
-function withDtype (plan: ExecutionPlan, entry: ModelEntry, dtype: string): ExecutionPlan {
-  if (dtype === 'auto' || dtype === plan.dtype) return plan
-  if (!(entry.dtypes as string[]).includes(dtype)) throw new ConfigError(`dtype ${dtype} is not offered by ${entry.id} (it offers ${entry.dtypes.join(', ')}): pick one of those or auto`)
-  return { ...plan, dtype: dtype as Dtype, reasons: [...plan.reasons, `dtype ${dtype} set by configuration (the plan chose ${plan.dtype})`] }
-}
-
-/**
- * The provider a plan really runs on: transformers.js has no TensorRT device,
- * so a TensorRT plan runs on CUDA, and adverts and bids say so.
- */
-function runsOn (plan: ExecutionPlan): ExecutionPlan['provider'] {
-  return plan.provider === 'tensorrt' ? 'cuda' : plan.provider
 }
 
 function round (x: number): number {

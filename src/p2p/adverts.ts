@@ -16,16 +16,17 @@
 import { randomBytes } from 'node:crypto'
 import type { Message } from '@libp2p/gossipsub'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
-import type { Libp2p, PeerId } from '@libp2p/interface'
+import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { errorMessage } from '../errors.ts'
 import type { Logger } from '../logger.ts'
+import { BoundedMap } from './bounded.ts'
 import { decodeMessage, encodeMessage } from './codec.ts'
 import type { NodeServices } from './libp2p.ts'
-import { advertSchema, directorySchema } from './messages.ts'
-import type { Advert, AdvertModel, Directory } from './messages.ts'
+import { advertSchema, directoryRequestSchema, directorySchema } from './messages.ts'
+import type { Advert, AdvertModel, Directory, DirectoryRequest } from './messages.ts'
 import { ADVERTS_TOPIC, DIRECTORY_PROTOCOL, MAX_DIRECTORY_BYTES, MAX_DIRECTORY_PEERS, MAX_GOSSIP_BYTES, PROTOCOL_VERSION } from './protocol.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
 
@@ -76,6 +77,7 @@ export class Adverts {
   private readonly bootId = randomBytes(12).toString('base64url')
   private started = false
   private readonly decoded = new WeakMap<Message, Advert>()
+  private readonly asked = new BoundedMap<string, Promise<void>>(4096, 60_000)
   readonly stats = { dropped: 0, foreignAddrs: 0, restarts: 0, directoriesServed: 0, directoriesFetched: 0 }
   private readonly onMessage = (evt: CustomEvent<Message>): void => { this.receive(evt.detail) }
   private readonly onSubscription = (): void => { this.publishSoon() }
@@ -95,17 +97,7 @@ export class Adverts {
     pubsub.topicValidators.set(ADVERTS_TOPIC, (_peer, msg) => this.validate(msg))
     pubsub.subscribe(ADVERTS_TOPIC)
     pubsub.addEventListener('message', this.onMessage)
-    // Request, then answer: the asker listens before it sends, so no byte of the answer can pass unheard.
-    await this.init.libp2p.handle(DIRECTORY_PROTOCOL, (stream) => {
-      const timer = setTimeout(() => { stream.abort(new Error('no directory request within 5 s')) }, 5000)
-      stream.addEventListener('message', () => {
-        if (stream.writeStatus !== 'writable') return
-        clearTimeout(timer)
-        this.stats.directoriesServed++
-        stream.send(encodeMessage(this.directory(), MAX_DIRECTORY_BYTES))
-        stream.close({ signal: AbortSignal.timeout(2000) }).catch((err: unknown) => { stream.abort(err as Error) })
-      }, { once: true })
-    }, { maxInboundStreams: 32 })
+    await this.init.libp2p.handle(DIRECTORY_PROTOCOL, (stream, connection) => { this.answerDirectory(stream, connection.remotePeer.toString()) }, { maxInboundStreams: 32 })
     if (this.init.build !== undefined) {
       pubsub.addEventListener('subscription-change', this.onSubscription)
       this.timer = setInterval(() => { void this.publish(false) }, this.intervalMs)
@@ -243,64 +235,109 @@ export class Adverts {
     return [...seen.values()].sort((a, b) => `${a.skillset}:${a.id}`.localeCompare(`${b.skillset}:${b.id}`))
   }
 
-  /** This node's table as a directory answer: itself first (when it advertises), then the peers it heard. */
+  /** This node's table as a directory answer: itself first (when it advertises), then the peers it heard, then its hints. */
   directory (): Directory {
     const peers: Directory['peers'] = []
     if (this.init.build !== undefined) {
       const self = this.init.build()
       peers.push({ peerId: this.init.libp2p.peerId.toString(), addrs: self.addrs, models: self.models })
     }
-    for (const p of this.peers()) {
-      if (peers.length >= MAX_DIRECTORY_PEERS) break
-      peers.push({ peerId: p.peerId, addrs: p.advert.addrs, models: p.advert.models })
-    }
-    return { v: PROTOCOL_VERSION, t: 'directory', peers }
+    for (const p of this.peers()) peers.push({ peerId: p.peerId, addrs: p.advert.addrs, models: p.advert.models })
+    for (const h of this.hints.values()) peers.push({ peerId: h.peerId, addrs: h.addrs.map(String), models: h.models })
+    return { v: PROTOCOL_VERSION, t: 'directory', peers: peers.slice(0, MAX_DIRECTORY_PEERS) }
   }
 
-  /** Ask a connected peer for its directory and keep its entries as hints. Returns how many workers it named. */
+  private hint (peerId: string, models: AdvertModel[], addrs: readonly string[]): void {
+    if (peerId === this.init.libp2p.peerId.toString() || this.table.has(peerId)) return
+    this.hints.delete(peerId)
+    this.hints.set(peerId, { peerId, models, addrs: ownAddrs(peerId, addrs), expiresAt: performance.now() + HINT_TTL_MS })
+    while (this.hints.size > (this.init.maxPeers ?? 4096)) this.hints.delete(this.hints.keys().next().value as string)
+  }
+
+  /** Serve one directory request: read the ask (and the asker's own entry), answer, close. */
+  private answerDirectory (stream: Stream, asker: string): void {
+    readAll(stream, MAX_DIRECTORY_BYTES, AbortSignal.timeout(5000)).then((bytes) => {
+      const ask = decodeMessage(bytes, directoryRequestSchema, MAX_DIRECTORY_BYTES)
+      if (ask.self !== undefined) this.hint(asker, ask.self.models, ask.self.addrs)
+      this.stats.directoriesServed++
+      stream.send(encodeMessage(this.directory(), MAX_DIRECTORY_BYTES))
+      return stream.close({ signal: AbortSignal.timeout(2000) })
+    }).catch((err: unknown) => {
+      this.init.log.debug('a directory request failed', { peer: asker, error: errorMessage(err) })
+      stream.abort(err as Error)
+    })
+  }
+
+  /**
+   * Ask a peer for its directory once a minute at most (bounded, errors
+   * logged): a worker does so for every connection it opens, so the peer it
+   * joins learns it at once, and it learns the peer's table.
+   */
+  async learnFrom (peer: PeerId, timeoutMs = 5000): Promise<void> {
+    const key = peer.toString()
+    const asking = this.asked.get(key)
+    if (asking !== undefined) { await asking; return }
+    const fetching = this.fetchDirectory(peer, AbortSignal.timeout(timeoutMs)).then((n) => {
+      this.init.log.debug('directory', { peer: key, workers: n })
+    }, (err: unknown) => {
+      this.init.log.debug('no directory from a peer', { peer: key, error: errorMessage(err) })
+    })
+    this.asked.set(key, fetching)
+    await fetching
+  }
+
+  /**
+   * Ask a connected peer for its directory (naming this node, when it
+   * advertises) and keep its entries as hints. Returns how many it named.
+   */
   async fetchDirectory (peer: PeerId, signal: AbortSignal): Promise<number> {
     const stream = await this.init.libp2p.dialProtocol(peer, DIRECTORY_PROTOCOL, { signal })
-    const chunks: Uint8Array[] = []
-    await new Promise<void>((resolve, reject) => {
-      let total = 0
-      const fail = (err: Error): void => { signal.removeEventListener('abort', onAbort); stream.abort(err); reject(err) }
-      const onAbort = (): void => { fail(signal.reason instanceof Error ? signal.reason : new Error('directory request aborted')) }
-      signal.addEventListener('abort', onAbort, { once: true })
-      stream.addEventListener('message', (evt) => {
-        const bytes = evt.data instanceof Uint8Array ? evt.data : evt.data.subarray()
-        total += bytes.byteLength
-        if (total > MAX_DIRECTORY_BYTES) fail(new RangeError(`a directory answer over ${MAX_DIRECTORY_BYTES} bytes`))
-        else chunks.push(bytes)
-      })
-      // The answer is whole when the peer closes its end.
-      stream.addEventListener('remoteCloseWrite', () => {
-        signal.removeEventListener('abort', onAbort)
-        resolve()
-        stream.close({ signal: AbortSignal.timeout(2000) }).catch((err: unknown) => { stream.abort(err as Error) })
-      })
-      stream.addEventListener('close', (evt) => {
-        signal.removeEventListener('abort', onAbort)
-        if (evt.error !== undefined) reject(evt.error)
-        else resolve()
-      })
-      stream.send(Uint8Array.of(1))
-    })
-    const dir = decodeMessage(Buffer.concat(chunks), directorySchema, MAX_DIRECTORY_BYTES)
+    const answer = readAll(stream, MAX_DIRECTORY_BYTES, signal)
+    const self = this.init.build?.()
+    const ask: DirectoryRequest = { v: PROTOCOL_VERSION, t: 'ask', ...(self === undefined ? {} : { self: { addrs: self.addrs, models: self.models } }) }
+    stream.send(encodeMessage(ask, MAX_DIRECTORY_BYTES))
+    await stream.close({ signal })
+    const dir = decodeMessage(await answer, directorySchema, MAX_DIRECTORY_BYTES)
     this.stats.directoriesFetched++
-    const now = performance.now()
     let named = 0
     for (const p of dir.peers) {
-      if (p.peerId === this.init.libp2p.peerId.toString() || this.table.has(p.peerId)) continue
       try {
         peerIdFromString(p.peerId)
       } catch (err) {
         void err // not a peer id: a hint we cannot use
         continue
       }
-      this.hints.set(p.peerId, { peerId: p.peerId, models: p.models, addrs: ownAddrs(p.peerId, p.addrs), expiresAt: now + HINT_TTL_MS })
-      named++
+      this.hint(p.peerId, p.models, p.addrs)
+      if (this.hints.has(p.peerId)) named++
     }
-    while (this.hints.size > (this.init.maxPeers ?? 4096)) this.hints.delete(this.hints.keys().next().value as string)
     return named
   }
+}
+
+/**
+ * Every byte a peer sends on a stream until it closes its end, bounded in
+ * size and time. The listener is attached before anything is sent, so no
+ * byte passes unheard.
+ */
+function readAll (stream: Stream, maxBytes: number, signal: AbortSignal): Promise<Uint8Array> {
+  return new Promise<Uint8Array>((resolve, reject) => {
+    const chunks: Uint8Array[] = []
+    let total = 0
+    const done = (err?: Error): void => {
+      signal.removeEventListener('abort', onAbort)
+      if (err !== undefined) reject(err)
+      else resolve(Buffer.concat(chunks))
+    }
+    const onAbort = (): void => { done(signal.reason instanceof Error ? signal.reason : new Error('aborted')) }
+    if (signal.aborted) { onAbort(); return }
+    signal.addEventListener('abort', onAbort, { once: true })
+    stream.addEventListener('message', (evt) => {
+      const bytes = evt.data instanceof Uint8Array ? evt.data : evt.data.subarray()
+      total += bytes.byteLength
+      if (total > maxBytes) done(new RangeError(`over ${maxBytes} bytes on a directory stream`))
+      else chunks.push(bytes)
+    })
+    stream.addEventListener('remoteCloseWrite', () => { done() })
+    stream.addEventListener('close', (evt) => { done(evt.error) })
+  })
 }

@@ -19,7 +19,10 @@
  *    client asks that worker what became of the job before it offers it
  *    elsewhere.
  * 4. Failures: a worker-side fault is retried on another worker, up to
- *    `maxTries` workers; then one error names each try.
+ *    `maxTries` workers; then one error names each try. A worker that
+ *    does not take this client's jobs (its allow list: ERR_FORBIDDEN) is
+ *    not a try: the job goes to the others, and only when every worker
+ *    that serves it refused is the job's error ERR_FORBIDDEN.
  *
  * Execution is at least once (a worker given up on may still finish);
  * delivery to the caller is exactly once: a job resolves once, and a late
@@ -28,7 +31,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Libp2p } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { AccelerateError, errorCode, errorMessage, JobFailedError, JobTimeoutError, NoWorkerError } from '../errors.ts'
+import { AccelerateError, errorCode, errorMessage, ForbiddenError, JobFailedError, JobTimeoutError, NoWorkerError } from '../errors.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
 import type { Logger } from '../logger.ts'
 import type { Adverts, Serving } from './adverts.ts'
@@ -41,6 +44,7 @@ import type { FrameLimits } from './job-worker.ts'
 import type { NodeServices } from './libp2p.ts'
 import type { Bid, LinkFrame, Offer, Result } from './messages.ts'
 import { MAX_CONTROL_FRAME_BYTES, MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from './protocol.ts'
+import { hashInput, hashOutput, verifyResult } from './provenance.ts'
 
 export interface JobRequest {
   skillset: SkillsetName
@@ -64,6 +68,8 @@ export interface JobResponse {
   output: Record<string, unknown>
   /** Workers that had the job before the one that answered, and why they did not. */
   tries: JobTry[]
+  /** How the result was computed, as the worker signed it (verified by the client). */
+  provenance: Result['provenance'] & { worker: string }
   timings: Result['timings'] & { totalMs: number, bidMs: number, attempts: number, rounds: number }
 }
 
@@ -101,8 +107,14 @@ interface Pending {
   /** Auction state: bids and direct candidates that answered. */
   bids: Map<string, Bid>
   answered: Set<string>
+  /** Workers not offered this job again: those that failed it, and those that refused this client (ERR_FORBIDDEN). */
+  excluded: Set<string>
+  /** Workers that refused this client, and what they said. */
+  forbidden: Map<string, string>
   /** Wakes the auction or lease loop. */
   wake: () => void
+  /** Hash of the input and params, computed once (checked against each result's provenance). */
+  inputHash?: Uint8Array
   /** The worker that holds the lease, and its frames. */
   lease?: { worker: string, lastHeard: number, outcome?: Outcome, unknown?: boolean }
 }
@@ -112,7 +124,7 @@ export function newJobId (): string {
 }
 
 /** Codes that say the job itself is wrong: another worker would refuse it too. */
-const CALLER_FAULTS = new Set(['ERR_INVALID_INPUT', 'ERR_INPUT_TOO_LARGE', 'ERR_MESSAGE_TOO_LARGE', 'ERR_FORBIDDEN'])
+const CALLER_FAULTS = new Set(['ERR_INVALID_INPUT', 'ERR_INPUT_TOO_LARGE', 'ERR_MESSAGE_TOO_LARGE'])
 
 export class JobClient {
   private readonly init: JobClientInit
@@ -120,7 +132,7 @@ export class JobClient {
   private readonly records = new BoundedMap<string, WorkerRecord>(4096, 10 * 60_000)
   private started = false
   private unlisten: (() => void) | undefined
-  readonly stats = { submitted: 0, answered: 0, failed: 0, rounds: 0, directOffers: 0, gossipOffers: 0, lost: 0, stalled: 0, expired: 0, queries: 0, recovered: 0, lateFrames: 0, badFrames: 0 }
+  readonly stats = { submitted: 0, answered: 0, failed: 0, rounds: 0, directOffers: 0, gossipOffers: 0, lost: 0, stalled: 0, expired: 0, queries: 0, recovered: 0, lateFrames: 0, badFrames: 0, badSignatures: 0 }
 
   constructor (init: JobClientInit) {
     this.init = init
@@ -176,6 +188,11 @@ export class JobClient {
       p.wake()
       return
     }
+    if (f.t === 'error' && f.code === 'ERR_FORBIDDEN' && p !== undefined && p.lease?.worker !== link.peer) {
+      // Refused on offer (the worker's allow list): an answer, and a worker never offered this job again.
+      forbid(p, link.peer, f.message)
+      return
+    }
     if (p?.lease?.worker !== link.peer || p.lease.outcome !== undefined) {
       this.stats.lateFrames++ // an answer for a job already answered, given up on, or leased elsewhere
       return
@@ -215,7 +232,7 @@ export class JobClient {
     const limits = this.init.limits(req.skillset)
     if (head.inputBytes > limits.input) throw new AccelerateError('ERR_INPUT_TOO_LARGE', `the job's input is ${head.inputBytes} bytes, over the ${limits.input}-byte limit of \`${req.skillset}\` jobs: split it into smaller jobs`)
     let wake: () => void = () => undefined
-    const job: Pending = { head, bids: new Map(), answered: new Set(), wake: () => { wake() } }
+    const job: Pending = { head, bids: new Map(), answered: new Set(), excluded: new Set(), forbidden: new Map(), wake: () => { wake() } }
     const waitWake = async (until: number): Promise<void> => {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, Math.max(0, until - performance.now()))
@@ -226,7 +243,7 @@ export class JobClient {
     }
     this.pending.set(head.jobId, job)
     const tries: JobTry[] = []
-    const excluded = new Set<string>()
+    const excluded = job.excluded
     let rounds = 0
     let bidAt = 0
     try {
@@ -235,6 +252,7 @@ export class JobClient {
         try {
           chosen = await this.auction(job, req, excluded, deadline, signal, waitWake, () => rounds++)
         } catch (err) {
+          if (job.forbidden.size > 0 && errorCode(err) === 'ERR_NO_WORKER') throw this.refused(job, req, tries, err)
           // No worker left after some failed it: the caller needs those failures, not a list of what the swarm serves.
           if (tries.length > 0 && errorCode(err) === 'ERR_NO_WORKER') throw new JobFailedError(`job ${head.jobId} failed on ${tries.length} worker(s) and no other worker serves it: ${describeTries(tries)}: check those workers' logs, or resubmit`, { cause: err })
           throw err
@@ -251,10 +269,12 @@ export class JobClient {
             model: outcome.result.model,
             output: outcome.result.output,
             tries,
+            provenance: { ...outcome.result.provenance, worker: outcome.worker },
             timings: { ...outcome.result.timings, totalMs: performance.now() - t0, bidMs: bidAt, attempts: tries.length + 1, rounds }
           }
         }
         if (CALLER_FAULTS.has(outcome.code)) throw new AccelerateError(outcome.code, `worker ${outcome.worker} refused the job: ${outcome.message}`)
+        if (outcome.code === 'ERR_FORBIDDEN') { forbid(job, outcome.worker, outcome.message); continue }
         tries.push({ worker: outcome.worker, code: outcome.code, message: outcome.message })
         excluded.add(outcome.worker)
         this.init.log.info('a worker did not answer the job: offering it elsewhere', { jobId: head.jobId, traceId: head.traceId, worker: outcome.worker, code: outcome.code, error: outcome.message })
@@ -288,7 +308,7 @@ export class JobClient {
 
   private noWorker (req: JobRequest, excluded: ReadonlySet<string>): NoWorkerError {
     const peers = this.init.libp2p.getPeers().length
-    if (peers === 0) return new NoWorkerError('no peer found: start a worker node (`npm start`), or pass --bootstrap with the multiaddr it printed')
+    if (peers === 0) return new NoWorkerError('no peer found: start a worker node (`npm start`), or pass --bootstrap with the multiaddr it printed (and --swarm-key with the swarm\'s key if it is private)')
     const what = req.model ?? `\`${req.skillset}\` jobs`
     const served = this.init.adverts.served()
     const list = served.length === 0 ? 'no worker model at all' : served.map((s) => `${s.id} (${s.skillset})`).join(', ')
@@ -304,6 +324,7 @@ export class JobClient {
     const discoverUntil = Math.min(deadline, startedAt + (this.init.discoveryMs ?? 5000))
     job.bids.clear()
     job.answered.clear()
+    let offered = false
     for (let round = 0; !signal.aborted && performance.now() < deadline; round++) {
       let cands = this.candidates(req, excluded)
       const topicPeers = pubsub.getSubscribers(topic).map((p) => p.toString()).filter((p) => !excluded.has(p))
@@ -317,6 +338,7 @@ export class JobClient {
         continue
       }
       countRound()
+      offered = true
       this.stats.rounds++
       job.answered.clear()
       const records = cands.map((c) => this.records.get(c.peerId))
@@ -352,6 +374,8 @@ export class JobClient {
           }
         }
         if (performance.now() >= roundEnd || signal.aborted) break
+        // Every direct candidate refused this client: on to the next round (other workers, or ERR_FORBIDDEN) now.
+        if (job.bids.size === 0 && allAnswered && direct.size > 0 && [...direct].every((d) => job.forbidden.has(d))) break
         await waitWake(Math.min(roundEnd, windowEnd))
       }
       if (job.bids.size > 0) {
@@ -359,6 +383,8 @@ export class JobClient {
         if (chosen !== undefined) return chosen
       }
     }
+    // The deadline came while looking for a worker (a timeout shorter than discovery): nothing to offer it to is ERR_NO_WORKER, not a timeout.
+    if (!offered && req.signal?.aborted !== true) throw this.noWorker(req, excluded)
     return undefined
   }
 
@@ -427,6 +453,13 @@ export class JobClient {
       let queryAt: number | undefined
       for (;;) {
         const l = job.lease
+        if (l.outcome?.t === 'result') {
+          const why = await this.checkProvenance(job, req, l.outcome.worker, l.outcome.result)
+          if (why !== undefined) {
+            this.stats.badSignatures++
+            return lost('ERR_BAD_SIGNATURE', `the result's provenance does not hold: ${why}`)
+          }
+        }
         if (l.outcome !== undefined) {
           if (l.outcome.t === 'result') {
             const perCost = (performance.now() - leasedAt) / Math.max(1, req.cost)
@@ -478,10 +511,36 @@ export class JobClient {
     }
   }
 
+  /** Check a result's signed provenance: the worker's signature over this job, this client, this input and the output. */
+  private async checkProvenance (job: Pending, req: JobRequest, worker: string, r: Result): Promise<string | undefined> {
+    const p = r.provenance
+    job.inputHash ??= hashInput(req.input, req.params)
+    if (!Buffer.from(p.inputHash).equals(Buffer.from(job.inputHash))) return 'it names another input'
+    return await verifyResult({ jobId: job.head.jobId, client: this.init.libp2p.peerId.toString(), worker, model: r.model, modelCid: p.modelCid, provider: p.provider, dtype: p.dtype, inputHash: p.inputHash, outputHash: hashOutput(r.output) }, p.signature)
+  }
+
+  /** The error for a job no worker would take: every one that serves it refused this client, or failed it. */
+  private refused (job: Pending, req: JobRequest, tries: readonly JobTry[], cause: unknown): AccelerateError {
+    const self = this.init.libp2p.peerId.toString()
+    const what = req.model ?? `\`${req.skillset}\` jobs`
+    const refusals = [...job.forbidden].map(([w, m]) => `${w}: ${m}`).join('; ').slice(0, 2000)
+    const fix = `ask a worker's operator to allow this client (start --allow-peer ${self}), or submit with an identity they allow`
+    if (tries.length > 0) return new JobFailedError(`job ${job.head.jobId} failed on ${tries.length} worker(s) (${describeTries(tries)}) and the ${job.forbidden.size} other worker(s) that serve ${what} refused this client (ERR_FORBIDDEN: ${refusals}): ${fix}`, { cause })
+    return new ForbiddenError(`every worker that serves ${what} (${job.forbidden.size}) refused this client ${self}: ${refusals}: ${fix}`, { cause })
+  }
+
   /** Workers and models this client knows (for ERR_NO_WORKER messages and status). */
   known (): ReturnType<Adverts['served']> {
     return this.init.adverts.served()
   }
+}
+
+function forbid (job: Pending, worker: string, message: string): void {
+  job.forbidden.set(worker, message.slice(0, 300))
+  job.excluded.add(worker)
+  job.answered.add(worker)
+  job.bids.delete(worker)
+  job.wake()
 }
 
 function describeTries (tries: readonly JobTry[]): string {

@@ -15,7 +15,7 @@
  */
 import type { Message } from '@libp2p/gossipsub'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
-import type { Libp2p, PeerId } from '@libp2p/interface'
+import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
 import { errorCode, errorMessage, JobCancelledError, ProtocolError } from '../errors.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
 import type { Logger } from '../logger.ts'
@@ -26,23 +26,29 @@ import type { NodeServices } from './libp2p.ts'
 import { offerSchema } from './messages.ts'
 import type { Assign, Bid, LinkFrame, Offer, Result } from './messages.ts'
 import { MAX_CONTROL_FRAME_BYTES, MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from './protocol.ts'
+import { hashInput, hashOutput, signResult } from './provenance.ts'
+import type { ProvenanceClaim } from './provenance.ts'
 
 /** What a worker knows of a job before its input arrives. */
 export type JobHead = Pick<Offer, 'jobId' | 'traceId' | 'skillset' | 'model' | 'cost' | 'inputBytes'>
 export type BidTerms = Omit<Bid, 'v' | 't' | 'jobId'>
 export type ResultBody = Omit<Result, 'v' | 't' | 'jobId'>
+/** What the node's handler returns: the result, and how it was computed (the worker signs it). */
+export type RunOutcome = Omit<ResultBody, 'provenance'> & { claim: ProvenanceClaim }
 
 /** What the node decides: whether to bid, and how to run a leased job. */
 export interface JobHandler {
   /** Terms of a bid; `{ busy }` when it serves the model but cannot start the job now; undefined when it does not serve it. */
   bid(head: JobHead): BidTerms | { busy: string } | undefined
-  run(head: JobHead, assign: Assign, signal: AbortSignal): Promise<ResultBody>
+  run(head: JobHead, assign: Assign, signal: AbortSignal): Promise<RunOutcome>
 }
 
 export interface FrameLimits { input: number, output: number }
 
 export interface JobWorkerInit {
   libp2p: Libp2p<NodeServices>
+  /** The node's libp2p key: every result is signed with it. */
+  privateKey: PrivateKey
   links: JobLinks
   handler: JobHandler
   skillsets: SkillsetName[]
@@ -53,6 +59,12 @@ export interface JobWorkerInit {
   offerRate?: { rate: number, burst: number }
   /** Jobs one client may have in hand here at once (default 1024). */
   maxHeldPerClient?: number
+  /**
+   * Whose jobs this worker takes (absent: anyone's). A peer it refuses gets
+   * ERR_FORBIDDEN for a direct offer or an assign; its gossip offers are
+   * ignored (no bid).
+   */
+  allow?: (peer: string) => boolean
 }
 
 interface Held {
@@ -84,7 +96,7 @@ export class JobWorker {
   private readonly decoded = new WeakMap<Message, Offer>()
   private ticker: NodeJS.Timeout | undefined
   /** Counters for /healthz and tests. */
-  readonly stats = { offers: 0, directOffers: 0, dropped: 0, rateLimited: 0, bids: 0, busy: 0, unreachable: 0, leases: 0, executions: 0, declined: 0, results: 0, errors: 0, cancelled: 0, expired: 0, queries: 0, badFrames: 0, held: 0 }
+  readonly stats = { offers: 0, directOffers: 0, dropped: 0, rateLimited: 0, bids: 0, busy: 0, unreachable: 0, leases: 0, executions: 0, declined: 0, results: 0, errors: 0, cancelled: 0, expired: 0, queries: 0, badFrames: 0, held: 0, forbidden: 0 }
   private readonly onMessage = (evt: CustomEvent<Message>): void => { this.onGossip(evt.detail) }
 
   constructor (init: JobWorkerInit) {
@@ -211,6 +223,10 @@ export class JobWorker {
       if (link !== undefined) void this.sendBusy(link, offer.jobId, 'too many offers from this peer: slow down')
       return
     }
+    if (this.forbids(peer)) {
+      if (link !== undefined) void this.sendForbidden(link, offer.jobId)
+      return
+    }
     const key = `${peer}/${offer.jobId}`
     // The same round of an offer may come by gossip and directly: bid once per round.
     const roundKey = `${key}/${offer.round}`
@@ -256,6 +272,18 @@ export class JobWorker {
     }
   }
 
+  /** Whether `allow` refuses this peer (counted). */
+  private forbids (peer: string): boolean {
+    if (this.init.allow === undefined || this.init.allow(peer)) return false
+    this.stats.forbidden++
+    return true
+  }
+
+  private async sendForbidden (link: JobLink, jobId: string): Promise<void> {
+    this.init.log.debug('refused a job from a peer not allowed', { client: link.peer, jobId })
+    await this.sendQuiet(link, { v: PROTOCOL_VERSION, t: 'error', jobId, code: 'ERR_FORBIDDEN', message: `this worker takes jobs only from the peers it allows, and ${link.peer} is not one: ask its operator to add it (--allow-peer), or offer the job to another worker` })
+  }
+
   private async sendBusy (link: JobLink, jobId: string, reason: string): Promise<void> {
     await this.sendQuiet(link, { v: PROTOCOL_VERSION, t: 'busy', jobId, reason: reason.slice(0, 200) })
   }
@@ -274,6 +302,7 @@ export class JobWorker {
   private onAssign (link: JobLink, a: Assign): void {
     const key = `${link.peer}/${a.jobId}`
     this.bids.delete(key)
+    if (this.forbids(link.peer)) { void this.sendForbidden(link, a.jobId); return }
     const existing = this.jobs.get(key)
     if (existing !== undefined) {
       // Leased again by the same client (it lost our link): never run twice; answer with what we have.
@@ -297,9 +326,11 @@ export class JobWorker {
     this.init.log.debug('job leased', { jobId: a.jobId, traceId: a.traceId, client: link.peer })
     this.stats.executions++
     const signal = AbortSignal.any([held.controller.signal, this.shutdown.signal])
-    const task = this.init.handler.run(head, a, signal).then((body) => {
-      held.outcome = { t: 'result', body }
-    }, (err: unknown) => {
+    const inputHash = hashInput(a.input, a.params)
+    const task = this.init.handler.run(head, a, signal).then(async ({ claim, ...body }) => {
+      const signature = await signResult(this.init.privateKey, { jobId: a.jobId, client: link.peer, worker: this.init.libp2p.peerId.toString(), model: body.model, ...claim, inputHash, outputHash: hashOutput(body.output) })
+      held.outcome = { t: 'result', body: { ...body, provenance: { ...claim, inputHash, signature } } }
+    }).catch((err: unknown) => {
       const code = /^ERR_[A-Z0-9_]{1,60}$/.test(errorCode(err)) ? errorCode(err) : 'ERR_INTERNAL'
       held.outcome = { t: 'error', code, message: errorMessage(err).slice(0, 2000) }
       if (code !== 'ERR_JOB_CANCELLED') this.init.log.info('job failed', { jobId: a.jobId, traceId: a.traceId, code, error: errorMessage(err) })

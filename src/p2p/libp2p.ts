@@ -1,6 +1,7 @@
 /**
  * libp2p options for worker nodes and clients: TCP + noise + yamux,
- * identify, gossipsub (StrictSign), mDNS and bootstrap discovery.
+ * identify, gossipsub (StrictSign), mDNS and bootstrap discovery; with a
+ * swarm key, a pre-shared-key connection protector (private swarm).
  * Helia composes the worker's libp2p from these options (src/store).
  */
 import { noise } from '@chainsafe/libp2p-noise'
@@ -17,6 +18,7 @@ import { tcp } from '@libp2p/tcp'
 import type { Libp2pOptions } from 'libp2p'
 import { MemoryDatastore } from 'datastore-core'
 import { nativeNoiseCrypto } from './noise-crypto.ts'
+import { swarmProtector } from './swarm-key.ts'
 import { ADVERTS_TOPIC, MAX_GOSSIP_BYTES, jobsTopic } from './protocol.ts'
 import { SKILLSET_NAMES } from '../interfaces/index.ts'
 
@@ -32,6 +34,8 @@ export interface Libp2pInit {
   mdns: boolean
   /** mDNS service tag: lets tests keep separate swarms apart. */
   mdnsServiceTag?: string
+  /** A private swarm's pre-shared key (32 bytes, src/p2p/swarm-key.ts): only peers with the same key can connect. */
+  swarmKey?: Uint8Array
 }
 
 const ALLOWED_TOPICS = [ADVERTS_TOPIC, ...SKILLSET_NAMES.map(jobsTopic)]
@@ -77,6 +81,7 @@ export function libp2pOptions (init: Libp2pInit): Libp2pOptions<NodeServices> {
     transports: [tcp()],
     // Native ChaCha20-Poly1305 with cached keys: noise's default rebuilt the key every frame.
     connectionEncrypters: [noise({ crypto: nativeNoiseCrypto })],
+    ...(init.swarmKey === undefined ? {} : { connectionProtector: swarmProtector(init.swarmKey) }),
     streamMuxers: [yamux()],
     peerDiscovery,
     connectionManager: {

@@ -114,6 +114,17 @@ export const timingsSchema = z.strictObject({
   cachedItems: z.number().int().nonnegative().optional()
 })
 
+const bytes = (min: number, max: number): z.ZodType<Uint8Array> => z.instanceof(Uint8Array).refine((b) => b.byteLength >= min && b.byteLength <= max, `expected ${min}-${max} bytes`)
+
+/** How a result was computed, signed by the worker's key (see provenance.ts). */
+export const provenanceSchema = z.strictObject({
+  modelCid: z.string().max(200),
+  provider: z.string().max(32),
+  dtype: z.string().max(16),
+  inputHash: bytes(32, 32),
+  signature: bytes(16, 1024)
+})
+
 /** Worker → client: the outcome. */
 export const resultSchema = z.strictObject({
   v,
@@ -121,7 +132,8 @@ export const resultSchema = z.strictObject({
   jobId: jobIdSchema,
   model: modelIdSchema,
   output: record,
-  timings: timingsSchema
+  timings: timingsSchema,
+  provenance: provenanceSchema
 })
 export type Result = z.infer<typeof resultSchema>
 
@@ -200,3 +212,18 @@ export const directorySchema = z.strictObject({
   })).max(MAX_DIRECTORY_PEERS)
 })
 export type Directory = z.infer<typeof directorySchema>
+
+/**
+ * Directory request: a worker that asks names itself (its addresses and
+ * models, as its advert would), so the peer it joins learns it at once; a
+ * client sends no `self`. The sender is the connection's remote peer.
+ */
+export const directoryRequestSchema = z.strictObject({
+  v,
+  t: z.literal('ask'),
+  self: z.strictObject({
+    addrs: z.array(z.string().max(300)).max(16),
+    models: z.array(advertModel).max(256)
+  }).optional()
+})
+export type DirectoryRequest = z.infer<typeof directoryRequestSchema>

@@ -29,6 +29,12 @@ export interface ContentStoreInit {
   catalog?: ModelCatalog
   /** config `store.cacheBudgetMB` (default 1024). */
   cacheBudgetMB?: number
+  /**
+   * Peers asked for cached embeddings and believed for model manifests by
+   * id (config `trustedPeers`; default none: no remote cache lookups, and
+   * pulls by id only from the catalog's CIDs; pulls by CID use any peer).
+   */
+  trustedPeers?: readonly string[]
   exchange?: BlockExchangeInit
 }
 
@@ -71,6 +77,7 @@ function deletableView (blocks: Blocks): Blocks {
 export async function createContentStore (init: ContentStoreInit): Promise<ContentStore> {
   const paths = storePaths(init.dataDir)
   const providers = new ProviderTable()
+  const trusted = new Set(init.trustedPeers ?? [])
   const networked = init.libp2p !== undefined
   const helia: Helia = init.libp2p !== undefined
     ? await createStoreHelia({ dataDir: init.dataDir, libp2p: init.libp2p, routers: [providers.router()] })
@@ -92,12 +99,13 @@ export async function createContentStore (init: ContentStoreInit): Promise<Conte
     exchange = new BlockExchange({ libp2p: libp2pView, blockstore, source }, init.exchange)
   }
   const cache = new EmbeddingCache(
-    { blockstore, exchange, peers: () => libp2pView.getPeers() },
+    // A cached vector is checked against its CID and key, not against the model: only trusted peers are asked.
+    { blockstore, exchange, peers: () => libp2pView.getPeers().filter((p) => trusted.has(p.toString())) },
     { indexFile: paths.embedCache, budgetBytes: (init.cacheBudgetMB ?? 1024) * 1024 * 1024 }
   )
   const models = new ModelStore(
     { blockstore, pins: helia.pins, exchange, libp2p: networked ? libp2pView : undefined, providers },
-    { dataDir: init.dataDir, catalog: init.catalog, keep: (cid) => cache.keeps(cid) }
+    { dataDir: init.dataDir, catalog: init.catalog, keep: (cid) => cache.keeps(cid), trustedPeers: [...trusted] }
   )
   let started = false
   const store: ContentStore = {

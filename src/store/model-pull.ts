@@ -1,6 +1,8 @@
 /**
  * Pulling a model: resolve the reference (local record, CID, catalog, or a
- * peer's manifest), find sources (named peers, provider records from
+ * trusted peer's manifest: an id → CID answer decides what is fetched, so
+ * only peers in `trustedPeers` are asked; a CID verifies its content
+ * itself, so by CID any peer serves), find sources (named peers, provider records from
  * adverts, connected peers, each asked `has`), stream the DAG with the
  * block exchange, fall back to bitswap for whatever that could not give
  * (saying why), check the DAG is whole, pin, hash the files, record.
@@ -55,6 +57,8 @@ export interface PullContext {
   options: PullOptions
   find: (ref: string) => Promise<ModelRecord | undefined>
   catalog?: ModelCatalog
+  /** Whether a peer's manifest for a model id is believed (its id → CID answer). */
+  trusted: (peer: string) => boolean
   components: ModelStoreComponents
   log: Logger
   recordFromDag: (root: CID, base: Pick<ModelRecord, 'id' | 'skillset'> & { files?: ModelFile[] }, signal?: AbortSignal, onProgress?: (p: StoreProgress) => void) => Promise<ModelRecord>
@@ -84,11 +88,14 @@ export async function pullModel (ctx: PullContext): Promise<PullResult> {
   const candidates = await connectCandidates(ctx, root)
   let manifest: ModelRecord | undefined
   if (root === undefined) {
-    manifest = await askManifest(ctx, candidates, ctx.ref)
+    const trusted = candidates.filter((p) => ctx.trusted(p.toString()))
+    manifest = await askManifest(ctx, trusted, ctx.ref)
     if (manifest !== undefined) root = parseCid(manifest.cid)
+    else if (trusted.length < candidates.length) log.info('peers not trusted for manifests were not asked which CID a model id names', { ref: ctx.ref, untrusted: candidates.length - trusted.length })
   }
   if (root === undefined) {
-    throw new ModelNotFoundError(`no local record, catalog CID or peer knows model "${ctx.ref}": pass its root CID, or --bootstrap a peer that holds it`)
+    const untrusted = candidates.filter((p) => !ctx.trusted(p.toString())).length
+    throw new ModelNotFoundError(`no local record, catalog CID or trusted peer knows model "${ctx.ref}"${untrusted > 0 ? ` (${untrusted} reachable peer(s) are not trusted, so they were not asked)` : ''}: pass its root CID, or trust a peer that holds it (--trusted-peer ID, config trustedPeers) and --bootstrap it`)
   }
 
   const missing = await exchange.findMissing(root, { signal })

@@ -23,7 +23,7 @@ import { modelIdSchema } from '../models/catalog.ts'
 import { blockKey, findMissing, localDagWalker, parseCid, RwLock, tryParseCid, walkLocal } from './blocks.ts'
 import type { BlockExchange } from './block-exchange.ts'
 import { storePaths } from './helia.ts'
-import { exportFile, hashDagFile, importFiles, integrityError, listDagFiles, listLocalFiles } from './model-files.ts'
+import { exportFile, hashDagFile, importFiles, integrityError, listDagFiles, listLocalFiles, prepareExportDir, removeExported } from './model-files.ts'
 import { pullModel } from './model-pull.ts'
 import type { PullOptions, PullResult } from './model-pull.ts'
 import type { ProviderTable } from './providers.ts'
@@ -52,6 +52,8 @@ export interface ModelStoreInit {
   catalog?: ModelCatalog
   /** Unpinned blocks that gc must keep (the embedding cache's). */
   keep?: (cid: CID) => boolean
+  /** Peers whose manifests are believed when a pull names a model by id (default: none; pulls by CID work with any peer). */
+  trustedPeers?: readonly string[]
 }
 
 export interface ModelSummary {
@@ -183,6 +185,7 @@ export class ModelStore implements Startable {
       options,
       find: async (r) => await this.find(r),
       catalog: this.init.catalog,
+      trusted: (peer) => this.init.trustedPeers?.includes(peer) === true,
       components: this.components,
       log: this.log,
       recordFromDag: async (root, base, signal, onProgress) => await this.recordFromDag(root, base, signal, onProgress),
@@ -245,17 +248,29 @@ export class ModelStore implements Startable {
     })
   }
 
-  /** Write a model's files under `dir`, each verified against its sha256. */
+  /**
+   * Write a model's files into `dir`, a new or empty folder (anything else is
+   * refused with ExistsError): each file created exclusively and verified
+   * against its sha256. A failed export removes what it wrote.
+   */
   async exportTo (ref: string, dir: string, options: ProgressOption = {}): Promise<{ files: number, bytes: number }> {
     const r = await this.get(ref)
     const totalBytes = r.size
     let bytes = 0
     await this.requireComplete(r, options.signal)
-    for (const f of r.files) {
-      await exportFile(this.fs, r.id, f, dir, parseCid(f.cid), {
-        signal: options.signal,
-        onBytes: (n) => { bytes += n; options.onProgress?.({ phase: 'export', bytes, totalBytes }) }
-      })
+    const { created: dirCreated } = await prepareExportDir(dir)
+    const created: string[] = []
+    try {
+      for (const f of r.files) {
+        await exportFile(this.fs, r.id, f, dir, parseCid(f.cid), {
+          signal: options.signal,
+          onBytes: (n) => { bytes += n; options.onProgress?.({ phase: 'export', bytes, totalBytes }) },
+          onCreated: (abs) => { created.push(abs) }
+        })
+      }
+    } catch (err) {
+      await removeExported(dir, created, dirCreated)
+      throw err
     }
     await this.records.update(r.id, { usedAt: new Date().toISOString() })
     return { files: r.files.length, bytes }

@@ -15,7 +15,8 @@ import type { JobLink } from '../../src/p2p/job-link.ts'
 import type { BidTerms } from '../../src/p2p/job-worker.ts'
 import type { AdvertModel, Assign, LinkFrame, Offer } from '../../src/p2p/messages.ts'
 import { jobsTopic, PROTOCOL_VERSION } from '../../src/p2p/protocol.ts'
-import { advertBody, connect, FrameLog, silentLog, sleep, standInModel, startNode, stopAll, waitFor } from './p2p-nodes.ts'
+import { advertBody, connect, FrameLog, keyOf, silentLog, sleep, standInModel, startNode, stopAll, waitFor } from './p2p-nodes.ts'
+import { hashInput, hashOutput, signResult } from '../../src/p2p/provenance.ts'
 import type { Node } from './p2p-nodes.ts'
 
 export interface FakeWorkerInit {
@@ -88,8 +89,13 @@ export class FakeWorker {
     await link.send(f, 64 * 1024).catch(() => undefined)
   }
 
-  async answer (link: JobLink, a: Assign, output: Record<string, unknown> = { echo: a.input.x, by: this.name }): Promise<void> {
-    await this.send(link, { v: PROTOCOL_VERSION, t: 'result', jobId: a.jobId, model: a.model ?? 'test/model', output, timings: { queueMs: 0, runMs: 1, batchSize: 1 } })
+  /** Answer with a result signed as a real worker signs it; `tamper` changes the output after signing. */
+  async answer (link: JobLink, a: Assign, output: Record<string, unknown> = { echo: a.input.x, by: this.name }, tamper?: (o: Record<string, unknown>) => Record<string, unknown>): Promise<void> {
+    const model = a.model ?? 'test/model'
+    const claim = { modelCid: 'bafy-test', provider: 'cpu', dtype: 'fp32' }
+    const inputHash = hashInput(a.input, a.params)
+    const signature = await signResult(keyOf(this.node), { jobId: a.jobId, client: link.peer, worker: this.node.peerId.toString(), model, ...claim, inputHash, outputHash: hashOutput(output) })
+    await this.send(link, { v: PROTOCOL_VERSION, t: 'result', jobId: a.jobId, model, output: tamper === undefined ? output : tamper(output), timings: { queueMs: 0, runMs: 1, batchSize: 1 }, provenance: { ...claim, inputHash, signature } })
   }
 
   async fail (link: JobLink, a: Assign, code: string, message: string): Promise<void> {

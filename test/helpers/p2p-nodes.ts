@@ -5,6 +5,7 @@
  * records what arrives.
  */
 import { createLibp2p } from 'libp2p'
+import type { PrivateKey } from '@libp2p/interface'
 import type { Libp2p } from '@libp2p/interface'
 import { encode } from 'cborg'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -19,9 +20,21 @@ import { MAX_CONTROL_FRAME_BYTES } from '../../src/p2p/protocol.ts'
 
 export type Node = Libp2p<NodeServices>
 
-/** A started node; `listen: false` makes it listen nowhere (as a ClientNode does). */
+const keys = new WeakMap<Node, PrivateKey>()
+
+/** A started node; `listen: false` makes it listen nowhere (as a ClientNode does). Its key is `keyOf(node)`. */
 export async function startNode (opts: { listen?: boolean } = {}): Promise<Node> {
-  return await createLibp2p(libp2pOptions({ listen: opts.listen === false ? [] : ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], mdns: false }))
+  const privateKey = await generateKeyPair('Ed25519')
+  const node = await createLibp2p(libp2pOptions({ privateKey, listen: opts.listen === false ? [] : ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], mdns: false }))
+  keys.set(node, privateKey)
+  return node
+}
+
+/** The private key of a node made by startNode (to sign results as a worker does). */
+export function keyOf (node: Node): PrivateKey {
+  const k = keys.get(node)
+  if (k === undefined) throw new Error('not a node made by startNode')
+  return k
 }
 
 /** Connect `from` to `to` (which must listen). */

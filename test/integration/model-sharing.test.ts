@@ -45,7 +45,8 @@ test('B pulls a model from A alone, serves it, and never fetches it again', asyn
   const a = await startWorker({ dataDir: aDir, models: ID, dtype: 'fp32' })
   procs.push(a)
   const bDir = await tempDir('ia-b-')
-  const b = await startWorker({ dataDir: bDir, models: ID, dtype: 'fp32', bootstrap: [a.multiaddrs[0]!] })
+  // B names the model by id: only a trusted peer's manifest says which CID that is.
+  const b = await startWorker({ dataDir: bDir, models: ID, dtype: 'fp32', bootstrap: [a.multiaddrs[0]!], config: { trustedPeers: [a.peerId] } })
   procs.push(b)
   assert.match(b.stderr(), /team\/encoder fetched from peers/)
 

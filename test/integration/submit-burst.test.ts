@@ -30,12 +30,16 @@ test('24 submit processes at once, each knowing one node: all answered, spread o
   )))
   const failed = runs.flatMap((r, i) => r.code === 0 ? [] : [`#${i} exit ${String(r.code)}: ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`])
   assert.deepEqual(failed, [], 'every submit got its result')
-  const outs = runs.map((r) => JSON.parse(r.stdout) as { jobId: string, worker: string, output: { embeddings: number[][], dims: number } })
+  const outs = runs.map((r) => JSON.parse(r.stdout) as { jobId: string, worker: string, output: { embeddings: number[][], dims: number }, provenance: { worker: string, modelCid: string, provider: string, dtype: string, inputHash: string, signature: string } })
   assert.equal(new Set(outs.map((o) => o.jobId)).size, 24, 'one result per job')
   for (const o of outs) {
     assert.equal(o.output.embeddings.length, 1)
     assert.equal(o.output.embeddings[0]!.length, o.output.dims)
     assert.ok(workers.some((w) => w.peerId === o.worker), 'answered by one of the workers')
+    assert.equal(o.provenance.worker, o.worker, 'the result is signed by the worker that answered')
+    assert.deepEqual([o.provenance.provider, o.provenance.dtype], ['cpu', 'fp32'])
+    assert.match(o.provenance.modelCid, /^bafy/)
+    assert.match(o.provenance.inputHash, /^[0-9a-f]{64}$/)
   }
   const used = new Set(outs.map((o) => o.worker))
   assert.ok(used.size >= 2, `jobs ran on ${used.size} worker(s)`)

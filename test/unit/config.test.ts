@@ -59,3 +59,24 @@ test('bad files and env values say what is wrong', async () => {
 test('merge replaces arrays and merges objects', () => {
   assert.deepEqual(mergeConfig({ a: [1, 2], s: { x: 1, y: 2 } }, { a: [3], s: { y: 5 } }), { a: [3], s: { x: 1, y: 5 } })
 })
+
+test('trust settings: peer ids are checked and kept canonical; the swarm key path is made absolute', async () => {
+  const { generateKeyPair } = await import('@libp2p/crypto/keys')
+  const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+  const id = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+  const c = validateConfig({ allowPeers: [id.toString(), ` ${id.toString()}`], trustedPeers: [id.toCID().toString()], swarmKey: 'rel/swarm.key' })
+  assert.deepEqual(c.allowPeers, [id.toString()], 'trimmed and de-duplicated')
+  assert.deepEqual(c.trustedPeers, [id.toString()], 'the CID form becomes the usual form')
+  assert.equal(c.swarmKey, join(process.cwd(), 'rel/swarm.key'))
+  const d = validateConfig({})
+  assert.deepEqual([d.allowPeers, d.trustedPeers, d.swarmKey], [[], [], undefined], 'open by default: any peer\'s jobs, no peer trusted, no swarm key')
+  assert.throws(() => validateConfig({ allowPeers: ['12D3KooWnot-a-peer'], trustedPeers: [id.toString(), 'Qm'] }), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'ERR_CONFIG')
+    assert.match(err.message, /allowPeers\.0: "12D3KooWnot-a-peer" is not a peer id/)
+    assert.match(err.message, /trustedPeers\.1: "Qm" is not a peer id/)
+    assert.match(err.message, /12D3KooW\.\.\./, 'says what a peer id looks like')
+    return true
+  })
+  const env = configFromEnv({ IPFS_ACCELERATE_SWARM_KEY: '/k/swarm.key', IPFS_ACCELERATE_ALLOW_PEERS: `${id.toString()}, ${id.toString()}`, IPFS_ACCELERATE_TRUSTED_PEERS: id.toString() })
+  assert.deepEqual(env, { swarmKey: '/k/swarm.key', allowPeers: [id.toString(), id.toString()], trustedPeers: [id.toString()] })
+})

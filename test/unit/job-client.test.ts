@@ -205,3 +205,37 @@ test('the only worker fails the job: the error names that try, not just "no othe
     assert.equal(only.assigns.length, 1)
   })
 })
+
+test('a signed result verifies against the worker\'s peer id; a tampered one is refused and the job goes elsewhere', async () => {
+  const tamperer = await FakeWorker.start({ name: 'tamperer', bid: () => ({ queuedCost: 0, etaMs: 0 }), onAssign: (w, l, a) => w.answer(l, a, undefined, (o) => ({ ...o, echo: 'forged' })) })
+  const honest = await FakeWorker.start({ name: 'honest', bid: () => ({ queuedCost: 20, etaMs: 50 }) })
+  await withSwarm([tamperer, honest], patient, async (c) => {
+    await knows(c, [tamperer, honest])
+    const res = await c.client.submit(job('sign-me'))
+    assert.equal(res.worker, honest.id)
+    assert.deepEqual(res.output, { echo: 'sign-me', by: 'honest' })
+    assert.deepEqual(res.tries.map((t) => [t.worker, t.code]), [[tamperer.id, 'ERR_BAD_SIGNATURE']])
+    assert.equal(c.client.stats.badSignatures, 1)
+    // The provenance that came back names the worker, the model's CID, provider and dtype, and holds a signature.
+    assert.equal(res.provenance.worker, honest.id)
+    assert.equal(res.provenance.modelCid, 'bafy-test')
+    assert.equal(res.provenance.inputHash.byteLength, 32)
+    assert.ok(res.provenance.signature.byteLength >= 64)
+  })
+})
+
+test('a result signed for another client or another input is refused', async () => {
+  // Signs as if answering a different client (a replayed result).
+  const replayer = await FakeWorker.start({
+    name: 'replayer',
+    bid: () => ({ queuedCost: 0, etaMs: 0 }),
+    onAssign: async (w, l, a) => { await w.answer({ ...l, peer: '12D3KooWAvyrjuWTVJoDJ3ep4YBXhnHAAGGKRU4fQvoff425THaV', send: l.send.bind(l) } as unknown as typeof l, a) }
+  })
+  const honest = await FakeWorker.start({ name: 'honest', bid: () => ({ queuedCost: 20, etaMs: 50 }) })
+  await withSwarm([replayer, honest], patient, async (c) => {
+    await knows(c, [replayer, honest])
+    const res = await c.client.submit(job('replay'))
+    assert.equal(res.worker, honest.id)
+    assert.deepEqual(res.tries.map((t) => [t.worker, t.code]), [[replayer.id, 'ERR_BAD_SIGNATURE']])
+  })
+})

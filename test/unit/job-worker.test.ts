@@ -13,10 +13,10 @@ import { encodeMessage } from '../../src/p2p/codec.ts'
 import { JobLinks } from '../../src/p2p/job-link.ts'
 import type { JobLink } from '../../src/p2p/job-link.ts'
 import { JobWorker } from '../../src/p2p/job-worker.ts'
-import type { BidTerms, JobHandler, JobHead, ResultBody } from '../../src/p2p/job-worker.ts'
+import type { BidTerms, JobHandler, JobHead, RunOutcome } from '../../src/p2p/job-worker.ts'
 import type { Assign, LinkFrame, Offer } from '../../src/p2p/messages.ts'
 import { jobsTopic, MAX_GOSSIP_BYTES, PROTOCOL_VERSION } from '../../src/p2p/protocol.ts'
-import { connect, FrameLog, jobId, silentLog, sleep, startNode, stopAll, waitFor } from '../helpers/p2p-nodes.ts'
+import { connect, FrameLog, jobId, keyOf, silentLog, sleep, startNode, stopAll, waitFor } from '../helpers/p2p-nodes.ts'
 import type { Node } from '../helpers/p2p-nodes.ts'
 
 const MODEL = 'test/model'
@@ -37,7 +37,7 @@ class StubHandler implements JobHandler {
     return this.terms(head)
   }
 
-  async run (head: JobHead, assign: Assign, signal: AbortSignal): Promise<ResultBody> {
+  async run (head: JobHead, assign: Assign, signal: AbortSignal): Promise<RunOutcome> {
     this.runs.push({ head, assign, signal })
     if (this.delayMs > 0) {
       await new Promise<void>((resolve, reject) => {
@@ -46,7 +46,7 @@ class StubHandler implements JobHandler {
       })
     }
     if (this.fail !== undefined) throw this.fail
-    return { model: MODEL, output: { echo: assign.input.x }, timings: { queueMs: 0, runMs: 1, batchSize: 1 } }
+    return { model: MODEL, output: { echo: assign.input.x }, timings: { queueMs: 0, runMs: 1, batchSize: 1 }, claim: { modelCid: 'bafy-test', provider: 'cpu', dtype: 'fp32' } }
   }
 
   runsOf (id: string): Run[] { return this.runs.filter((r) => r.head.jobId === id) }
@@ -85,7 +85,7 @@ before(async () => {
   worker = await startNode()
   workerLinks = new JobLinks({ libp2p: worker, log: silentLog })
   await workerLinks.start()
-  jobs = new JobWorker({ libp2p: worker, links: workerLinks, handler, skillsets: ['stand-in'], limits: frameLimits, log: silentLog })
+  jobs = new JobWorker({ libp2p: worker, privateKey: keyOf(worker), links: workerLinks, handler, skillsets: ['stand-in'], limits: frameLimits, log: silentLog })
   jobs.start()
 })
 after(async () => {

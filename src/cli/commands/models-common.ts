@@ -28,8 +28,8 @@ export const COMMON_HELP = `  --data-dir DIR    the node's data dir (default ~/.
   -h, --help        this help
 
 When a node runs on the data dir (its node.json names a live process), the
-command asks that node through its HTTP API; otherwise it opens the store
-itself.`
+command asks that node through its HTTP API, with the token the node keeps
+in <data-dir>/api.token; otherwise it opens the store itself.`
 
 export function dataDirOf (args: ParsedArgs): string {
   return str(args, 'data-dir') ?? process.env.IPFS_ACCELERATE_DATA_DIR ?? defaultDataDir()
@@ -43,8 +43,8 @@ export interface OpenedStore {
 }
 
 export interface OpenOptions {
-  /** Open libp2p (for pull) when opening locally. */
-  network?: { bootstrap: string[], mdns: boolean }
+  /** Open libp2p (for pull) when opening locally; a swarm key file joins a private swarm; trusted peers' manifests are believed. */
+  network?: { bootstrap: string[], mdns: boolean, swarmKey?: string, trustedPeers?: string[] }
 }
 
 /** Talk to the node that runs on the data dir, or open the store here. */
@@ -60,7 +60,8 @@ export async function openStore (args: ParsedArgs, options: OpenOptions = {}): P
       throw new StoreError(`a node (pid ${node.pid}) runs on ${dataDir} without its HTTP API, and owns the store: stop it, or restart it with --http HOST:PORT`)
     }
     const { StoreApiClient } = await import('../../store/api-client.ts')
-    return { api: new StoreApiClient(node.httpUrl), via: 'node', close: async () => {} }
+    const { readApiToken } = await import('../../gateway/token.ts')
+    return { api: new StoreApiClient(node.httpUrl, { token: await readApiToken(dataDir) }), via: 'node', close: async () => {} }
   }
   const { createContentStore } = await import('../../store/content-store.ts')
   const { loadCatalog, DEFAULT_CATALOG_PATH } = await import('../../models/catalog.ts')
@@ -69,9 +70,11 @@ export async function openStore (args: ParsedArgs, options: OpenOptions = {}): P
   if (options.network !== undefined) {
     const { libp2pOptions } = await import('../../p2p/libp2p.ts')
     const { loadOrCreateIdentity } = await import('../../p2p/identity.ts')
-    libp2p = libp2pOptions({ privateKey: await loadOrCreateIdentity(dataDir), listen: [], bootstrap: options.network.bootstrap, mdns: options.network.mdns })
+    const keyFile = options.network.swarmKey
+    const swarm = keyFile === undefined ? undefined : await (await import('../../p2p/swarm-key.ts')).readSwarmKey(keyFile)
+    libp2p = libp2pOptions({ privateKey: await loadOrCreateIdentity(dataDir), listen: [], bootstrap: options.network.bootstrap, mdns: options.network.mdns, ...(swarm === undefined ? {} : { swarmKey: swarm.key }) })
   }
-  const store = await createContentStore({ dataDir, catalog, ...(libp2p === undefined ? {} : { libp2p }) })
+  const store = await createContentStore({ dataDir, catalog, ...(libp2p === undefined ? {} : { libp2p }), trustedPeers: options.network?.trustedPeers ?? [] })
   await store.start()
   return { api: store.models, via: 'local', close: async () => { await store.stop() } }
 }

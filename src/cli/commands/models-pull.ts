@@ -1,5 +1,6 @@
 import type { Command } from '../command.ts'
-import { bool, str } from '../command.ts'
+import { bool, str, strs } from '../command.ts'
+import { peerIdSchema } from '../../config/schema.ts'
 import { UsageError } from '../../errors.ts'
 import { SKILLSET_NAMES } from '../../interfaces/index.ts'
 import type { SkillsetName } from '../../interfaces/index.ts'
@@ -22,13 +23,19 @@ again. An ID is resolved from the store's records, models.json, or the peers.
 Options:
   --bootstrap MA    a peer to fetch from (/ip4/.../tcp/.../p2p/<id>), repeatable
   --mdns            also find peers on the LAN by mDNS
+  --trusted-peer ID a peer whose manifest is believed when ID names the model
+                    (repeatable; default none: an ID resolves only through
+                    the store's records and models.json); by CID any peer serves
+  --swarm-key FILE  the private swarm's key file (env IPFS_ACCELERATE_SWARM_KEY)
+                    (with a node running on the data dir, the node pulls, and
+                    its own --trusted-peer and --swarm-key apply)
   --id ID           record the model under this id
   --skillset S      ${SKILLSET_NAMES.join(', ')}
   --timeout SECS    give up after this long
   --catalog FILE    models.json to resolve ids with (default: the bundled one)
 ${COMMON_HELP}
 `,
-  options: { ...COMMON_OPTIONS, bootstrap: { type: 'string', multiple: true }, mdns: { type: 'boolean' }, id: { type: 'string' }, skillset: { type: 'string' }, timeout: { type: 'string' }, catalog: { type: 'string' } },
+  options: { ...COMMON_OPTIONS, bootstrap: { type: 'string', multiple: true }, mdns: { type: 'boolean' }, 'trusted-peer': { type: 'string', multiple: true }, 'swarm-key': { type: 'string' }, id: { type: 'string' }, skillset: { type: 'string' }, timeout: { type: 'string' }, catalog: { type: 'string' } },
   allowPositionals: true,
   async run (args) {
     const ref = onePositional(args, 'id|cid', 'pull')
@@ -36,8 +43,14 @@ ${COMMON_HELP}
     if (skillset !== undefined && !SKILLSET_NAMES.includes(skillset as SkillsetName)) throw new UsageError(`--skillset ${skillset}: expected one of ${SKILLSET_NAMES.join(', ')}`)
     const id = str(args, 'id')
     const peers = bootstrapOf(args)
+    const trustedPeers = strs(args, 'trusted-peer').map((p) => {
+      const parsed = peerIdSchema.safeParse(p)
+      if (!parsed.success) throw new UsageError(`--trusted-peer: ${parsed.error.issues[0]?.message ?? 'not a peer id'}`)
+      return parsed.data
+    })
+    const swarmKey = str(args, 'swarm-key') ?? process.env.IPFS_ACCELERATE_SWARM_KEY
     const progress = progressFor(args, 'pull')
-    const result = await withStore(args, { network: { bootstrap: peers, mdns: bool(args, 'mdns') === true } }, async (api, signal) => await api.pull(ref, {
+    const result = await withStore(args, { network: { bootstrap: peers, mdns: bool(args, 'mdns') === true, trustedPeers, ...(swarmKey === undefined ? {} : { swarmKey }) } }, async (api, signal) => await api.pull(ref, {
       signal,
       peers,
       onProgress: progress.onProgress,

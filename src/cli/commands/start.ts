@@ -24,6 +24,10 @@ export function startFlags (args: ParsedArgs): Record<string, unknown> {
   if (embedCache !== undefined) flags.store = { embeddingCache: embedCache }
   const logLevel = str(args, 'log-level')
   if (logLevel !== undefined) flags.logLevel = logLevel
+  const swarmKey = str(args, 'swarm-key')
+  if (swarmKey !== undefined) flags.swarmKey = swarmKey
+  if (strs(args, 'allow-peer').length > 0) flags.allowPeers = strs(args, 'allow-peer')
+  if (strs(args, 'trusted-peer').length > 0) flags.trustedPeers = strs(args, 'trusted-peer')
   return flags
 }
 
@@ -52,6 +56,15 @@ Options:
                         the hardware plan chooses; the model must offer it)
   --no-embed-cache      compute every embedding: do not look in this node's or
                         peers' embedding caches, and store nothing there
+  --swarm-key FILE      join the private swarm of this pre-shared key (a
+                        swarm.key file: \`ipfs-accelerate swarm-key generate\`):
+                        only peers with the same key can connect
+                        (env IPFS_ACCELERATE_SWARM_KEY)
+  --allow-peer ID       take jobs only from this peer id, repeatable (default:
+                        any peer's); others get ERR_FORBIDDEN
+  --trusted-peer ID     believe this peer's model manifests (pulls by id) and
+                        ask it for cached embeddings, repeatable (default: no
+                        peer; pulls by CID work with any peer)
   --config FILE         a JSON or YAML config file (env IPFS_ACCELERATE_CONFIG)
   --log-level LEVEL     error, warn, info or debug
   --json                print the ready line as one JSON object
@@ -69,6 +82,9 @@ Settings merge as: config file < IPFS_ACCELERATE_* environment < flags.
     device: { type: 'string' },
     dtype: { type: 'string' },
     'embed-cache': { type: 'boolean' },
+    'swarm-key': { type: 'string' },
+    'allow-peer': { type: 'string', multiple: true },
+    'trusted-peer': { type: 'string', multiple: true },
     config: { type: 'string' },
     'log-level': { type: 'string' },
     json: { type: 'boolean' }

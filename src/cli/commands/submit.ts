@@ -43,22 +43,32 @@ Options:
   --bootstrap MULTIADDR worker to join through, repeatable
   --data-dir DIR        data dir of a local node to find (default ~/.ipfs-accelerate)
   --no-mdns             do not look for workers on the LAN
+  --swarm-key FILE      the private swarm's key file (swarm.key format; env
+                        IPFS_ACCELERATE_SWARM_KEY): needed to reach workers
+                        started with --swarm-key
   --timeout SECONDS     give up after this long (default 30)
   --json                one JSON object on stdout:
                         {"jobId","worker","skillset","model",
                          "output":{"embeddings":number[][],"dims":N},
-                         "tries":[{"worker","code","message"}],"timings":{...}}
+                         "tries":[{"worker","code","message"}],
+                         "provenance":{"worker","modelCid","provider","dtype",
+                                       "inputHash","signature"},"timings":{...}}
                         ("tries" names the workers that had the job before
                         the one that answered, and why they did not;
-                        "timings.rounds" counts the offer rounds)
+                        "timings.rounds" counts the offer rounds; the
+                        provenance is signed by the worker's key over the
+                        job, this client, the input and the output, and was
+                        checked: a result that fails the check is refused
+                        and the job offered elsewhere)
                         ("output.truncated" lists texts past the model's token
                         limit, embedded from their beginning only)
   -h, --help            this help
 
 Exit status: 0 with a result; 1 when no worker answered in time, no worker
 serves the model (ERR_NO_WORKER, at once, naming what the swarm serves), or
-the job failed on every worker it was tried on (up to 3, each named); 2 for
-invalid usage.
+the job failed on every worker it was tried on (up to 3, each named), or
+every worker that serves it refused this client (ERR_FORBIDDEN: their
+--allow-peer lists); 2 for invalid usage.
 `,
   options: {
     text: { type: 'string', multiple: true },
@@ -68,6 +78,7 @@ invalid usage.
     bootstrap: { type: 'string', multiple: true },
     'data-dir': { type: 'string' },
     mdns: { type: 'boolean' },
+    'swarm-key': { type: 'string' },
     timeout: { type: 'string' },
     json: { type: 'boolean' }
   },
@@ -84,8 +95,10 @@ invalid usage.
     if (normalize !== undefined) raw.normalize = normalize
     const input = skillset.parseInput(raw)
     const ms = timeoutMs(args)
+    const keyFile = str(args, 'swarm-key') ?? process.env.IPFS_ACCELERATE_SWARM_KEY
+    const swarm = keyFile === undefined ? undefined : await (await import('../../p2p/swarm-key.ts')).readSwarmKey(keyFile)
     const { ClientNode } = await import('../../node/client-node.ts')
-    const client = new ClientNode({ bootstrap: await bootstrapAddrs(args), mdns: bool(args, 'mdns') ?? true })
+    const client = new ClientNode({ bootstrap: await bootstrapAddrs(args), mdns: bool(args, 'mdns') ?? true, ...(swarm === undefined ? {} : { swarmKey: swarm.key }) })
     try {
       await client.start()
       const res = await client.submit({ skillset: 'embed', ...(model === undefined ? {} : { model }), input: raw, cost: skillset.cost(input), timeoutMs: ms })
@@ -94,7 +107,7 @@ invalid usage.
       const embeddings: number[][] = []
       for (let i = 0; i < out.count; i++) embeddings.push(Array.from(out.embeddings.subarray(i * out.dims, (i + 1) * out.dims)))
       if (bool(args, 'json') === true) {
-        process.stdout.write(JSON.stringify({ jobId: res.jobId, traceId: res.traceId, worker: res.worker, skillset: 'embed', model: res.model, output: { embeddings, dims: out.dims, ...(out.truncated === undefined ? {} : { truncated: out.truncated }) }, tries: res.tries, timings: res.timings }) + '\n')
+        process.stdout.write(JSON.stringify({ jobId: res.jobId, traceId: res.traceId, worker: res.worker, skillset: 'embed', model: res.model, output: { embeddings, dims: out.dims, ...(out.truncated === undefined ? {} : { truncated: out.truncated }) }, tries: res.tries, provenance: { worker: res.provenance.worker, modelCid: res.provenance.modelCid, provider: res.provenance.provider, dtype: res.provenance.dtype, inputHash: Buffer.from(res.provenance.inputHash).toString('hex'), signature: Buffer.from(res.provenance.signature).toString('base64') }, timings: res.timings }) + '\n')
       } else {
         process.stdout.write(`job ${res.jobId} ran on ${res.worker} (${res.timings.rounds} offer round(s))\n`)
         for (const t of res.tries) process.stdout.write(`  tried first: ${t.worker}: ${t.code} ${t.message}\n`)

@@ -1,0 +1,58 @@
+/**
+ * Trusted peers in the content store (`trustedPeers`): a model named by id
+ * is resolved only through a trusted peer's manifest (its id → CID answer
+ * decides what is fetched), while a pull by CID works with any peer, since
+ * the CID verifies the content; cached embeddings are asked of trusted
+ * peers only (a vector is checked against its key, not its model).
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { multiaddr } from '@multiformats/multiaddr'
+import { embeddingKey } from '../../src/store/embedding-cache.ts'
+import { addrOf, startStore, tempDir, writeModelDir } from '../helpers/store-fixtures.ts'
+
+const MODEL = 'bafybeib3xidfv2qwfaonuyan7rndg2gl7bscecu6gunc5xwy6ygtw455wq'
+
+test('by id: only a trusted peer\'s manifest is believed; by CID: any peer serves', async () => {
+  const root = await tempDir()
+  const a = await startStore(join(root, 'a'), { network: true })
+  const untrusting = await startStore(join(root, 'b'), { network: true })
+  const trusting = await startStore(join(root, 'c'), { network: true, trustedPeers: [a.libp2p!.peerId.toString()] })
+  try {
+    await writeModelDir(join(root, 'm'), { 'config.json': 64, 'onnx/model.onnx': 300_000 })
+    const rec = await a.models.importDir(join(root, 'm'), { id: 'team/model', skillset: 'embed' })
+    await assert.rejects(untrusting.models.pull('team/model', { peers: [addrOf(a)] }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'ERR_MODEL_NOT_FOUND')
+      assert.match(err.message, /1 reachable peer\(s\) are not trusted/)
+      assert.match(err.message, /--trusted-peer/)
+      return true
+    })
+    assert.equal(await untrusting.models.find('team/model'), undefined, 'nothing recorded')
+    const byCid = await untrusting.models.pull(rec.cid, { peers: [addrOf(a)] })
+    assert.equal(byCid.record.cid, rec.cid, 'by CID from an untrusted peer: fetched and verified')
+    const byId = await trusting.models.pull('team/model', { peers: [addrOf(a)] })
+    assert.equal(byId.record.cid, rec.cid)
+    assert.equal(byId.record.id, 'team/model')
+  } finally {
+    await Promise.all([a, untrusting, trusting].map(async (s) => { await s.stop() }))
+  }
+})
+
+test('cached embeddings are asked of trusted peers only', async () => {
+  const root = await tempDir()
+  const a = await startStore(join(root, 'a'), { network: true })
+  const untrusting = await startStore(join(root, 'b'), { network: true })
+  const trusting = await startStore(join(root, 'c'), { network: true, trustedPeers: [a.libp2p!.peerId.toString()] })
+  try {
+    const key = embeddingKey({ modelCid: MODEL, text: 'hello', pooling: 'mean', normalize: true })
+    await a.cache.put(key, { dims: [4], data: Float32Array.of(1, 2, 3, 4) })
+    for (const s of [untrusting, trusting]) await s.libp2p!.dial(multiaddr(addrOf(a)))
+    assert.equal(await untrusting.cache.get(key), undefined, 'connected but not trusted: not asked')
+    assert.equal(untrusting.cache.stats().peerHits, 0)
+    assert.deepEqual(Array.from((await trusting.cache.get(key))?.data ?? []), [1, 2, 3, 4])
+    assert.equal(trusting.cache.stats().peerHits, 1)
+  } finally {
+    await Promise.all([a, untrusting, trusting].map(async (s) => { await s.stop() }))
+  }
+})
