@@ -145,7 +145,7 @@ export class WorkerNode implements JobHandler {
     for (const e of entries) {
       if (!(e.skillset in SKILLSETS)) throw new ConfigError(`model ${e.id} needs the \`${e.skillset}\` skillset, which this version does not have yet`)
     }
-    this.hardware = await detectHardware()
+    this.hardware = await detectHost()
     this.summary = summarizeHardware(this.hardware)
     const planOptions = { device: cfg.device, dtype: cfg.dtype, concurrentSessions: entries.length * cfg.scheduler.threadsPerModel }
     // Every model's default plan first: a forced device or dtype that cannot be used fails before any download; each fallback is logged once.
@@ -314,6 +314,23 @@ export class WorkerNode implements JobHandler {
     if (this.started) await removeNodeFile(this.config.dataDir)
     this.started = false
     log.info('stopped')
+  }
+}
+
+/**
+ * One detection per process: every node in it runs on the same host (a
+ * benchmark can host dozens), and each detection spawns probe processes.
+ * GPU free memory in the profile is as it was at the first node's start.
+ */
+let hostProfile: Promise<HardwareProfile> | undefined
+async function detectHost (): Promise<HardwareProfile> {
+  const detecting = hostProfile ?? detectHardware()
+  hostProfile = detecting
+  try {
+    return await detecting
+  } catch (err) {
+    if (hostProfile === detecting) hostProfile = undefined // a failed detection is not the host's answer
+    throw err
   }
 }
 

@@ -80,7 +80,18 @@ export class Adverts {
   private readonly asked = new BoundedMap<string, Promise<void>>(4096, 60_000)
   readonly stats = { dropped: 0, foreignAddrs: 0, restarts: 0, directoriesServed: 0, directoriesFetched: 0 }
   private readonly onMessage = (evt: CustomEvent<Message>): void => { this.receive(evt.detail) }
-  private readonly onSubscription = (): void => { this.publishSoon() }
+  private lastSubscriptionPublish = -Infinity
+  /**
+   * A peer subscribed: advertise again soon, at most once per fifth of the
+   * interval. Every short-lived client subscribes, and each re-publish
+   * reaches the whole swarm; new peers get the table by the directory anyway.
+   */
+  private readonly onSubscription = (): void => {
+    const now = performance.now()
+    if (now - this.lastSubscriptionPublish < this.intervalMs / 5) return
+    this.lastSubscriptionPublish = now
+    this.publishSoon()
+  }
 
   constructor (init: AdvertsInit) {
     this.init = init

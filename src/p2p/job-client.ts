@@ -347,7 +347,9 @@ export class JobClient {
       const picks = weightedPick(cands.map((c, i) => ({ item: c, weight: weight(expectedMs(c.model, req.cost, records[i], typical), recentFailures(records[i], now)) })), fanout)
       const offer: Offer = { v: PROTOCOL_VERSION, t: 'offer', ...job.head, ttlMs: Math.max(1, Math.round(deadline - now)), round }
       const direct = new Set(picks.map((p) => p.peerId))
-      for (const p of picks) void this.offerDirect(p, offer, signal)
+      // The round's clock starts once its offers are out: dials to new workers take time, more on a busy host.
+      let sentAt: number | undefined
+      void Promise.all(picks.map(async (p) => { await this.offerDirect(p, offer, signal) })).then(() => { sentAt = performance.now(); job.wake() })
       this.stats.directOffers += picks.length
       // Gossip reaches workers this client does not know of: from the second round on, or when nothing is advertised yet.
       if ((round > 0 || cands.every((c) => c.source === 'hint' && c.model.provider === '')) && subscribers > 0) {
@@ -357,9 +359,10 @@ export class JobClient {
         })
       }
       // Wait for bids: the round's end, or every direct candidate answered, or a window after the first bid.
-      const roundEnd = Math.min(deadline, now + Math.min(this.init.maxRoundMs ?? 2000, (this.init.roundMs ?? 300) * 2 ** round))
+      const roundMs = Math.min(this.init.maxRoundMs ?? 2000, (this.init.roundMs ?? 300) * 2 ** round)
       let windowEnd = Infinity
       for (;;) {
+        const roundEnd = Math.min(deadline, (sentAt ?? performance.now()) + roundMs)
         const allAnswered = [...direct].every((d) => job.answered.has(d))
         if (job.bids.size > 0) {
           if (windowEnd === Infinity) {
@@ -404,7 +407,8 @@ export class JobClient {
   /** The winning bid; the others are declined. Bids from workers that fail the advert check rank last. */
   private choose (job: Pending, req: JobRequest, excluded: ReadonlySet<string>): Bid & { worker: string } | undefined {
     const serving = new Map(this.init.adverts.serving(req.skillset, req.model).map((s) => [s.peerId, s]))
-    const typical = typicalThroughput([...serving.values()].map((s) => s.model))
+    // What is typical comes from the bids as well: an advert's figure may be older than a worker's first batch.
+    const typical = typicalThroughput([...[...serving.values()].map((s) => s.model), ...job.bids.values()])
     const now = performance.now()
     const entries = [...job.bids.entries()].filter(([w, b]) => {
       if (excluded.has(w)) return false

@@ -48,8 +48,8 @@ test('downloaded from the hub once, then served to a peer that never asks the hu
   for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) assert.ok(requests.includes(`/acme/tiny/resolve/main/${f}`), f)
   const seen = requests.length
 
-  // B has no copy and the same hub, but A holds the model: B pulls it from A.
-  const b = await startWorker({ models: 'acme/tiny', dtype: 'fp32', env, bootstrap: [a.multiaddrs[0]!] })
+  // B has no copy and the same hub, but A holds the model: B, which trusts A for manifests, pulls it from A.
+  const b = await startWorker({ models: 'acme/tiny', dtype: 'fp32', env, bootstrap: [a.multiaddrs[0]!], config: { trustedPeers: [a.peerId] } })
   procs.push(b)
   assert.match(b.stderr(), /acme\/tiny fetched from peers/)
   assert.equal(requests.length, seen, 'B did not ask the hub')

@@ -98,10 +98,13 @@ every worker that serves it refused this client (ERR_FORBIDDEN: their
     const keyFile = str(args, 'swarm-key') ?? process.env.IPFS_ACCELERATE_SWARM_KEY
     const swarm = keyFile === undefined ? undefined : await (await import('../../p2p/swarm-key.ts')).readSwarmKey(keyFile)
     const { ClientNode } = await import('../../node/client-node.ts')
-    const client = new ClientNode({ bootstrap: await bootstrapAddrs(args), mdns: bool(args, 'mdns') ?? true, ...(swarm === undefined ? {} : { swarmKey: swarm.key }) })
+    // Keep trying to join for as long as the job may take: a node busy with a burst of clients answers late, not never.
+    const client = new ClientNode({ bootstrap: await bootstrapAddrs(args), mdns: bool(args, 'mdns') ?? true, joinMs: ms, ...(swarm === undefined ? {} : { swarmKey: swarm.key }) })
     try {
+      const joinedAt = performance.now()
       await client.start()
-      const res = await client.submit({ skillset: 'embed', ...(model === undefined ? {} : { model }), input: raw, cost: skillset.cost(input), timeoutMs: ms })
+      // --timeout covers joining and the job together.
+      const res = await client.submit({ skillset: 'embed', ...(model === undefined ? {} : { model }), input: raw, cost: skillset.cost(input), timeoutMs: Math.max(1, Math.round(ms - (performance.now() - joinedAt))) })
       const out = skillset.decodeOutput(res.output) as { embeddings: Float32Array, count: number, dims: number, truncated?: number[] }
       if (out.truncated !== undefined) process.stderr.write(`warning: text(s) ${out.truncated.map((i) => `#${i}`).join(', ')} passed the model's token limit and were embedded from their beginning only: split long texts into several\n`)
       const embeddings: number[][] = []
