@@ -6,6 +6,7 @@
  * Requests carry `rid`; the answer carries the same `rid`. Lines without a
  * `rid` are events (job outcomes, client summaries).
  */
+import type { JobClientInit } from '../src/p2p/job-client.ts'
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
@@ -16,15 +17,7 @@ export const PREFIX = '@@scale '
 export type Json = Record<string, unknown>
 
 /** Job-client knobs the benchmark passes through to every ClientNode (`jobs: {...}`). */
-export interface Knobs {
-  fanout?: number
-  bidWindowMs?: number
-  maxBidWindowMs?: number
-  roundMs?: number
-  maxRoundMs?: number
-  heartbeatMs?: number
-  minLeaseMs?: number
-}
+export type Knobs = Pick<JobClientInit, 'fanout' | 'bidWindowMs' | 'maxBidWindowMs' | 'roundMs' | 'maxRoundMs' | 'heartbeatMs' | 'minLeaseMs'>
 
 /** What a node host reports of one node. */
 export interface NodeStats {

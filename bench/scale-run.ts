@@ -4,6 +4,7 @@
  * dispatch to the client processes, the churn and slow-node events, and
  * the figures, from the job outcomes and per-node counter deltas.
  */
+import { mulberry32 } from '../src/models/generate/prng.ts'
 import { readFileSync } from 'node:fs'
 import type { Fleet } from './scale-fleet.ts'
 import { percentile } from './lib.ts'
@@ -69,18 +70,6 @@ export interface ScenarioResult {
   durationS: number
 }
 
-/** Seeded PRNG (mulberry32). */
-function rng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 function pct (xs: number[]): Pct {
   return { p50: percentile(xs, 0.5), p99: percentile(xs, 0.99), max: xs.length === 0 ? Number.NaN : Math.max(...xs) }
 }
@@ -130,7 +119,7 @@ function sumStats (before: ReadonlyMap<string, NodeStats>, after: ReadonlyMap<st
 }
 
 export async function runScenario (fleet: Fleet, s: RunSettings, log: (m: string) => void, dump?: (o: JobOutcome[]) => void): Promise<ScenarioResult> {
-  const random = rng(s.seed * 1000 + s.n * 10 + SCENARIOS.indexOf(s.scenario))
+  const random = mulberry32(s.seed * 1000 + s.n * 10 + SCENARIOS.indexOf(s.scenario))
   const base = s.scenario === 'steady90' ? 0.9 : 0.5
   const rate = base * s.capacityJobs
   const phases = s.scenario === 'burst'

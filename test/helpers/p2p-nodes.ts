@@ -71,17 +71,8 @@ export const silentLog: Logger = {
   child: () => silentLog
 }
 
-/** A seeded PRNG (mulberry32): reproducible "random" numbers in [0, 1). */
-export function mulberry32 (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** A seeded PRNG (mulberry32): reproducible "random" numbers in [0, 1); the model generator's. */
+export { mulberry32 } from '../../src/models/generate/prng.ts'
 
 function varint (n: number): number[] {
   const out: number[] = []
