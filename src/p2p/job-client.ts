@@ -40,11 +40,12 @@ import { encodeMessage } from './codec.ts'
 import { bidMs, expectedMs, rankBids, recentFailures, typicalThroughput, weight, weightedPick } from './fit.ts'
 import type { WorkerRecord } from './fit.ts'
 import type { JobLink, JobLinks } from './job-link.ts'
+import { leaseJob } from './job-lease.ts'
+import type { LeaseDeps, Pending } from './job-lease.ts'
 import type { FrameLimits } from './job-worker.ts'
 import type { NodeServices } from './libp2p.ts'
 import type { Bid, LinkFrame, Offer, Result } from './messages.ts'
 import { MAX_CONTROL_FRAME_BYTES, MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from './protocol.ts'
-import { hashInput, hashOutput, verifyResult } from './provenance.ts'
 
 export interface JobRequest {
   skillset: SkillsetName
@@ -100,25 +101,6 @@ export interface JobClientInit {
   discoveryMs?: number
 }
 
-type Outcome = { t: 'result', worker: string, result: Result } | { t: 'error', worker: string, code: string, message: string }
-
-interface Pending {
-  head: Pick<Offer, 'jobId' | 'traceId' | 'skillset' | 'model' | 'cost' | 'inputBytes'>
-  /** Auction state: bids and direct candidates that answered. */
-  bids: Map<string, Bid>
-  answered: Set<string>
-  /** Workers not offered this job again: those that failed it, and those that refused this client (ERR_FORBIDDEN). */
-  excluded: Set<string>
-  /** Workers that refused this client, and what they said. */
-  forbidden: Map<string, string>
-  /** Wakes the auction or lease loop. */
-  wake: () => void
-  /** Hash of the input and params, computed once (checked against each result's provenance). */
-  inputHash?: Uint8Array
-  /** The worker that holds the lease, and its frames. */
-  lease?: { worker: string, lastHeard: number, outcome?: Outcome, unknown?: boolean }
-}
-
 export function newJobId (): string {
   return randomBytes(12).toString('base64url')
 }
@@ -134,11 +116,21 @@ export class JobClient {
   private unlisten: (() => void) | undefined
   readonly stats = { submitted: 0, answered: 0, failed: 0, rounds: 0, directOffers: 0, gossipOffers: 0, lost: 0, stalled: 0, expired: 0, queries: 0, recovered: 0, lateFrames: 0, badFrames: 0, badSignatures: 0 }
 
+  private readonly leaseDeps: LeaseDeps
+
   constructor (init: JobClientInit) {
     this.init = init
+    this.leaseDeps = {
+      self: init.libp2p.peerId.toString(),
+      links: init.links,
+      limits: init.limits,
+      init,
+      stats: this.stats,
+      record: (worker) => this.record(worker),
+      send: async (peer, f) => { await this.send(peer, f) }
+    }
   }
 
-  private get heartbeatMs (): number { return this.init.heartbeatMs ?? 1000 }
 
   start (): void {
     if (this.started) return
@@ -259,7 +251,7 @@ export class JobClient {
         }
         if (chosen === undefined) break
         bidAt = bidAt === 0 ? performance.now() - t0 : bidAt
-        const outcome = await this.lease(job, req, chosen, deadline, signal, waitWake)
+        const outcome = await leaseJob(this.leaseDeps, job, req, chosen, deadline, signal, waitWake)
         if (outcome.t === 'result') {
           this.stats.answered++
           return {
@@ -427,100 +419,6 @@ export class JobClient {
     job.bids.clear()
     if (best !== undefined) this.init.log.debug('leasing a job', { jobId: job.head.jobId, traceId: job.head.traceId, bids: ranked.length, worker: best.worker, queuedCost: best.queuedCost })
     return best
-  }
-
-  /** Lease the job to the chosen worker and wait for its outcome; a lost or stalled worker yields an error outcome. */
-  private async lease (job: Pending, req: JobRequest, chosen: Bid & { worker: string }, deadline: number, signal: AbortSignal, waitWake: (until: number) => Promise<void>): Promise<Outcome> {
-    const worker = chosen.worker
-    const rec = this.record(worker)
-    rec.inFlightCost += req.cost
-    const leasedAt = performance.now()
-    const hb = this.heartbeatMs
-    const leaseMs = Math.max(1, Math.min(Math.round(deadline - leasedAt), (this.init.minLeaseMs ?? 10_000) + 4 * (chosen.etaMs ?? 0)))
-    const leaseEnd = leasedAt + leaseMs
-    job.lease = { worker, lastHeard: leasedAt }
-    const lost = (code: string, message: string): Outcome => {
-      rec.failures.push(performance.now())
-      if (rec.failures.length > 16) rec.failures.shift()
-      void this.send(worker, { v: PROTOCOL_VERSION, t: 'cancel', jobId: job.head.jobId })
-      return { t: 'error', worker, code, message }
-    }
-    try {
-      const link = this.init.links.find(worker)
-      if (link === undefined) return lost('ERR_WORKER_LOST', 'the link to the worker closed before the lease')
-      try {
-        await link.send({ v: PROTOCOL_VERSION, t: 'assign', ...job.head, input: req.input, ...(req.params === undefined ? {} : { params: req.params }), leaseMs, heartbeatMs: hb }, this.init.limits(req.skillset).input + MAX_CONTROL_FRAME_BYTES)
-      } catch (err) {
-        if (errorCode(err) === 'ERR_MESSAGE_TOO_LARGE') return { t: 'error', worker, code: 'ERR_INPUT_TOO_LARGE', message: errorMessage(err) }
-      }
-      const stallMs = (this.init.stallBeats ?? 3) * hb
-      let queryAt: number | undefined
-      for (;;) {
-        const l = job.lease
-        if (l.outcome?.t === 'result') {
-          const why = await this.checkProvenance(job, req, l.outcome.worker, l.outcome.result)
-          if (why !== undefined) {
-            this.stats.badSignatures++
-            return lost('ERR_BAD_SIGNATURE', `the result's provenance does not hold: ${why}`)
-          }
-        }
-        if (l.outcome !== undefined) {
-          if (l.outcome.t === 'result') {
-            const perCost = (performance.now() - leasedAt) / Math.max(1, req.cost)
-            rec.msPerCost = rec.msPerCost === undefined ? perCost : 0.7 * rec.msPerCost + 0.3 * perCost
-          } else {
-            rec.failures.push(performance.now())
-          }
-          return l.outcome
-        }
-        if (signal.aborted) {
-          void this.send(worker, { v: PROTOCOL_VERSION, t: 'cancel', jobId: job.head.jobId })
-          return { t: 'error', worker, code: 'ERR_JOB_TIMEOUT', message: 'the job ran out of time at the worker' }
-        }
-        const now = performance.now()
-        if (l.unknown === true) {
-          this.stats.lost++
-          return lost('ERR_WORKER_LOST', 'the worker no longer knows the job (it restarted, or gave the lease up)')
-        }
-        if (now >= leaseEnd) {
-          this.stats.expired++
-          return lost('ERR_LEASE_EXPIRED', `no answer within the ${leaseMs} ms lease`)
-        }
-        const linkUp = this.init.links.has(worker)
-        if (queryAt !== undefined && l.lastHeard > queryAt) { queryAt = undefined; this.stats.recovered++ }
-        if (queryAt === undefined && (!linkUp || now - l.lastHeard > stallMs)) {
-          // A lost link or silence: ask the worker (over a new link if need be) before giving the job up.
-          queryAt = now
-          this.stats.queries++
-          try {
-            const again = await this.init.links.get(worker, AbortSignal.any([signal, AbortSignal.timeout(Math.min(2000, 2 * hb))]))
-            await again.send({ v: PROTOCOL_VERSION, t: 'query', jobId: job.head.jobId })
-          } catch (err) {
-            if (job.lease.outcome !== undefined) continue
-            this.stats.lost++
-            return lost('ERR_WORKER_LOST', `the link to the worker broke and it could not be reached again: ${errorMessage(err)}`)
-          }
-          continue
-        }
-        if (queryAt !== undefined && now - queryAt > 2 * hb) {
-          if (linkUp) { this.stats.stalled++; return lost('ERR_WORKER_STALLED', `the worker sent nothing for ${Math.round(now - l.lastHeard)} ms (heartbeat every ${hb} ms) and did not answer a query`) }
-          this.stats.lost++
-          return lost('ERR_WORKER_LOST', 'the link to the worker broke and the worker did not answer a query')
-        }
-        await waitWake(Math.min(leaseEnd, queryAt !== undefined ? queryAt + 2 * hb + 1 : l.lastHeard + stallMs + 1))
-      }
-    } finally {
-      rec.inFlightCost = Math.max(0, rec.inFlightCost - req.cost)
-      delete job.lease
-    }
-  }
-
-  /** Check a result's signed provenance: the worker's signature over this job, this client, this input and the output. */
-  private async checkProvenance (job: Pending, req: JobRequest, worker: string, r: Result): Promise<string | undefined> {
-    const p = r.provenance
-    job.inputHash ??= hashInput(req.input, req.params)
-    if (!Buffer.from(p.inputHash).equals(Buffer.from(job.inputHash))) return 'it names another input'
-    return await verifyResult({ jobId: job.head.jobId, client: this.init.libp2p.peerId.toString(), worker, model: r.model, modelCid: p.modelCid, provider: p.provider, dtype: p.dtype, inputHash: p.inputHash, outputHash: hashOutput(r.output) }, p.signature)
   }
 
   /** The error for a job no worker would take: every one that serves it refused this client, or failed it. */
