@@ -132,7 +132,7 @@ async function stopAll (): Promise<void> {
     hard.unref()
     await Promise.allSettled([...hosted.values()].map(async (h) => { await h.node.stop(2000) }))
     hosted.clear()
-    await rm(baseDir, { recursive: true, force: true }).catch(() => undefined)
+    await rm(baseDir, { recursive: true, force: true }).catch((err: unknown) => { process.stderr.write(`could not remove ${baseDir}: ${(err as Error).message}\n`) })
   })()
   await exiting
 }

@@ -142,7 +142,7 @@ try {
   }
 } finally {
   fleet?.killAll()
-  await rm(baseDir, { recursive: true, force: true }).catch(() => undefined)
+  await rm(baseDir, { recursive: true, force: true }).catch((err: unknown) => { process.stderr.write(`could not remove ${baseDir}: ${(err as Error).message}\n`) })
 }
 await finish(false)
 clearTimeout(hardStop)
