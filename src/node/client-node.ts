@@ -7,7 +7,7 @@
  * it hears of.
  */
 import { createLibp2p } from 'libp2p'
-import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
+import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { errorMessage } from '../errors.ts'
 import { forComponent } from '../logger.ts'
@@ -15,6 +15,8 @@ import { Adverts } from '../p2p/adverts.ts'
 import type { Serving } from '../p2p/adverts.ts'
 import { JobClient } from '../p2p/job-client.ts'
 import type { JobClientInit, JobRequest, JobResponse } from '../p2p/job-client.ts'
+import { autoDial } from '../p2p/dialer.ts'
+import type { AutoDialer } from '../p2p/dialer.ts'
 import { JobLinks } from '../p2p/job-link.ts'
 import { libp2pOptions } from '../p2p/libp2p.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
@@ -42,6 +44,7 @@ export class ClientNode {
   private client: JobClient | undefined
   private adverts: Adverts | undefined
   private links: JobLinks | undefined
+  private dialer: AutoDialer | undefined
 
   constructor (init: ClientNodeInit) {
     this.init = init
@@ -67,11 +70,7 @@ export class ClientNode {
       this.client.start()
       libp2p.addEventListener('peer:connect', (evt) => { void this.adverts?.learnFrom(evt.detail) })
       // mDNS finds peers; libp2p 3 does not dial them by itself.
-      libp2p.addEventListener('peer:discovery', (evt) => {
-        libp2p.dial(evt.detail.id, { signal: AbortSignal.timeout(5000) }).catch((err: unknown) => {
-          log.debug('could not dial a discovered peer', { peer: evt.detail.id.toString(), error: errorMessage(err) })
-        })
-      })
+      this.dialer = autoDial(libp2p, log)
       await this.join()
     } catch (err) {
       await this.stop()
@@ -137,6 +136,7 @@ export class ClientNode {
   }
 
   async stop (): Promise<void> {
+    this.dialer?.stop()
     this.client?.stop()
     await this.links?.stop()
     await this.adverts?.stop()

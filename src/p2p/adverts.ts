@@ -78,7 +78,7 @@ export class Adverts {
   private started = false
   private readonly decoded = new WeakMap<Message, Advert>()
   private readonly asked = new BoundedMap<string, Promise<void>>(4096, 60_000)
-  readonly stats = { dropped: 0, foreignAddrs: 0, restarts: 0, directoriesServed: 0, directoriesFetched: 0 }
+  readonly stats = { dropped: 0, foreignAddrs: 0, restarts: 0, directoriesServed: 0, directoriesFetched: 0, badHints: 0 }
   private readonly onMessage = (evt: CustomEvent<Message>): void => { this.receive(evt.detail) }
   private lastSubscriptionPublish = -Infinity
   /**
@@ -315,7 +315,8 @@ export class Adverts {
       try {
         peerIdFromString(p.peerId)
       } catch (err) {
-        void err // not a peer id: a hint we cannot use
+        this.stats.badHints++
+        this.init.log.debug('a directory named something that is not a peer id', { from: peer.toString(), error: errorMessage(err) })
         continue
       }
       this.hint(p.peerId, p.models, p.addrs)
