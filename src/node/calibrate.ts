@@ -20,7 +20,7 @@ import type { ExecutionPlan, ModelEntry } from '../interfaces/index.ts'
 import { errorMessage, InferenceStalledError, ModelLoadError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { NodeConfig } from '../config/schema.ts'
-import type { StoredModelLocation } from '../store/model-store.ts'
+import type { StoredModelLocation } from '../store/models/model-store.ts'
 import { createRunner, storedDtypes } from './served-models.ts'
 
 export const DEFAULT_WARMUP_BATCHES = 1

@@ -7,8 +7,8 @@
 import type { EmbedInput, EmbedOutput } from '../../skillsets/embed/index.ts'
 import { StoreError, errorMessage } from '../errors.ts'
 import type { Logger } from '../logger.ts'
-import { embeddingKey } from '../store/embedding-cache.ts'
-import type { EmbeddingCache } from '../store/embedding-cache.ts'
+import { embeddingKey } from '../store/cache/embedding-cache.ts'
+import type { EmbeddingCache } from '../store/cache/embedding-cache.ts'
 
 export interface CachedRun {
   output: EmbedOutput

@@ -18,9 +18,9 @@ import { ModelQueue } from '../scheduler/model-queue.ts'
 import { InferenceThread } from '../scheduler/thread.ts'
 import { LocalRunner } from '../scheduler/local-runner.ts'
 import type { NodeConfig } from '../config/schema.ts'
-import type { ModelStore, StoredModelLocation } from '../store/model-store.ts'
-import type { ModelRecord } from '../store/records.ts'
-import { parseCid } from '../store/blocks.ts'
+import type { ModelStore, StoredModelLocation } from '../store/models/model-store.ts'
+import type { ModelRecord } from '../store/models/records.ts'
+import { parseCid } from '../store/blocks/cid.ts'
 
 export interface ServedModel {
   entry: ModelEntry
@@ -89,7 +89,7 @@ export interface EnsureContext {
 export async function ensureModel (entry: ModelEntry, ctx: EnsureContext): Promise<StoredModelLocation> {
   const { models, log } = ctx
   const record = await models.find(entry.id)
-  if (record !== undefined && await models.holds(parseCid(record.cid))) return await models.locate(entry.id)
+  if (record !== undefined && await models.isWhole(parseCid(record.cid))) return await models.locate(entry.id)
   const ref = entry.cid ?? entry.id
   let pullError: unknown
   if (entry.source.kind !== 'generated' || entry.cid !== undefined) {

@@ -8,7 +8,7 @@ import type { TransferListItem } from 'node:worker_threads'
 import { getSkillset } from '../../skillsets/index.ts'
 import type { SkillsetRunner } from '../interfaces/index.ts'
 import { AccelerateError, errorCode, errorMessage, InferenceError } from '../errors.ts'
-import { openModelReader, transformersCache } from '../store/model-reader.ts'
+import { openModelReader, transformersCache } from '../store/models/reader.ts'
 import type { FromThread, ThreadInit, ToThread } from './thread-protocol.ts'
 
 const port = parentPort

@@ -15,7 +15,7 @@ import { FsDatastore } from 'datastore-fs'
 import { createHeliaLight } from 'helia'
 import type { Libp2pOptions } from 'libp2p'
 import type { NodeServices } from '../p2p/libp2p.ts'
-import { FastFsBlockstore } from './fs-blockstore.ts'
+import { FastFsBlockstore } from './blocks/fs-blockstore.ts'
 
 export type StoreHelia = HeliaWithLibp2p<NodeServices>
 
@@ -25,9 +25,9 @@ export interface StorePaths {
   /** blockstore-fs directory: one file per block, safe to read from other threads and processes. */
   blocks: string
   datastore: string
-  /** Model records (records.ts). */
+  /** Model records (models/records.ts). */
   records: string
-  /** Embedding cache index (embedding-cache.ts). */
+  /** Embedding cache index (cache/embedding-cache.ts). */
   embedCache: string
 }
 

@@ -4,8 +4,8 @@
  * reader's custom cache, or from a folder on disk (store-reader.test.ts).
  */
 import { parentPort, workerData } from 'node:worker_threads'
-import { openModelReader, transformersCache } from '../../src/store/model-reader.ts'
-import type { StoredModelLocation } from '../../src/store/model-store.ts'
+import { openModelReader, transformersCache } from '../../src/store/models/reader.ts'
+import type { StoredModelLocation } from '../../src/store/models/model-store.ts'
 
 const { loc, from, localModelPath } = workerData as { loc: StoredModelLocation, from: 'store' | 'disk', localModelPath: string }
 const { env, pipeline } = await import('@huggingface/transformers')

@@ -1,7 +1,7 @@
 /** Runs in a worker thread: opens a model reader on a blocks dir and reads files (store-reader.test.ts). */
 import { parentPort, workerData } from 'node:worker_threads'
-import { openModelReader, transformersCache } from '../../src/store/model-reader.ts'
-import type { ModelFile } from '../../src/store/records.ts'
+import { openModelReader, transformersCache } from '../../src/store/models/reader.ts'
+import type { ModelFile } from '../../src/store/models/records.ts'
 
 const { blocksDir, cid: root, id, files } = workerData as { blocksDir: string, cid: string, id: string, files: ModelFile[] }
 const reader = await openModelReader({ blocksDir, root, id, files })

@@ -21,7 +21,7 @@ import { embedSkillset } from '../../skillsets/embed/index.ts'
 import { standInSkillset } from '../../skillsets/stand-in/index.ts'
 import type { Logger } from '../../src/logger.ts'
 import type { ContentStore } from '../../src/store/content-store.ts'
-import type { StoredModelLocation } from '../../src/store/model-store.ts'
+import type { StoredModelLocation } from '../../src/store/models/model-store.ts'
 import { baseProfile, fixture, withProviders } from '../fixtures/hardware/fakes.ts'
 import { startStore, tempDir } from '../helpers/store-fixtures.ts'
 

@@ -13,7 +13,7 @@ import { createGateway, sendJson } from '../../src/gateway/http.ts'
 import { requestGuard } from '../../src/gateway/guard.ts'
 import { apiTokenPath, bearerAuth, loadOrCreateApiToken, readApiToken } from '../../src/gateway/token.ts'
 import { forComponent, setLogLevel } from '../../src/logger.ts'
-import { storeRoutes } from '../../src/store/http-api.ts'
+import { storeRoutes } from '../../src/store/api/http-api.ts'
 import type { ContentStore } from '../../src/store/content-store.ts'
 import { smallModelFiles, startStore, tempDir, writeModelDir } from '../helpers/store-fixtures.ts'
 

@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { MemoryBlockstore } from 'blockstore-core'
-import { EmbeddingCache, embeddingKey, encodeEmbedding, embeddingCid } from '../../src/store/embedding-cache.ts'
+import { EmbeddingCache, embeddingKey, encodeEmbedding, embeddingCid } from '../../src/store/cache/embedding-cache.ts'
 import { addrOf, startStore, tempDir, writeModelDir } from '../helpers/store-fixtures.ts'
 import { multiaddr } from '@multiformats/multiaddr'
 

@@ -6,9 +6,9 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { Uint8ArrayList } from 'uint8arraylist'
 import type { Stream } from '@libp2p/interface'
-import { BlockExchange } from '../../src/store/block-exchange.ts'
-import { RAW_CODE } from '../../src/store/blocks.ts'
-import { blockFrame, controlFrame, FrameReader, WIRE_VERSION } from '../../src/store/exchange-wire.ts'
+import { BlockExchange } from '../../src/store/exchange/block-exchange.ts'
+import { RAW_CODE } from '../../src/store/blocks/cid.ts'
+import { blockFrame, controlFrame, FrameReader, WIRE_VERSION } from '../../src/store/exchange/wire.ts'
 import { NextToLast } from 'blockstore-fs/sharding'
 import { addrOf, readTree, smallModelFiles, startStore, tempDir, writeModelDir } from '../helpers/store-fixtures.ts'
 import type { ContentStore } from '../../src/store/content-store.ts'
@@ -106,7 +106,7 @@ test('a peer lacking part of the DAG is asked for nothing more of that part; sev
       await d.libp2p?.dial(multiaddr(addrOf(c)))
       const res2 = await (d.exchange as BlockExchange).fetch(CID.parse(rec.cid), [peers[1], peers[0]] as typeof peers)
       assert.equal(res2.leftover.length, 0)
-      assert.deepEqual(await (d.exchange as BlockExchange).findMissing(CID.parse(rec.cid)), [])
+      assert.deepEqual(await (d.exchange as BlockExchange).missingBlocks(CID.parse(rec.cid)), [])
     } finally {
       await d.stop()
     }

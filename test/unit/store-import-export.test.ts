@@ -2,7 +2,8 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
-import { dagPbLinks, DAG_PB_CODE, RAW_CODE, readBlock } from '../../src/store/blocks.ts'
+import { dagPbLinks } from '../../src/store/blocks/dag.ts'
+import { DAG_PB_CODE, RAW_CODE, readBlock } from '../../src/store/blocks/cid.ts'
 import { readTree, sha256, smallModelFiles, startStore, tempDir, writeModelDir } from '../helpers/store-fixtures.ts'
 
 test('import → export round trip is byte-identical, with sha256 and size records', async () => {

@@ -3,9 +3,10 @@ import assert from 'node:assert/strict'
 import { readFile, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
-import { blockMatches, dagPbLinks, readBlock } from '../../src/store/blocks.ts'
-import { verifyLocalFiles } from '../../src/store/model-files.ts'
-import { openModelReader } from '../../src/store/model-reader.ts'
+import { blockMatches, readBlock } from '../../src/store/blocks/cid.ts'
+import { dagPbLinks } from '../../src/store/blocks/dag.ts'
+import { verifyLocalFiles } from '../../src/store/models/files.ts'
+import { openModelReader } from '../../src/store/models/reader.ts'
 import { blockFile, smallModelFiles, startStore, tempDir, writeModelDir } from '../helpers/store-fixtures.ts'
 
 const isIntegrity = (re: RegExp) => (err: Error & { code?: string }): boolean => err.code === 'ERR_MODEL_INTEGRITY' && re.test(err.message)

@@ -4,7 +4,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
-import { ProviderTable, PROVIDER_ROUTER_NAME } from '../../src/store/providers.ts'
+import { ProviderTable, PROVIDER_ROUTER_NAME } from '../../src/store/exchange/providers.ts'
 
 const ROOT = 'bafybeib3xidfv2qwfaonuyan7rndg2gl7bscecu6gunc5xwy6ygtw455wq'
 

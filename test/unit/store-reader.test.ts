@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
-import { modelFilePath, openModelReader, transformersCache } from '../../src/store/model-reader.ts'
+import { modelFilePath, openModelReader, transformersCache } from '../../src/store/models/reader.ts'
 import { smallModelFiles, startStore, tempDir, writeModelDir } from '../helpers/store-fixtures.ts'
 
 test('a model reader in another thread reads files straight from the blockstore, byte-identical', async () => {

@@ -2,8 +2,8 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { parseModelRecord, parseRecordsFile, RecordStore } from '../../src/store/records.ts'
-import type { ModelRecord } from '../../src/store/records.ts'
+import { parseModelRecord, parseRecordsFile, RecordStore } from '../../src/store/models/records.ts'
+import type { ModelRecord } from '../../src/store/models/records.ts'
 import { tempDir } from '../helpers/store-fixtures.ts'
 
 const record = (id: string, cid = 'bafybeib3xidfv2qwfaonuyan7rndg2gl7bscecu6gunc5xwy6ygtw455wq'): ModelRecord => ({

@@ -9,7 +9,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
-import { embeddingKey } from '../../src/store/embedding-cache.ts'
+import { embeddingKey } from '../../src/store/cache/embedding-cache.ts'
 import { addrOf, startStore, tempDir, writeModelDir } from '../helpers/store-fixtures.ts'
 
 const MODEL = 'bafybeib3xidfv2qwfaonuyan7rndg2gl7bscecu6gunc5xwy6ygtw455wq'

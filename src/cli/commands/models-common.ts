@@ -9,8 +9,8 @@ import { bool, str, strs } from '../command.ts'
 import { defaultDataDir } from '../../config/schema.ts'
 import { StoreError, UsageError } from '../../errors.ts'
 import { setLogLevel } from '../../logger.ts'
-import type { StoreProgress } from '../../store/model-store.ts'
-import type { ModelStoreApi } from '../../store/api-client.ts'
+import type { StoreProgress } from '../../store/models/model-store.ts'
+import type { ModelStoreApi } from '../../store/api/client.ts'
 import { ProgressBar } from '../../store/progress.ts'
 
 export const COMMON_OPTIONS: OptionSpec = Object.freeze({
@@ -59,7 +59,7 @@ export async function openStore (args: ParsedArgs, options: OpenOptions = {}): P
     if (node.httpUrl === null) {
       throw new StoreError(`a node (pid ${node.pid}) runs on ${dataDir} without its HTTP API, and owns the store: stop it, or restart it with --http HOST:PORT`)
     }
-    const { StoreApiClient } = await import('../../store/api-client.ts')
+    const { StoreApiClient } = await import('../../store/api/client.ts')
     const { readApiToken } = await import('../../gateway/token.ts')
     return { api: new StoreApiClient(node.httpUrl, { token: await readApiToken(dataDir) }), via: 'node', close: async () => {} }
   }

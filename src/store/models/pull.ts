@@ -11,13 +11,14 @@ import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { CID } from 'multiformats/cid'
-import { errorMessage, ModelNotFoundError, StoreError } from '../errors.ts'
-import type { SkillsetName } from '../interfaces/index.ts'
-import type { Logger } from '../logger.ts'
-import type { ModelCatalog } from '../models/catalog.ts'
-import { childLinks, DAG_PB_CODE, findMissing, parseCid, readBlock, tryParseCid, walkParallel } from './blocks.ts'
-import { BLOCKS_PROTOCOL } from './block-exchange.ts'
-import type { ModelStoreComponents, StoreProgress } from './model-store.ts'
+import { errorMessage, ModelNotFoundError, StoreError } from '../../errors.ts'
+import type { SkillsetName } from '../../interfaces/index.ts'
+import type { Logger } from '../../logger.ts'
+import type { ModelCatalog } from '../../models/catalog.ts'
+import { childLinks, missingBlocks, walkParallel } from '../blocks/dag.ts'
+import { DAG_PB_CODE, parseCid, readBlock, tryParseCid } from '../blocks/cid.ts'
+import { BLOCKS_PROTOCOL } from '../exchange/block-exchange.ts'
+import type { ModelStoreComponents, StoreProgress } from './types.ts'
 import { parseModelRecord } from './records.ts'
 import type { ModelFile, ModelRecord } from './records.ts'
 
@@ -77,7 +78,7 @@ export async function pullModel (ctx: PullContext): Promise<PullResult> {
   const fetched: PullResult['fetched'] = { blocks: 0, bytes: 0, ms: 0, totalMs: 0, via: 'none', byPeer: {}, failures: [] }
   const done = (r: ModelRecord): PullResult => ({ record: r, fetched: { ...fetched, totalMs: Math.round(performance.now() - started) } })
 
-  if (root !== undefined && record?.pinned === true && (await findMissing(c.blockstore, root, { signal })).length === 0) {
+  if (root !== undefined && record?.pinned === true && (await missingBlocks(c.blockstore, root, { signal })).length === 0) {
     return done(record)
   }
   if (exchange === undefined || c.libp2p === undefined) {
@@ -98,7 +99,7 @@ export async function pullModel (ctx: PullContext): Promise<PullResult> {
     throw new ModelNotFoundError(`no local record, catalog CID or trusted peer knows model "${ctx.ref}"${untrusted > 0 ? ` (${untrusted} reachable peer(s) are not trusted, so they were not asked)` : ''}: pass its root CID, or trust a peer that holds it (--trusted-peer ID, config trustedPeers) and --bootstrap it`)
   }
 
-  const missing = await exchange.findMissing(root, { signal })
+  const missing = await exchange.missingBlocks(root, { signal })
   if (missing.length > 0 && candidates.length === 0) {
     throw new StoreError(`no peer to fetch ${root.toString()} from: pass --bootstrap with the address of a peer that holds it (or start the node, whose adverts name holders)`)
   }
@@ -140,7 +141,7 @@ export async function pullModel (ctx: PullContext): Promise<PullResult> {
       fetched.bytes += got.bytes
       fetched.via = fetched.via === 'exchange' ? 'exchange+bitswap' : 'bitswap'
     }
-    const still = await exchange.findMissing(root, { signal })
+    const still = await exchange.missingBlocks(root, { signal })
     if (still.length > 0) throw new StoreError(`model ${root.toString()} is still missing ${still.length} subtrees after fetching: no peer could give them`)
     fetched.ms = Math.round(performance.now() - fetchStarted)
   }

@@ -16,10 +16,10 @@ import type { Blockstore } from 'interface-blockstore'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { z } from 'zod'
-import { errorMessage, StoreError } from '../errors.ts'
-import { forComponent } from '../logger.ts'
-import { blockKey, RAW_CODE, readBlock, SHA2_256_CODE } from './blocks.ts'
-import type { BlockExchange } from './block-exchange.ts'
+import { errorMessage, StoreError } from '../../errors.ts'
+import { forComponent } from '../../logger.ts'
+import { blockKey, RAW_CODE, readBlock, SHA2_256_CODE } from '../blocks/cid.ts'
+import type { BlockExchange } from '../exchange/block-exchange.ts'
 
 export interface EmbeddingKeyParts {
   /** Root CID of the model that computed the embedding. */

@@ -3,11 +3,11 @@
  * store routes (http-api.ts) that offers the same calls. ModelStore itself
  * satisfies `ModelStoreApi` when the CLI opens the store in-process.
  */
-import { AccelerateError, StoreError } from '../errors.ts'
-import type { SkillsetName } from '../interfaces/index.ts'
+import { AccelerateError, StoreError } from '../../errors.ts'
+import type { SkillsetName } from '../../interfaces/index.ts'
 import { STORE_API_PREFIX } from './http-api.ts'
-import type { ModelSummary, PullOptions, PullResult, StoreProgress } from './model-store.ts'
-import type { ModelRecord } from './records.ts'
+import type { ModelSummary, PullOptions, PullResult, StoreProgress } from '../models/model-store.ts'
+import type { ModelRecord } from '../models/records.ts'
 
 export interface ApiCallOptions {
   signal?: AbortSignal

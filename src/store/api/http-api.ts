@@ -23,11 +23,11 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { z } from 'zod'
-import { errorCode, errorMessage } from '../errors.ts'
-import { SKILLSET_NAMES } from '../interfaces/index.ts'
-import type { SkillsetName } from '../interfaces/index.ts'
-import { modelIdSchema } from '../models/catalog.ts'
-import type { ModelStore, StoreProgress } from './model-store.ts'
+import { errorCode, errorMessage } from '../../errors.ts'
+import { SKILLSET_NAMES } from '../../interfaces/index.ts'
+import type { SkillsetName } from '../../interfaces/index.ts'
+import { modelIdSchema } from '../../models/catalog.ts'
+import type { ModelStore, StoreProgress } from '../models/model-store.ts'
 
 export const STORE_API_PREFIX = '/api/v1/models'
 const MAX_BODY_BYTES = 64 * 1024

@@ -7,11 +7,12 @@
 import type { Connection, Stream } from '@libp2p/interface'
 import type { Blockstore } from 'interface-blockstore'
 import { CID } from 'multiformats/cid'
-import { errorCode, errorMessage as baseMessage, ProtocolError } from '../errors.ts'
-import type { Logger } from '../logger.ts'
-import { blockMatches, childLinks, readBlock } from './blocks.ts'
-import { FrameReader, blockFrame, controlFrame, parseControl, requestSchema, sendFrame, WIRE_VERSION } from './exchange-wire.ts'
-import type { Reply, Request } from './exchange-wire.ts'
+import { errorCode, errorMessage as baseMessage, ProtocolError } from '../../errors.ts'
+import type { Logger } from '../../logger.ts'
+import { blockMatches, readBlock } from '../blocks/cid.ts'
+import { childLinks } from '../blocks/dag.ts'
+import { FrameReader, blockFrame, controlFrame, parseControl, requestSchema, sendFrame, WIRE_VERSION } from './wire.ts'
+import type { Reply, Request } from './wire.ts'
 
 /** What the server answers besides blocks; the model store and the embedding cache fill these in. */
 export interface ExchangeHandlers {

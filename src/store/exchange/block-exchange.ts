@@ -10,15 +10,17 @@
 import type { Libp2p, PeerId, Startable } from '@libp2p/interface'
 import type { Blockstore } from 'interface-blockstore'
 import type { CID } from 'multiformats/cid'
-import { ModelIntegrityError, ProtocolError, StoreError } from '../errors.ts'
-import { forComponent } from '../logger.ts'
-import type { Logger } from '../logger.ts'
-import { blockMatches, childLinks, DAG_PB_CODE, findMissing, Limiter, readBlock } from './blocks.ts'
-import { BLOCKS_PROTOCOL, FrameReader, controlFrame, parseControl, replySchema, sendFrame, WIRE_VERSION } from './exchange-wire.ts'
-import type { Reply, Request } from './exchange-wire.ts'
-import { errorMessage, serveStream } from './exchange-server.ts'
-import type { ExchangeHandlers } from './exchange-server.ts'
-import { planWork, WorkQueue } from './exchange-plan.ts'
+import { ModelIntegrityError, ProtocolError, StoreError } from '../../errors.ts'
+import { forComponent } from '../../logger.ts'
+import type { Logger } from '../../logger.ts'
+import { blockMatches, DAG_PB_CODE, readBlock } from '../blocks/cid.ts'
+import { childLinks, missingBlocks } from '../blocks/dag.ts'
+import { Limiter } from '../sync.ts'
+import { BLOCKS_PROTOCOL, FrameReader, controlFrame, parseControl, replySchema, sendFrame, WIRE_VERSION } from './wire.ts'
+import type { Reply, Request } from './wire.ts'
+import { errorMessage, serveStream } from './server.ts'
+import type { ExchangeHandlers } from './server.ts'
+import { planWork, WorkQueue } from './plan.ts'
 
 export type { ExchangeHandlers }
 export { BLOCKS_PROTOCOL }
@@ -162,15 +164,15 @@ export class BlockExchange implements Startable {
   }
 
   /** Subtree roots under `root` that are not in the local blockstore (empty: the DAG is complete). */
-  async findMissing (root: CID, options: { signal?: AbortSignal } = {}): Promise<CID[]> {
-    return await findMissing(this.components.blockstore, root, options)
+  async missingBlocks (root: CID, options: { signal?: AbortSignal } = {}): Promise<CID[]> {
+    return await missingBlocks(this.components.blockstore, root, options)
   }
 
   /** Fetch what is missing of `root`'s DAG from `peers` (each believed to hold it). */
   async fetch (root: CID, peers: PeerId[], options: FetchOptions = {}): Promise<FetchResult> {
     const signal = AbortSignal.any([this.shutdown.signal, ...(options.signal === undefined ? [] : [options.signal])])
     const result: FetchResult = { blocks: 0, bytes: 0, byPeer: {}, leftover: [], failures: [] }
-    const missing = await this.findMissing(root, { signal })
+    const missing = await this.missingBlocks(root, { signal })
     if (missing.length === 0 || peers.length === 0) return { ...result, leftover: missing }
     const progress: FetchProgress = { blocks: 0, bytes: 0 }
     const puts = new Limiter(this.init.putConcurrency)
@@ -203,7 +205,7 @@ export class BlockExchange implements Startable {
         missingChildren: async (cid) => {
           const bytes = await readBlock(bs, cid, { signal, offline: true })
           const out: CID[] = []
-          for (const l of childLinks(cid, bytes)) out.push(...await this.findMissing(l.cid, { signal }))
+          for (const l of childLinks(cid, bytes)) out.push(...await this.missingBlocks(l.cid, { signal }))
           return out
         }
       })

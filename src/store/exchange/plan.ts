@@ -6,7 +6,7 @@
  * queue with the failing peer excluded.
  */
 import type { CID } from 'multiformats/cid'
-import { DAG_PB_CODE } from './blocks.ts'
+import { DAG_PB_CODE } from '../blocks/cid.ts'
 
 export interface PlanSteps {
   /** Fetch these dag-pb nodes alone into the blockstore; false if no peer could. */

@@ -15,8 +15,8 @@ import type { Stream } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { z } from 'zod'
-import { ProtocolError, MessageTooLargeError } from '../errors.ts'
-import { MAX_BLOCK_BYTES } from './blocks.ts'
+import { ProtocolError, MessageTooLargeError } from '../../errors.ts'
+import { MAX_BLOCK_BYTES } from '../blocks/cid.ts'
 
 export const BLOCKS_PROTOCOL = '/ipfs-accelerate/blocks/1.0.0'
 export const WIRE_VERSION = 1

@@ -3,49 +3,35 @@
  * record each (id, skillset, root CID, files with size and sha256). Import
  * from a folder, pull from peers (our block exchange first, bitswap as the
  * fallback), pin and unpin, gc, export, verify, and locate a model's blocks
- * for the inference thread's reader (model-reader.ts).
+ * for the inference thread's reader (reader.ts).
  *
  * One process owns a data dir's pins and records at a time: the running
  * node, or the CLI when no node runs (the CLI talks to the node otherwise).
  */
-import type { Blocks, Pins } from '@helia/interface'
 import { unixfs } from '@helia/unixfs'
 import type { UnixFS } from '@helia/unixfs'
-import type { Libp2p, Startable } from '@libp2p/interface'
+import type { Startable } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import { basename } from 'node:path'
-import { ModelIntegrityError, ModelNotFoundError, StoreError } from '../errors.ts'
-import type { SkillsetName } from '../interfaces/index.ts'
-import { forComponent } from '../logger.ts'
-import type { Logger } from '../logger.ts'
-import type { ModelCatalog } from '../models/catalog.ts'
-import { modelIdSchema } from '../models/catalog.ts'
-import { blockKey, findMissing, localDagWalker, parseCid, RwLock, tryParseCid, walkLocal } from './blocks.ts'
-import type { BlockExchange } from './block-exchange.ts'
-import { storePaths } from './helia.ts'
-import { exportFile, hashDagFile, importFiles, integrityError, listDagFiles, listLocalFiles, prepareExportDir, removeExported } from './model-files.ts'
-import { pullModel } from './model-pull.ts'
-import type { PullOptions, PullResult } from './model-pull.ts'
-import type { ProviderTable } from './providers.ts'
+import { ModelIntegrityError, ModelNotFoundError, StoreError } from '../../errors.ts'
+import type { SkillsetName } from '../../interfaces/index.ts'
+import { forComponent } from '../../logger.ts'
+import type { Logger } from '../../logger.ts'
+import type { ModelCatalog } from '../../models/catalog.ts'
+import { modelIdSchema } from '../../models/catalog.ts'
+import { blockKey, parseCid, tryParseCid } from '../blocks/cid.ts'
+import { missingBlocks, localDagWalker, walkLocal } from '../blocks/dag.ts'
+import { RwLock } from '../sync.ts'
+import { storePaths } from '../helia.ts'
+import { exportFile, hashDagFile, importFiles, integrityError, listDagFiles, listLocalFiles, prepareExportDir, removeExported } from './files.ts'
+import { pullModel } from './pull.ts'
+import type { PullOptions, PullResult } from './pull.ts'
 import { RecordStore } from './records.ts'
 import type { ModelFile, ModelRecord } from './records.ts'
+import type { ModelStoreComponents, StoreProgress } from './types.ts'
 
 export type { PullOptions, PullResult }
-
-export interface StoreProgress {
-  phase: 'import' | 'fetch' | 'bitswap' | 'hash' | 'export' | 'verify'
-  bytes: number
-  totalBytes?: number
-}
-
-export interface ModelStoreComponents {
-  blockstore: Pick<Blocks, 'get' | 'put' | 'has' | 'delete' | 'getAll'> & Partial<Pick<Blocks, 'createSession'>>
-  pins: Pick<Pins, 'add' | 'rm' | 'isPinned'>
-  /** Absent for an offline store: pull then fails with a clear error. */
-  exchange?: BlockExchange
-  libp2p?: Pick<Libp2p, 'dial' | 'getPeers'>
-  providers?: ProviderTable
-}
+export type { ModelStoreComponents, StoreProgress }
 
 export interface ModelStoreInit {
   dataDir: string
@@ -105,7 +91,7 @@ export class ModelStore implements Startable {
     if (this.started) return
     await this.records.list() // fail early on a bad records file
     this.components.exchange?.setHandlers({
-      has: async (roots) => await Promise.all(roots.map(async (r) => await this.holds(r))),
+      has: async (roots) => await Promise.all(roots.map(async (r) => await this.isWhole(r))),
       manifest: async (ref) => await this.find(ref)
     })
     this.started = true
@@ -197,7 +183,7 @@ export class ModelStore implements Startable {
   async pin (ref: string, options: { signal?: AbortSignal } = {}): Promise<ModelRecord> {
     const r = await this.get(ref)
     return await this.lock.read(async () => {
-      const missing = await findMissing(this.components.blockstore, parseCid(r.cid), options)
+      const missing = await missingBlocks(this.components.blockstore, parseCid(r.cid), options)
       if (missing.length > 0) throw new StoreError(`model ${r.id} is not complete here (${missing.length} subtrees missing): pull it first`)
       await this.pinRoot(parseCid(r.cid), options.signal)
       return await this.records.update(r.id, { pinned: true }) ?? r
@@ -257,7 +243,7 @@ export class ModelStore implements Startable {
     const r = await this.get(ref)
     const totalBytes = r.size
     let bytes = 0
-    await this.requireComplete(r, options.signal)
+    await this.requireWhole(r, options.signal)
     const { created: dirCreated } = await prepareExportDir(dir)
     const created: string[] = []
     try {
@@ -279,7 +265,7 @@ export class ModelStore implements Startable {
   /** Re-hash every file from the blockstore; throws ModelIntegrityError listing each mismatch. */
   async verify (ref: string, options: ProgressOption = {}): Promise<ModelRecord> {
     const r = await this.get(ref)
-    await this.requireComplete(r, options.signal)
+    await this.requireWhole(r, options.signal)
     const problems: string[] = []
     let bytes = 0
     for (const f of r.files) {
@@ -295,7 +281,7 @@ export class ModelStore implements Startable {
   /** Where a model's blocks and file records are, for a reader in another thread. */
   async locate (ref: string): Promise<StoredModelLocation> {
     const r = await this.get(ref)
-    await this.requireComplete(r)
+    await this.requireWhole(r)
     await this.records.update(r.id, { usedAt: new Date().toISOString() })
     return { id: r.id, cid: r.cid, blocksDir: this.blocksDir, files: r.files }
   }
@@ -308,15 +294,13 @@ export class ModelStore implements Startable {
   }
 
   /** Whether the whole DAG under `root` is here (pinned roots are whole by construction). */
-  async holds (root: CID): Promise<boolean> {
-    if (await this.components.pins.isPinned(root)) return true
-    return (await findMissing(this.components.blockstore, root)).length === 0
+  async isWhole (root: CID, signal?: AbortSignal): Promise<boolean> {
+    if (await this.components.pins.isPinned(root, { signal })) return true
+    return (await missingBlocks(this.components.blockstore, root, { signal })).length === 0
   }
 
-  private async requireComplete (r: ModelRecord, signal?: AbortSignal): Promise<void> {
-    const root = parseCid(r.cid)
-    if (await this.components.pins.isPinned(root, { signal })) return
-    if ((await findMissing(this.components.blockstore, root, { signal })).length > 0) {
+  private async requireWhole (r: ModelRecord, signal?: AbortSignal): Promise<void> {
+    if (!(await this.isWhole(parseCid(r.cid), signal))) {
       throw new StoreError(`model ${r.id} is not complete in this store (was it unpinned and garbage-collected?): pull it again`)
     }
   }

@@ -13,7 +13,7 @@ import type { UnixFS } from '@helia/unixfs'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { balanced } from 'ipfs-unixfs-importer/layout'
 import type { CID } from 'multiformats/cid'
-import { ExistsError, ModelIntegrityError, StoreError } from '../errors.ts'
+import { ExistsError, ModelIntegrityError, StoreError } from '../../errors.ts'
 import type { ModelFile } from './records.ts'
 
 export const CHUNK_BYTES = 1024 * 1024

@@ -9,10 +9,10 @@
 import { readFile, rename, writeFile, mkdir, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { z } from 'zod'
-import { SKILLSET_NAMES } from '../interfaces/index.ts'
-import type { SkillsetName } from '../interfaces/index.ts'
-import { modelIdSchema } from '../models/catalog.ts'
-import { StoreError } from '../errors.ts'
+import { SKILLSET_NAMES } from '../../interfaces/index.ts'
+import type { SkillsetName } from '../../interfaces/index.ts'
+import { modelIdSchema } from '../../models/catalog.ts'
+import { StoreError } from '../../errors.ts'
 
 export const RECORDS_VERSION = 1
 const MAX_RECORDS_BYTES = 64 * 1024 * 1024
