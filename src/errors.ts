@@ -184,3 +184,10 @@ export function errorMessage (err: unknown): string {
   if (err instanceof Error) return err.message
   return String(err)
 }
+
+/** A cached embedding that is not what its reader expects (model, dtype, width, values): dropped and treated as a miss. */
+export class CacheEntryError extends AccelerateError {
+  constructor (message = 'A cached embedding is not what this model computes: it was dropped and the text is computed again', options: ErrorOptions = {}) {
+    super('ERR_CACHE_ENTRY', message, options)
+  }
+}

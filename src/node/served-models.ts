@@ -21,6 +21,7 @@ import type { NodeConfig } from '../config/schema.ts'
 import type { ModelStore, StoredModelLocation } from '../store/models/model-store.ts'
 import type { ModelRecord } from '../store/models/records.ts'
 import { parseCid } from '../store/blocks/cid.ts'
+import { openModelReader } from '../store/models/reader.ts'
 
 export interface ServedModel {
   entry: ModelEntry
@@ -33,6 +34,8 @@ export interface ServedModel {
   cid: string
   randomWeights: boolean
   loadMs: number
+  /** An embed model's vector width, from its config.json (what cached vectors are checked against); undefined: no cache for it. */
+  embedDims?: number
 }
 
 /** Weight formats a Hugging Face-layout folder offers, from its ONNX file names. */
@@ -208,5 +211,31 @@ export async function startServedModel (entry: ModelEntry, plan: ExecutionPlan, 
   })
   // The stand-in's generated folder holds no weights at all: only the generated BERTs have random ones.
   const randomWeights = entry.source.kind === 'generated' && entry.source.generator === 'bert'
-  return { entry, plan, skillset, queue, threads, cid: location.cid, randomWeights, loadMs: performance.now() - t0 }
+  const embedDims = entry.skillset === 'embed' ? await embeddingWidth(entry, location, log) : undefined
+  return { entry, plan, skillset, queue, threads, cid: location.cid, randomWeights, loadMs: performance.now() - t0, ...(embedDims === undefined ? {} : { embedDims }) }
+}
+
+/** config.json keys that name a transformer's hidden width, in the order models use them. */
+const WIDTH_KEYS = ['hidden_size', 'd_model', 'dim', 'n_embd'] as const
+
+/** An embedding model's vector width from its config.json, read (and verified) from the store; undefined, logged, when it names none. */
+async function embeddingWidth (entry: ModelEntry, location: StoredModelLocation, log: Logger): Promise<number | undefined> {
+  const reader = await openModelReader({ blocksDir: location.blocksDir, root: location.cid, id: entry.id, files: location.files })
+  const info = await reader.stat('config.json')
+  if (info === undefined || info.size > 1024 * 1024) {
+    log.warn(`${entry.id}: no config.json of at most 1 MiB, so its vector width is unknown and its embeddings are not cached`)
+    return undefined
+  }
+  let config: Record<string, unknown>
+  try {
+    config = JSON.parse(Buffer.from(await reader.readFile('config.json')).toString('utf8')) as Record<string, unknown>
+  } catch (err) {
+    throw new ModelNotFoundError(`${entry.id}: its config.json is not JSON (${errorMessage(err)}): re-import the model`, { cause: err })
+  }
+  for (const k of WIDTH_KEYS) {
+    const v = config[k]
+    if (typeof v === 'number' && Number.isInteger(v) && v > 0) return v
+  }
+  log.warn(`${entry.id}: its config.json names no hidden width (${WIDTH_KEYS.join(', ')}), so its embeddings are not cached`)
+  return undefined
 }

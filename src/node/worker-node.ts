@@ -277,8 +277,8 @@ export class WorkerNode implements JobHandler {
     const opts = { deadline: performance.now() + assign.leaseMs, signal }
     // What the worker signs: the weights (root CID) and the provider and dtype they really ran on.
     const claim = { modelCid: m.cid, provider: m.plan.provider, dtype: m.plan.dtype }
-    if (this.embedCache !== undefined && m.entry.skillset === 'embed') {
-      const res = await this.embedCache.run(m.cid, input as EmbedInput, async (misses) => {
+    if (this.embedCache !== undefined && m.embedDims !== undefined) {
+      const res = await this.embedCache.run({ modelCid: m.cid, dtype: m.plan.dtype, provider: m.plan.provider, dims: m.embedDims }, input as EmbedInput, async (misses) => {
         const o = await m.queue.submit(misses, opts)
         return { output: o.output as EmbedOutput, queueMs: o.queueMs, runMs: o.runMs, batchSize: o.batchSize }
       })

@@ -100,7 +100,7 @@ export async function createContentStore (init: ContentStoreInit): Promise<Conte
   }
   const cache = new EmbeddingCache(
     // A cached vector is checked against its CID and key, not against the model: only trusted peers are asked.
-    { blockstore, exchange, peers: () => libp2pView.getPeers().filter((p) => trusted.has(p.toString())) },
+    { blockstore, exchange, peers: () => libp2pView.getPeers().filter((p) => trusted.has(p.toString())), trusted: (p) => trusted.has(p) },
     { indexFile: paths.embedCache, budgetBytes: (init.cacheBudgetMB ?? 1024) * 1024 * 1024 }
   )
   const models = new ModelStore(

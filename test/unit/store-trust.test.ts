@@ -2,17 +2,12 @@
  * Trusted peers in the content store (`trustedPeers`): a model named by id
  * is resolved only through a trusted peer's manifest (its id → CID answer
  * decides what is fetched), while a pull by CID works with any peer, since
- * the CID verifies the content; cached embeddings are asked of trusted
- * peers only (a vector is checked against its key, not its model).
+ * the CID verifies the content. (Cached embeddings: store-embedding-cache.test.ts.)
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { multiaddr } from '@multiformats/multiaddr'
-import { embeddingKey } from '../../src/store/cache/embedding-cache.ts'
 import { addrOf, startStore, tempDir, writeModelDir } from '../helpers/store-fixtures.ts'
-
-const MODEL = 'bafybeib3xidfv2qwfaonuyan7rndg2gl7bscecu6gunc5xwy6ygtw455wq'
 
 test('by id: only a trusted peer\'s manifest is believed; by CID: any peer serves', async () => {
   const root = await tempDir()
@@ -34,24 +29,6 @@ test('by id: only a trusted peer\'s manifest is believed; by CID: any peer serve
     const byId = await trusting.models.pull('team/model', { peers: [addrOf(a)] })
     assert.equal(byId.record.cid, rec.cid)
     assert.equal(byId.record.id, 'team/model')
-  } finally {
-    await Promise.all([a, untrusting, trusting].map(async (s) => { await s.stop() }))
-  }
-})
-
-test('cached embeddings are asked of trusted peers only', async () => {
-  const root = await tempDir()
-  const a = await startStore(join(root, 'a'), { network: true })
-  const untrusting = await startStore(join(root, 'b'), { network: true })
-  const trusting = await startStore(join(root, 'c'), { network: true, trustedPeers: [a.libp2p!.peerId.toString()] })
-  try {
-    const key = embeddingKey({ modelCid: MODEL, text: 'hello', pooling: 'mean', normalize: true })
-    await a.cache.put(key, { dims: [4], data: Float32Array.of(1, 2, 3, 4) })
-    for (const s of [untrusting, trusting]) await s.libp2p!.dial(multiaddr(addrOf(a)))
-    assert.equal(await untrusting.cache.get(key), undefined, 'connected but not trusted: not asked')
-    assert.equal(untrusting.cache.stats().peerHits, 0)
-    assert.deepEqual(Array.from((await trusting.cache.get(key))?.data ?? []), [1, 2, 3, 4])
-    assert.equal(trusting.cache.stats().peerHits, 1)
   } finally {
     await Promise.all([a, untrusting, trusting].map(async (s) => { await s.stop() }))
   }

@@ -1,51 +1,33 @@
 /**
  * Embedding cache: computed embeddings stored as blocks (CIDv1 raw, sha256)
- * in the node's blockstore, keyed by (model CID, sha256 of the normalised
- * input, pooling, normalisation). Not pinned: the cache holds at most
- * `budgetBytes` and evicts least recently used entries; the model store's
- * gc keeps what the cache still indexes. On a local miss, a few peers are
- * asked over the block exchange; their answer is verified against its CID
- * and against the key it carries before it is used and kept.
+ * in the node's blockstore, keyed by (model CID, dtype, provider, sha256 of
+ * the normalised input, pooling, normalisation) (embedding-value.ts). Not
+ * pinned: the cache holds at most `budgetBytes` and evicts least recently
+ * used entries; the model store's gc keeps what the cache still indexes.
+ *
+ * Every value is checked against what its reader expects (model, dtype,
+ * width, finite numbers, unit norm when normalised) before it is used; a bad
+ * one is dropped and is a miss, so it cannot stick. Local misses of a job
+ * are asked of a few trusted peers in one round trip each, and this node
+ * answers lookups from its trusted peers only (none by default): a peer
+ * could hand out well-formed but wrong vectors, which no check can see.
  */
-import { createHash } from 'node:crypto'
 import { readFile, rename, writeFile, mkdir, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type { PeerId, Startable } from '@libp2p/interface'
-import { decode, encode } from 'cborg'
 import type { Blockstore } from 'interface-blockstore'
 import { CID } from 'multiformats/cid'
-import * as Digest from 'multiformats/hashes/digest'
 import { z } from 'zod'
-import { errorMessage, StoreError } from '../../errors.ts'
+import { errorMessage, ForbiddenError, StoreError } from '../../errors.ts'
 import { forComponent } from '../../logger.ts'
-import { blockKey, RAW_CODE, readBlock, SHA2_256_CODE } from '../blocks/cid.ts'
+import { blockKey, readBlock } from '../blocks/cid.ts'
 import type { BlockExchange } from '../exchange/block-exchange.ts'
+import { MAX_CACHE_KEYS } from '../exchange/wire.ts'
+import { decodeEmbedding, embeddingCid, encodeEmbedding, keyOfValue } from './embedding-value.ts'
+import type { Embedding, EmbeddingExpect } from './embedding-value.ts'
 
-export interface EmbeddingKeyParts {
-  /** Root CID of the model that computed the embedding. */
-  modelCid: string
-  /** The input text; it is NFC-normalised and hashed, never stored. */
-  text: string
-  pooling: string
-  normalize: boolean
-}
-
-export interface Embedding {
-  dims: number[]
-  data: Float32Array
-}
-
-/** Normalisation applied to an input before hashing: Unicode NFC, nothing else (tokenisers differ on the rest). */
-export function normalizeInput (text: string): string {
-  return text.normalize('NFC')
-}
-
-/** The cache key: hex sha256 over a canonical encoding of the parts. */
-export function embeddingKey (parts: EmbeddingKeyParts): string {
-  const inputHash = createHash('sha256').update(normalizeInput(parts.text), 'utf8').digest('hex')
-  const canonical = encode(['ipfs-accelerate/embedding/1', parts.modelCid, inputHash, parts.pooling, parts.normalize])
-  return createHash('sha256').update(canonical).digest('hex')
-}
+export { embeddingKey, normalizeInput } from './embedding-value.ts'
+export type { Embedding, EmbeddingExpect, EmbeddingKeyParts } from './embedding-value.ts'
 
 const INDEX_VERSION = 1
 const indexSchema = z.strictObject({
@@ -54,47 +36,14 @@ const indexSchema = z.strictObject({
   entries: z.array(z.tuple([z.string().regex(/^[0-9a-f]{64}$/), z.string().max(200), z.number().int().nonnegative()])).max(10_000_000)
 })
 
-const valueSchema = z.strictObject({
-  v: z.literal(1),
-  key: z.string().regex(/^[0-9a-f]{64}$/),
-  dims: z.array(z.number().int().nonnegative()).min(1).max(8),
-  data: z.instanceof(Uint8Array)
-})
-
-export function encodeEmbedding (key: string, e: Embedding): Uint8Array {
-  const count = e.dims.reduce((a, b) => a * b, 1)
-  if (count !== e.data.length) throw new StoreError(`embedding dims ${e.dims.join('x')} do not match ${e.data.length} values`)
-  const data = new Uint8Array(e.data.buffer, e.data.byteOffset, e.data.byteLength)
-  return encode({ v: 1, key, dims: e.dims, data })
-}
-
-export function decodeEmbedding (bytes: Uint8Array, key: string): Embedding {
-  let raw: unknown
-  try {
-    raw = decode(bytes)
-  } catch (err) {
-    throw new StoreError(`a cached embedding block is not CBOR: ${errorMessage(err)}`, { cause: err })
-  }
-  const parsed = valueSchema.safeParse(raw)
-  if (!parsed.success) throw new StoreError('a cached embedding block is malformed')
-  const { dims, data } = parsed.data
-  if (parsed.data.key !== key) throw new StoreError('a cached embedding block carries another key')
-  if (data.byteLength !== dims.reduce((a, b) => a * b, 1) * 4) throw new StoreError('a cached embedding block has the wrong length')
-  const copy = new Uint8Array(data)
-  return { dims, data: new Float32Array(copy.buffer, 0, copy.byteLength / 4) }
-}
-
-export async function embeddingCid (bytes: Uint8Array): Promise<CID> {
-  const digest = Digest.create(SHA2_256_CODE, createHash('sha256').update(bytes).digest())
-  return CID.createV1(RAW_CODE, digest)
-}
-
 export interface EmbeddingCacheComponents {
   blockstore: Pick<Blockstore, 'get' | 'put' | 'has' | 'delete'>
   /** For asking peers on a miss; absent: local only. */
-  exchange?: Pick<BlockExchange, 'cacheBlock' | 'setHandlers'>
-  /** Peers to ask (e.g. connected workers serving the same model). */
+  exchange?: Pick<BlockExchange, 'cacheBlocks' | 'setHandlers'>
+  /** Peers to ask: connected trusted peers. */
   peers?: () => PeerId[]
+  /** Whether to answer a peer's lookups (default: nobody's). */
+  trusted?: (peer: string) => boolean
 }
 
 export interface EmbeddingCacheInit {
@@ -116,6 +65,9 @@ export interface EmbeddingCacheStats {
   peerHits: number
   misses: number
   evictions: number
+  /** Entries dropped because they were not what their reader expected (local), or answers refused (peers). */
+  dropped: number
+  refused: number
 }
 
 export class EmbeddingCache implements Startable {
@@ -129,7 +81,7 @@ export class EmbeddingCache implements Startable {
   private dirty = false
   private flushTimer: NodeJS.Timeout | undefined
   private started = false
-  private readonly counters = { hits: 0, peerHits: 0, misses: 0, evictions: 0 }
+  private readonly counters = { hits: 0, peerHits: 0, misses: 0, evictions: 0, dropped: 0, refused: 0 }
 
   constructor (components: EmbeddingCacheComponents, init: EmbeddingCacheInit) {
     this.components = components
@@ -139,7 +91,7 @@ export class EmbeddingCache implements Startable {
   async start (): Promise<void> {
     if (this.started) return
     await this.loadIndex()
-    this.components.exchange?.setHandlers({ cacheBlock: async (key) => await this.localBlock(key) })
+    this.components.exchange?.setHandlers({ cacheBlocks: async (keys, peer) => await this.serve(keys, peer) })
     this.started = true
     await this.evict()
   }
@@ -160,26 +112,60 @@ export class EmbeddingCache implements Startable {
     return { entries: this.entries.size, bytes: this.bytes, budgetBytes: this.init.budgetBytes, ...this.counters }
   }
 
-  /** Look up locally, then (unless `localOnly`) ask peers. */
-  async get (key: string, options: { signal?: AbortSignal, localOnly?: boolean } = {}): Promise<Embedding | undefined> {
-    const local = await this.localBlock(key)
-    if (local !== undefined) {
-      this.counters.hits++
-      return decodeEmbedding(local.bytes, key)
-    }
-    if (options.localOnly !== true) {
-      const remote = await this.askPeers(key, options.signal)
-      if (remote !== undefined) {
-        this.counters.peerHits++
-        return remote
+  /**
+   * Look up each key: here first, then (unless `localOnly`) the misses are
+   * asked of trusted peers, one request per peer for all of them. Every
+   * value is checked against `expect`; what fails is a miss.
+   */
+  async getMany (keys: string[], expect: EmbeddingExpect, options: { signal?: AbortSignal, localOnly?: boolean } = {}): Promise<Array<Embedding | undefined>> {
+    const out: Array<Embedding | undefined> = []
+    for (const key of keys) out.push(await this.localGet(key, expect))
+    const missing = [...new Set(keys.filter((_, i) => out[i] === undefined))]
+    if (missing.length > 0 && options.localOnly !== true) {
+      const remote = await this.askPeers(missing, expect, options.signal)
+      for (let i = 0; i < keys.length; i++) {
+        if (out[i] !== undefined) continue
+        const hit = remote.get(keys[i]!)
+        if (hit !== undefined) { out[i] = hit; this.counters.peerHits++ }
       }
     }
-    this.counters.misses++
-    return undefined
+    for (const e of out) if (e === undefined) this.counters.misses++
+    return out
   }
 
-  async put (key: string, embedding: Embedding): Promise<CID> {
-    return await this.putBlock(key, encodeEmbedding(key, embedding))
+  async get (key: string, expect: EmbeddingExpect, options: { signal?: AbortSignal, localOnly?: boolean } = {}): Promise<Embedding | undefined> {
+    return (await this.getMany([key], expect, options))[0]
+  }
+
+  async put (key: string, meta: Pick<EmbeddingExpect, 'modelCid' | 'dtype'>, embedding: Embedding): Promise<CID> {
+    return await this.putBlock(key, encodeEmbedding(key, meta, embedding))
+  }
+
+  private async localGet (key: string, expect: EmbeddingExpect): Promise<Embedding | undefined> {
+    const local = await this.localBlock(key)
+    if (local === undefined) return undefined
+    try {
+      const e = decodeEmbedding(local.bytes, key, expect)
+      this.counters.hits++
+      return e
+    } catch (err) {
+      this.counters.dropped++
+      this.log.warn('dropped a cached embedding that is not what the model computes; the text is computed again', { key, error: errorMessage(err) })
+      this.drop(key)
+      await this.deleteBlock(local.cid)
+      return undefined
+    }
+  }
+
+  /** What this node answers a peer's lookup: only a trusted peer gets anything. */
+  private async serve (keys: string[], peer: string): Promise<Array<{ cid: CID, bytes: Uint8Array }>> {
+    if (this.components.trusted?.(peer) !== true) throw new ForbiddenError('this node answers cache lookups of its trusted peers only (--trusted-peer)')
+    const out: Array<{ cid: CID, bytes: Uint8Array }> = []
+    for (const key of keys) {
+      const b = await this.localBlock(key)
+      if (b !== undefined) out.push(b)
+    }
+    return out
   }
 
   /** The block for a key when held here (used by the exchange server too). */
@@ -201,7 +187,7 @@ export class EmbeddingCache implements Startable {
   }
 
   private async putBlock (key: string, bytes: Uint8Array): Promise<CID> {
-    const cid = await embeddingCid(bytes)
+    const cid = embeddingCid(bytes)
     if (bytes.byteLength > this.init.budgetBytes) return cid
     await this.components.blockstore.put(cid, bytes)
     this.drop(key)
@@ -213,25 +199,47 @@ export class EmbeddingCache implements Startable {
     return cid
   }
 
-  private async askPeers (key: string, signal?: AbortSignal): Promise<Embedding | undefined> {
+  /** Ask up to `askPeers` trusted peers for `keys` at once; the first good answer per key is kept and stored. */
+  private async askPeers (keys: string[], expect: EmbeddingExpect, signal?: AbortSignal): Promise<Map<string, Embedding>> {
+    const found = new Map<string, Embedding>()
     const exchange = this.components.exchange
     const peers = (this.components.peers?.() ?? []).slice(0, this.init.askPeers)
-    if (exchange === undefined || peers.length === 0) return undefined
+    if (exchange === undefined || peers.length === 0) return found
+    const asked = new Set(keys)
     const sig = AbortSignal.any([AbortSignal.timeout(this.init.askTimeoutMs), ...(signal === undefined ? [] : [signal])])
     const answers = await Promise.all(peers.map(async (peer) => {
+      const got: Array<{ cid: CID, bytes: Uint8Array }> = []
       try {
-        const got = await exchange.cacheBlock(peer, key, { signal: sig })
-        if (got === undefined) return undefined
-        return { bytes: got.bytes, embedding: decodeEmbedding(got.bytes, key) }
+        for (let i = 0; i < keys.length; i += MAX_CACHE_KEYS) got.push(...await exchange.cacheBlocks(peer, keys.slice(i, i + MAX_CACHE_KEYS), { signal: sig }))
       } catch (err) {
         this.log.debug('a peer could not answer a cache lookup', { peer: peer.toString(), error: errorMessage(err) })
-        return undefined
       }
+      return { peer, got }
     }))
-    const hit = answers.find((a) => a !== undefined)
-    if (hit === undefined) return undefined
-    await this.putBlock(key, hit.bytes)
-    return hit.embedding
+    for (const { peer, got } of answers) {
+      for (const block of got) {
+        const key = keyOfValue(block.bytes)
+        if (key === undefined || !asked.has(key) || found.has(key)) {
+          if (key === undefined || !asked.has(key)) this.refuse(peer, 'a value for a key that was not asked')
+          continue
+        }
+        let e: Embedding
+        try {
+          e = decodeEmbedding(block.bytes, key, expect)
+        } catch (err) {
+          this.refuse(peer, errorMessage(err))
+          continue
+        }
+        found.set(key, e)
+        await this.putBlock(key, block.bytes)
+      }
+    }
+    return found
+  }
+
+  private refuse (peer: PeerId, why: string): void {
+    this.counters.refused++
+    this.log.warn('refused a cached embedding from a peer', { peer: peer.toString(), why })
   }
 
   private drop (key: string): void {
@@ -252,11 +260,15 @@ export class EmbeddingCache implements Startable {
       const [key, e] = oldest.value
       this.drop(key)
       this.counters.evictions++
-      try {
-        await this.components.blockstore.delete(e.cid)
-      } catch (err) {
-        this.log.warn('could not delete an evicted cache block', { cid: e.cid.toString(), error: errorMessage(err) })
-      }
+      await this.deleteBlock(e.cid)
+    }
+  }
+
+  private async deleteBlock (cid: CID): Promise<void> {
+    try {
+      await this.components.blockstore.delete(cid)
+    } catch (err) {
+      this.log.warn('could not delete a cache block; gc removes it later', { cid: cid.toString(), error: errorMessage(err) })
     }
   }
 

@@ -16,7 +16,7 @@ import type { Logger } from '../../logger.ts'
 import { blockMatches, DAG_PB_CODE, readBlock } from '../blocks/cid.ts'
 import { childLinks, missingBlocks } from '../blocks/dag.ts'
 import { Limiter } from '../sync.ts'
-import { BLOCKS_PROTOCOL, FrameReader, controlFrame, parseControl, replySchema, sendFrame, WIRE_VERSION } from './wire.ts'
+import { BLOCKS_PROTOCOL, FrameReader, controlFrame, MAX_CACHE_KEYS, parseControl, replySchema, sendFrame, WIRE_VERSION } from './wire.ts'
 import type { Reply, Request } from './wire.ts'
 import { errorMessage, serveStream } from './server.ts'
 import type { ExchangeHandlers } from './server.ts'
@@ -150,16 +150,21 @@ export class BlockExchange implements Startable {
     return r.record
   }
 
-  /** A cached embedding block from a peer, verified against its CID, or undefined. */
-  async cacheBlock (peer: PeerId, key: string, options: { signal?: AbortSignal } = {}): Promise<{ cid: CID, bytes: Uint8Array } | undefined> {
-    let got: { cid: CID, bytes: Uint8Array } | undefined
-    const r = await this.request(peer, { v: WIRE_VERSION, t: 'cache', key }, async (cid, bytes) => {
-      if (got !== undefined) throw new ProtocolError('more than one block in a cache answer')
+  /**
+   * The cached embedding blocks a peer holds for `keys` (at most
+   * MAX_CACHE_KEYS), each verified against its CID; the caller checks what
+   * they hold. One round trip for all of a job's texts.
+   */
+  async cacheBlocks (peer: PeerId, keys: string[], options: { signal?: AbortSignal } = {}): Promise<Array<{ cid: CID, bytes: Uint8Array }>> {
+    if (keys.length > MAX_CACHE_KEYS) throw new StoreError(`a cache lookup names at most ${MAX_CACHE_KEYS} keys, not ${keys.length}`)
+    const got: Array<{ cid: CID, bytes: Uint8Array }> = []
+    const r = await this.request(peer, { v: WIRE_VERSION, t: 'cache', keys }, async (cid, bytes) => {
+      if (got.length >= keys.length) throw new ProtocolError('more blocks in a cache answer than keys asked')
       if (!blockMatches(cid, bytes)) throw new ModelIntegrityError(`peer ${peer.toString()} sent a cache block that does not match its CID`)
-      got = { cid, bytes }
+      got.push({ cid, bytes })
     }, options.signal)
-    if (r.t === 'none') return undefined
     if (r.t === 'error') throw new StoreError(`peer ${peer.toString()}: ${r.code}: ${r.message}`)
+    if (r.t !== 'end') throw new ProtocolError(`peer ${peer.toString()} answered "cache" with ${r.t}`)
     return got
   }
 

@@ -20,8 +20,8 @@ export interface ExchangeHandlers {
   has?: (roots: CID[], signal: AbortSignal) => Promise<boolean[]>
   /** The record of a model by id or root CID, for peers that pull by id. */
   manifest?: (ref: string, signal: AbortSignal) => Promise<unknown>
-  /** A cached embedding block by cache key. */
-  cacheBlock?: (key: string, signal: AbortSignal) => Promise<{ cid: CID, bytes: Uint8Array } | undefined>
+  /** The cached embedding blocks held here for these keys, for `peer` (which may be refused: ForbiddenError). */
+  cacheBlocks?: (keys: string[], peer: string, signal: AbortSignal) => Promise<Array<{ cid: CID, bytes: Uint8Array }>>
 }
 
 export interface ServerOptions {
@@ -50,7 +50,7 @@ class Corrupt extends Error {
   constructor (cid: CID) { super(`block ${cid.toString()} on disk does not match its CID`); this.cid = cid }
 }
 
-type Serve = (req: Request, stream: Stream, opts: ServerOptions, signal: AbortSignal) => Promise<void>
+type Serve = (req: Request, stream: Stream, opts: ServerOptions, signal: AbortSignal, peer: string) => Promise<void>
 
 const serveTable: Readonly<Record<Request['t'], Serve>> = Object.freeze({
   dag: async (req, stream, opts, signal) => { await streamBlocks(rootsOf(req), true, stream, opts, signal) },
@@ -66,15 +66,12 @@ const serveTable: Readonly<Record<Request['t'], Serve>> = Object.freeze({
     const record = await opts.handlers().manifest?.(req.ref, signal)
     await reply(stream, record === undefined ? { v: WIRE_VERSION, t: 'none' } : { v: WIRE_VERSION, t: 'manifest', record }, signal)
   },
-  cache: async (req, stream, opts, signal) => {
+  cache: async (req, stream, opts, signal, peer) => {
     if (req.t !== 'cache') return
-    const hit = await opts.handlers().cacheBlock?.(req.key, signal)
-    if (hit === undefined) {
-      await reply(stream, { v: WIRE_VERSION, t: 'none' }, signal)
-      return
-    }
-    await sendFrame(stream, blockFrame(hit.cid, hit.bytes), signal)
-    await reply(stream, { v: WIRE_VERSION, t: 'end', blocks: 1 }, signal)
+    const handler = opts.handlers().cacheBlocks
+    const hits = handler === undefined ? [] : await handler(req.keys, peer, signal)
+    for (const hit of hits) await sendFrame(stream, blockFrame(hit.cid, hit.bytes), signal)
+    await reply(stream, { v: WIRE_VERSION, t: 'end', blocks: hits.length }, signal)
   }
 })
 
@@ -154,7 +151,7 @@ export async function serveStream (stream: Stream, connection: Connection, opts:
   }
   const started = Date.now()
   try {
-    await serveTable[req.t](req, stream, opts, opts.signal)
+    await serveTable[req.t](req, stream, opts, opts.signal, peer)
     // close waits until the peer has taken what is still buffered
     await stream.close({ signal: AbortSignal.any([opts.signal, AbortSignal.timeout(opts.requestTimeoutMs)]) })
     opts.log.debug('served a block request', { peer, t: req.t, ms: Date.now() - started })

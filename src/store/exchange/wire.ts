@@ -25,6 +25,8 @@ export const KIND_BLOCK = 1
 export const MAX_CONTROL_BYTES = 4 * 1024 * 1024
 export const MAX_FRAME_BYTES = MAX_BLOCK_BYTES + 256
 export const MAX_ROOTS_PER_REQUEST = 4096
+/** Cache keys in one lookup: a job's texts, asked in one round trip. */
+export const MAX_CACHE_KEYS = 256
 
 const v = z.literal(WIRE_VERSION)
 const cidBytes = z.instanceof(Uint8Array).refine((b) => b.byteLength > 0 && b.byteLength <= 128, 'CID bytes')
@@ -35,7 +37,7 @@ export const requestSchema = z.discriminatedUnion('t', [
   z.strictObject({ v, t: z.literal('blocks'), roots }),
   z.strictObject({ v, t: z.literal('has'), roots }),
   z.strictObject({ v, t: z.literal('manifest'), ref: z.string().min(1).max(300) }),
-  z.strictObject({ v, t: z.literal('cache'), key: z.string().regex(/^[0-9a-f]{64}$/) })
+  z.strictObject({ v, t: z.literal('cache'), keys: z.array(z.string().regex(/^[0-9a-f]{64}$/)).min(1).max(MAX_CACHE_KEYS) })
 ])
 export type Request = z.infer<typeof requestSchema>
 
