@@ -80,6 +80,7 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Plain {
     catalog: e('CATALOG'),
     logLevel: e('LOG_LEVEL'),
     cacheBudgetMB: e('CACHE_BUDGET_MB'),
+    maxPullMB: e('MAX_PULL_MB'),
     maxBatchCost: e('MAX_BATCH_COST'),
     embedCache: e('EMBED_CACHE'),
     swarmKey: e('SWARM_KEY'),
@@ -100,6 +101,7 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Plain {
   if (v.allowPeers !== undefined) out.allowPeers = list(v.allowPeers)
   if (v.trustedPeers !== undefined) out.trustedPeers = list(v.trustedPeers)
   if (v.cacheBudgetMB !== undefined) out.store = { cacheBudgetMB: intEnv('IPFS_ACCELERATE_CACHE_BUDGET_MB', v.cacheBudgetMB) }
+  if (v.maxPullMB !== undefined) out.store = { ...(out.store as Plain | undefined), maxPullMB: intEnv('IPFS_ACCELERATE_MAX_PULL_MB', v.maxPullMB) }
   if (v.embedCache !== undefined) out.store = { ...(out.store as Plain | undefined), embeddingCache: boolEnv('IPFS_ACCELERATE_EMBED_CACHE', v.embedCache) }
   if (v.maxBatchCost !== undefined) out.scheduler = { maxBatchCost: intEnv('IPFS_ACCELERATE_MAX_BATCH_COST', v.maxBatchCost) }
   return out

@@ -76,7 +76,9 @@ export const configSchema = z.strictObject({
     /** Unpinned cache blocks (embeddings) are kept under this many MB, least recently used evicted first. */
     cacheBudgetMB: z.number().int().min(0).max(10_000_000).default(1024),
     /** Look embed inputs up in this node's and peers' caches before computing. */
-    embeddingCache: z.boolean().default(true)
+    embeddingCache: z.boolean().default(true),
+    /** The largest model a pull from peers takes, in MB (its root's claimed size, and what arrives). */
+    maxPullMB: z.number().int().min(1).max(100_000_000).default(65_536)
   }).prefault({}),
   /** The stand-in skillset (tests, benchmarks): a batch takes msPerItem × slowdown × items ms on a timer. */
   standIn: z.strictObject({

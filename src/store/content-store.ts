@@ -29,6 +29,10 @@ export interface ContentStoreInit {
   catalog?: ModelCatalog
   /** config `store.cacheBudgetMB` (default 1024). */
   cacheBudgetMB?: number
+  /** config `store.maxPullMB` (default 65536). */
+  maxPullMB?: number
+  /** Free bytes on the store's disk (default: statfs; tests give a full disk). */
+  freeBytes?: () => Promise<number>
   /**
    * Peers asked for cached embeddings and believed for model manifests by
    * id (config `trustedPeers`; default none: no remote cache lookups, and
@@ -105,7 +109,7 @@ export async function createContentStore (init: ContentStoreInit): Promise<Conte
   )
   const models = new ModelStore(
     { blockstore, pins: helia.pins, exchange, libp2p: networked ? libp2pView : undefined, providers },
-    { dataDir: init.dataDir, catalog: init.catalog, keep: (cid) => cache.keeps(cid), trustedPeers: [...trusted] }
+    { dataDir: init.dataDir, catalog: init.catalog, keep: (cid) => cache.keeps(cid), trustedPeers: [...trusted], ...(init.maxPullMB === undefined ? {} : { maxPullBytes: init.maxPullMB * 1024 * 1024 }), ...(init.freeBytes === undefined ? {} : { freeBytes: init.freeBytes }) }
   )
   let started = false
   const store: ContentStore = {

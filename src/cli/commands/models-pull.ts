@@ -29,19 +29,23 @@ Options:
   --swarm-key FILE  the private swarm's key file (env IPFS_ACCELERATE_SWARM_KEY)
                     (with a node running on the data dir, the node pulls, and
                     its own --trusted-peer and --swarm-key apply)
+  --max-mb N        refuse a model larger than N MB (default: config
+                    store.maxPullMB, 65536); the disk must also have room
   --id ID           record the model under this id
   --skillset S      ${SKILLSET_NAMES.join(', ')}
   --timeout SECS    give up after this long
   --catalog FILE    models.json to resolve ids with (default: the bundled one)
 ${COMMON_HELP}
 `,
-  options: { ...COMMON_OPTIONS, bootstrap: { type: 'string', multiple: true }, mdns: { type: 'boolean' }, 'trusted-peer': { type: 'string', multiple: true }, 'swarm-key': { type: 'string' }, id: { type: 'string' }, skillset: { type: 'string' }, timeout: { type: 'string' }, catalog: { type: 'string' } },
+  options: { ...COMMON_OPTIONS, bootstrap: { type: 'string', multiple: true }, mdns: { type: 'boolean' }, 'trusted-peer': { type: 'string', multiple: true }, 'swarm-key': { type: 'string' }, 'max-mb': { type: 'string' }, id: { type: 'string' }, skillset: { type: 'string' }, timeout: { type: 'string' }, catalog: { type: 'string' } },
   allowPositionals: true,
   async run (args) {
     const ref = onePositional(args, 'id|cid', 'pull')
     const skillset = str(args, 'skillset')
     if (skillset !== undefined && !SKILLSET_NAMES.includes(skillset as SkillsetName)) throw new UsageError(`--skillset ${skillset}: expected one of ${SKILLSET_NAMES.join(', ')}`)
     const id = str(args, 'id')
+    const maxMb = str(args, 'max-mb')
+    if (maxMb !== undefined && !/^[1-9][0-9]{0,8}$/.test(maxMb)) throw new UsageError(`--max-mb ${maxMb}: expected a whole number of MB from 1 to 999999999`)
     const peers = bootstrapOf(args)
     const trustedPeers = strs(args, 'trusted-peer').map((p) => {
       const parsed = peerIdSchema.safeParse(p)
@@ -55,6 +59,7 @@ ${COMMON_HELP}
       peers,
       onProgress: progress.onProgress,
       ...(id === undefined ? {} : { id }),
+      ...(maxMb === undefined ? {} : { maxBytes: Number(maxMb) * 1024 * 1024 }),
       ...(skillset === undefined ? {} : { skillset: skillset as SkillsetName })
     }))
     progress.finish()

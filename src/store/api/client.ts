@@ -63,7 +63,8 @@ export class StoreApiClient implements ModelStoreApi {
       ref,
       ...(options.peers === undefined || options.peers.length === 0 ? {} : { peers: options.peers }),
       ...(options.id === undefined ? {} : { id: options.id }),
-      ...(options.skillset === undefined ? {} : { skillset: options.skillset })
+      ...(options.skillset === undefined ? {} : { skillset: options.skillset }),
+      ...(options.maxBytes === undefined ? {} : { maxBytes: options.maxBytes })
     }, options) as PullResult
   }
 

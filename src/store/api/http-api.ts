@@ -5,7 +5,7 @@
  *
  *   GET  /api/v1/models                     → { models: ModelSummary[] }
  *   POST /api/v1/models/import  { dir, id?, skillset? }
- *   POST /api/v1/models/pull    { ref, peers?, id?, skillset? }
+ *   POST /api/v1/models/pull    { ref, peers?, id?, skillset?, maxBytes? }
  *   POST /api/v1/models/pin     { ref }      /unpin { ref }   /verify { ref }
  *   POST /api/v1/models/export  { ref, dir }
  *   POST /api/v1/models/gc      {}
@@ -43,8 +43,8 @@ const skillset = z.enum(SKILLSET_NAMES as [SkillsetName, ...SkillsetName[]])
 const absDir = z.string().min(1).max(4096).refine((d) => d.startsWith('/') || /^[A-Za-z]:[\\/]/.test(d), 'an absolute path')
 
 export const storeBodies = {
-  import: z.strictObject({ dir: absDir, id: modelIdSchema.optional(), skillset: skillset.optional() }),
-  pull: z.strictObject({ ref, peers: z.array(z.string().min(1).max(1000)).max(64).optional(), id: modelIdSchema.optional(), skillset: skillset.optional() }),
+  import: z.strictObject({ dir: absDir, id: modelIdSchema.optional(), skillset: skillset.optional(), maxBytes: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional() }),
+  pull: z.strictObject({ ref, peers: z.array(z.string().min(1).max(1000)).max(64).optional(), id: modelIdSchema.optional(), skillset: skillset.optional(), maxBytes: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional() }),
   ref: z.strictObject({ ref }),
   export: z.strictObject({ ref, dir: absDir }),
   gc: z.strictObject({})
@@ -128,8 +128,8 @@ export function storeRoutes (store: ModelStore): StoreRoute[] {
         send(res, 200, { models: await store.list() })
       }
     },
-    post(`${p}/import`, storeBodies.import, async (b, ctx) => await store.importDir(b.dir, { ...ctx, ...(b.id === undefined ? {} : { id: b.id }), ...(b.skillset === undefined ? {} : { skillset: b.skillset }) })),
-    post(`${p}/pull`, storeBodies.pull, async (b, ctx) => await store.pull(b.ref, { ...ctx, ...(b.peers === undefined ? {} : { peers: b.peers }), ...(b.id === undefined ? {} : { id: b.id }), ...(b.skillset === undefined ? {} : { skillset: b.skillset }) })),
+    post(`${p}/import`, storeBodies.import, async (b, ctx) => await store.importDir(b.dir, { ...ctx, ...(b.id === undefined ? {} : { id: b.id }), ...(b.skillset === undefined ? {} : { skillset: b.skillset }), ...(b.maxBytes === undefined ? {} : { maxBytes: b.maxBytes }) })),
+    post(`${p}/pull`, storeBodies.pull, async (b, ctx) => await store.pull(b.ref, { ...ctx, ...(b.peers === undefined ? {} : { peers: b.peers }), ...(b.id === undefined ? {} : { id: b.id }), ...(b.skillset === undefined ? {} : { skillset: b.skillset }), ...(b.maxBytes === undefined ? {} : { maxBytes: b.maxBytes }) })),
     post(`${p}/pin`, storeBodies.ref, async (b, ctx) => await store.pin(b.ref, ctx)),
     post(`${p}/unpin`, storeBodies.ref, async (b, ctx) => await store.unpin(b.ref, ctx)),
     post(`${p}/verify`, storeBodies.ref, async (b, ctx) => await store.verify(b.ref, ctx)),

@@ -113,7 +113,7 @@ export async function walkParallel (start: CID[], concurrency: number, visit: (c
 }
 
 /** A block of a local DAG walk: `present` false means its subtree is not here (and is not descended into). */
-interface LocalBlock { cid: CID, depth: number, present: boolean }
+interface LocalBlock { cid: CID, depth: number, present: boolean, /** The size its parent's link claims for its subtree (none for the root). */ tsize?: number }
 
 /**
  * Walk a DAG depth first over the local blockstore, each block once, in
@@ -121,22 +121,23 @@ interface LocalBlock { cid: CID, depth: number, present: boolean }
  * checked for presence and not read.
  */
 async function * walkLocalDag (blockstore: Pick<Blockstore, 'get' | 'has'>, root: CID, signal?: AbortSignal): AsyncGenerator<LocalBlock> {
-  const stack: Array<{ cid: CID, depth: number }> = [{ cid: root, depth: 0 }]
+  const stack: LocalBlock[] = [{ cid: root, depth: 0, present: false }]
   const seen = new Set<string>()
   while (stack.length > 0) {
     signal?.throwIfAborted()
-    const { cid, depth } = stack.pop() as { cid: CID, depth: number }
+    const next = stack.pop() as LocalBlock
+    const { cid, depth } = next
     const k = cid.toString()
     if (seen.has(k)) continue
     seen.add(k)
     if (!(await blockstore.has(cid, { signal }))) {
-      yield { cid, depth, present: false }
+      yield next
       continue
     }
-    yield { cid, depth, present: true }
+    yield { ...next, present: true }
     if (cid.code !== DAG_PB_CODE) continue
     const bytes = await readBlock(blockstore, cid, { signal, offline: true })
-    for (const l of childLinks(cid, bytes).reverse()) stack.push({ cid: l.cid, depth: depth + 1 })
+    for (const l of childLinks(cid, bytes).reverse()) stack.push({ cid: l.cid, depth: depth + 1, present: false, ...(l.tsize === undefined ? {} : { tsize: l.tsize }) })
   }
 }
 
@@ -145,6 +146,19 @@ export async function missingBlocks (blockstore: Pick<Blockstore, 'get' | 'has'>
   const missing: CID[] = []
   for await (const b of walkLocalDag(blockstore, root, options.signal)) if (!b.present) missing.push(b.cid)
   return missing
+}
+
+/**
+ * What a DAG whose root is here says it weighs: its total size, and the
+ * bytes of the subtrees that are not here (from the sizes its links claim;
+ * a peer may lie about them, so fetches also count what arrives).
+ */
+export async function dagSize (blockstore: Pick<Blockstore, 'get' | 'has'>, root: CID, signal?: AbortSignal): Promise<{ totalBytes: number, missingBytes: number }> {
+  const bytes = await readBlock(blockstore, root, { signal, offline: true })
+  const totalBytes = bytes.byteLength + childLinks(root, bytes).reduce((s, l) => s + (l.tsize ?? 0), 0)
+  let missingBytes = 0
+  for await (const b of walkLocalDag(blockstore, root, signal)) if (!b.present) missingBytes += b.tsize ?? 0
+  return { totalBytes, missingBytes }
 }
 
 /** Call `visit` for every block of a DAG that is present locally (missing subtrees are skipped). */

@@ -61,6 +61,10 @@ export interface FetchProgress {
 export interface FetchOptions {
   signal?: AbortSignal
   onProgress?: (p: FetchProgress) => void
+  /** Called with the size the root claims when it arrives, before anything is written; throw (a StoreError) to refuse the pull. */
+  admit?: (totalBytes: number) => Promise<void>
+  /** Stop with a StoreError once more than this many bytes arrived (a peer's claimed sizes may lie). */
+  maxBytes?: number
 }
 
 export interface FetchResult {
@@ -185,6 +189,10 @@ export class BlockExchange implements Startable {
     const onBlock: OnBlock = async (cid, bytes, peer) => {
       if (progress.totalBytes === undefined && cid.equals(root) && cid.code === DAG_PB_CODE) {
         progress.totalBytes = bytes.byteLength + childLinks(cid, bytes).reduce((s, l) => s + (l.tsize ?? 0), 0)
+        await options.admit?.(progress.totalBytes)
+      }
+      if (options.maxBytes !== undefined && progress.bytes + bytes.byteLength > options.maxBytes) {
+        throw new StoreError(`${root.toString()} passed ${options.maxBytes} bytes while it was fetched, more than the pull allows (its root claimed ${progress.totalBytes ?? 'no size'}): the peers serve more than the model claims, or raise store.maxPullMB`)
       }
       await puts.run(async () => {
         try {

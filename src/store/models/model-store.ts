@@ -12,6 +12,7 @@ import { unixfs } from '@helia/unixfs'
 import type { UnixFS } from '@helia/unixfs'
 import type { Startable } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
+import { mkdir, statfs } from 'node:fs/promises'
 import { basename } from 'node:path'
 import { ModelIntegrityError, ModelNotFoundError, StoreError } from '../../errors.ts'
 import type { SkillsetName } from '../../interfaces/index.ts'
@@ -40,6 +41,19 @@ export interface ModelStoreInit {
   keep?: (cid: CID) => boolean
   /** Peers whose manifests are believed when a pull names a model by id (default: none; pulls by CID work with any peer). */
   trustedPeers?: readonly string[]
+  /** The largest model a pull takes (config store.maxPullMB). */
+  maxPullBytes?: number
+  /** Free bytes where blocks are written (default: statfs of the blocks folder; tests give a disk that is full). */
+  freeBytes?: () => Promise<number>
+}
+
+export const DEFAULT_MAX_PULL_BYTES = 64 * 1024 ** 3
+
+/** Free bytes for this user on the file system that holds `dir`. */
+async function freeBytes (dir: string): Promise<number> {
+  await mkdir(dir, { recursive: true })
+  const s = await statfs(dir)
+  return s.bavail * s.bsize
 }
 
 export interface ModelSummary {
@@ -176,7 +190,9 @@ export class ModelStore implements Startable {
       log: this.log,
       recordFromDag: async (root, base, signal, onProgress) => await this.recordFromDag(root, base, signal, onProgress),
       pinRoot: async (root, signal) => { await this.pinRoot(root, signal) },
-      saveRecord: async (record) => { await this.replaceRecord(record) }
+      saveRecord: async (record) => { await this.replaceRecord(record) },
+      maxPullBytes: this.init.maxPullBytes ?? DEFAULT_MAX_PULL_BYTES,
+      freeBytes: this.init.freeBytes ?? (async () => await freeBytes(this.blocksDir))
     }))
   }
 

@@ -15,7 +15,7 @@ import { errorMessage, ModelNotFoundError, StoreError } from '../../errors.ts'
 import type { SkillsetName } from '../../interfaces/index.ts'
 import type { Logger } from '../../logger.ts'
 import type { ModelCatalog } from '../../models/catalog.ts'
-import { childLinks, missingBlocks, walkParallel } from '../blocks/dag.ts'
+import { childLinks, dagSize, missingBlocks, walkParallel } from '../blocks/dag.ts'
 import { DAG_PB_CODE, parseCid, readBlock, tryParseCid } from '../blocks/cid.ts'
 import { BLOCKS_PROTOCOL } from '../exchange/block-exchange.ts'
 import type { ModelStoreComponents, StoreProgress } from './types.ts'
@@ -34,6 +34,8 @@ export interface PullOptions {
   bitswapOnly?: boolean
   /** How long each peer has to answer `has` (ms). */
   askTimeoutMs?: number
+  /** Refuse a model larger than this (default: the store's `maxPullBytes`). */
+  maxBytes?: number
 }
 
 export interface PullResult {
@@ -65,7 +67,16 @@ export interface PullContext {
   recordFromDag: (root: CID, base: Pick<ModelRecord, 'id' | 'skillset'> & { files?: ModelFile[] }, signal?: AbortSignal, onProgress?: (p: StoreProgress) => void) => Promise<ModelRecord>
   pinRoot: (root: CID, signal?: AbortSignal) => Promise<void>
   saveRecord: (record: ModelRecord) => Promise<void>
+  /** The largest model a pull takes unless told otherwise (config store.maxPullMB). */
+  maxPullBytes: number
+  /** Free bytes where blocks are written. */
+  freeBytes: () => Promise<number>
 }
+
+/** Disk kept free after a pull, for records, the cache and the rest of the host. */
+export const DISK_RESERVE_BYTES = 256 * 1024 * 1024
+
+const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`
 
 export async function pullModel (ctx: PullContext): Promise<PullResult> {
   const started = performance.now()
@@ -87,7 +98,7 @@ export async function pullModel (ctx: PullContext): Promise<PullResult> {
 
   const fetchStarted = performance.now()
   const candidates = await connectCandidates(ctx, root)
-  let manifest: ModelRecord | undefined
+  let manifest: (ModelRecord & { from: string }) | undefined
   if (root === undefined) {
     const trusted = candidates.filter((p) => ctx.trusted(p.toString()))
     manifest = await askManifest(ctx, trusted, ctx.ref)
@@ -118,11 +129,23 @@ export async function pullModel (ctx: PullContext): Promise<PullResult> {
         }
       }))
     }
+    const maxBytes = options.maxBytes ?? ctx.maxPullBytes
+    const admit = async (totalBytes: number, neededBytes: number): Promise<void> => {
+      if (totalBytes > maxBytes) throw new StoreError(`model ${root.toString()} is ${mb(totalBytes)}, over the ${mb(maxBytes)} a pull takes (store.maxPullMB): raise the limit if you expect a model this large`)
+      const free = await ctx.freeBytes()
+      if (free < neededBytes + DISK_RESERVE_BYTES) throw new StoreError(`model ${root.toString()} needs ${mb(neededBytes)} more on disk, and the store's disk has ${mb(free)} free (${mb(DISK_RESERVE_BYTES)} is kept spare): free space, or run \`ipfs-accelerate models gc\``)
+    }
+    // The root here: check before fetching; else as soon as it arrives, before anything is written.
+    if (await c.blockstore.has(root)) {
+      const size = await dagSize(c.blockstore, root, signal)
+      await admit(size.totalBytes, size.missingBytes)
+    }
+    const admitRoot = async (totalBytes: number): Promise<void> => { await admit(totalBytes, totalBytes) }
     const onProgress = (p: { bytes: number, totalBytes?: number }): void => { options.onProgress?.({ phase: 'fetch', bytes: p.bytes, ...(p.totalBytes === undefined ? {} : { totalBytes: p.totalBytes }) }) }
     let leftover = missing
     if (sources.length > 0) {
       log.info('fetching a model DAG from peers', { cid: root.toString(), peers: sources.length })
-      const res = await exchange.fetch(root, sources, { signal, onProgress })
+      const res = await exchange.fetch(root, sources, { signal, onProgress, admit: admitRoot, maxBytes })
       fetched.blocks += res.blocks
       fetched.bytes += res.bytes
       fetched.byPeer = res.byPeer
@@ -136,7 +159,14 @@ export async function pullModel (ctx: PullContext): Promise<PullResult> {
         ? 'bitswap was asked for'
         : sources.length === 0 ? `no peer serves it on ${BLOCKS_PROTOCOL} (${notes.join('; ') || 'no peers'})` : `the block exchange left ${leftover.length} subtrees (${notes.join('; ')})`
       log.warn('fetching via bitswap', { cid: root.toString(), reason })
-      const got = await bitswapFetch(c, root, leftover, candidates, fetched.bytes, { signal, onProgress: (bytes) => { onProgress({ bytes }) } })
+      let got: { blocks: number, bytes: number }
+      try {
+        got = await bitswapFetch(c, root, leftover, candidates, fetched.bytes, { signal, onProgress: (bytes) => { onProgress({ bytes }) }, admit: admitRoot, maxBytes })
+      } catch (err) {
+        signal?.throwIfAborted()
+        if (err instanceof StoreError) throw err
+        throw new StoreError(`no peer could give all of ${root.toString()}: ${reason}; then bitswap failed (${errorMessage(err)}): pass --bootstrap with the address of a peer that holds it`, { cause: err })
+      }
       fetched.blocks += got.blocks
       fetched.bytes += got.bytes
       fetched.via = fetched.via === 'exchange' ? 'exchange+bitswap' : 'bitswap'
@@ -148,7 +178,7 @@ export async function pullModel (ctx: PullContext): Promise<PullResult> {
 
   await ctx.pinRoot(root, signal)
   if (manifest === undefined && record === undefined && candidates.length > 0) manifest = await askManifest(ctx, candidates, root.toString())
-  const id = options.id ?? record?.id ?? manifest?.id ?? entry?.id ?? root.toString()
+  const id = options.id ?? record?.id ?? await manifestId(ctx, manifest, root) ?? entry?.id ?? root.toString()
   const prev = record?.cid === root.toString() ? record : undefined
   const next = prev !== undefined
     ? { ...prev, pinned: true, usedAt: new Date().toISOString() }
@@ -190,14 +220,35 @@ async function connectCandidates (ctx: PullContext, root: CID | undefined): Prom
   return [...out.values()]
 }
 
-/** The first valid record a peer gives for `ref`. */
-async function askManifest (ctx: PullContext, peers: PeerId[], ref: string): Promise<ModelRecord | undefined> {
+/**
+ * The id a peer's manifest gives the pulled root, when it may: a peer's
+ * manifest never replaces a record here, nor claims an id that models.json
+ * pins to another root, nor names anything unless its peer is trusted or
+ * models.json pins that id to this very root. Otherwise the model is
+ * recorded under its CID (rename it with --id), and the refusal is logged.
+ */
+async function manifestId (ctx: PullContext, manifest: (ModelRecord & { from: string }) | undefined, root: CID): Promise<string | undefined> {
+  if (manifest === undefined) return undefined
+  const pinned = ctx.catalog?.find(manifest.id)?.cid
+  const existing = await ctx.find(manifest.id)
+  const why = existing !== undefined && existing.cid !== root.toString()
+    ? `this store already has ${manifest.id} as ${existing.cid}`
+    : pinned !== undefined && pinned !== root.toString()
+      ? `models.json pins ${manifest.id} to ${pinned}`
+      : pinned === undefined && !ctx.trusted(manifest.from) ? `peer ${manifest.from} is not trusted to name models` : undefined
+  if (why === undefined) return manifest.id
+  ctx.log.warn('a peer\'s manifest names the pulled model with an id it may not take; recording it under its CID', { claimed: manifest.id, cid: root.toString(), why })
+  return undefined
+}
+
+/** The first valid record a peer gives for `ref`, with the peer that gave it. */
+async function askManifest (ctx: PullContext, peers: PeerId[], ref: string): Promise<(ModelRecord & { from: string }) | undefined> {
   const exchange = ctx.components.exchange
   if (exchange === undefined) return undefined
   const answers = await Promise.all(peers.map(async (peer) => {
     try {
       const raw = await exchange.manifest(peer, ref, { signal: AbortSignal.any([AbortSignal.timeout(5000), ...(ctx.options.signal === undefined ? [] : [ctx.options.signal])]) })
-      return raw === undefined ? undefined : parseModelRecord(raw, `peer ${peer.toString()}`)
+      return raw === undefined ? undefined : { ...parseModelRecord(raw, `peer ${peer.toString()}`), from: peer.toString() }
     } catch (err) {
       ctx.log.debug('no manifest from a peer', { peer: peer.toString(), error: errorMessage(err) })
       return undefined
@@ -207,7 +258,7 @@ async function askManifest (ctx: PullContext, peers: PeerId[], ref: string): Pro
 }
 
 /** Walk the missing subtrees through Helia's networked blockstore (bitswap), many wants at once. */
-async function bitswapFetch (c: ModelStoreComponents, root: CID, missing: CID[], peers: PeerId[], base: number, options: { signal?: AbortSignal, onProgress?: (bytes: number) => void, stallMs?: number }): Promise<{ blocks: number, bytes: number }> {
+async function bitswapFetch (c: ModelStoreComponents, root: CID, missing: CID[], peers: PeerId[], base: number, options: { signal?: AbortSignal, onProgress?: (bytes: number) => void, stallMs?: number, admit: (totalBytes: number) => Promise<void>, maxBytes: number }): Promise<{ blocks: number, bytes: number }> {
   // bitswap waits for providers for as long as it is let: give up when no block came for a while
   const stallMs = options.stallMs ?? 30_000
   const stalled = new AbortController()
@@ -228,8 +279,11 @@ async function bitswapFetch (c: ModelStoreComponents, root: CID, missing: CID[],
       const data = await readBlock(bs, cid, { signal })
       progress()
       if (!local) {
+        // bitswap writes what it gets: the root's claim is checked as it lands, the running total on every block
+        if (cid.equals(root) && cid.code === DAG_PB_CODE) await options.admit(data.byteLength + childLinks(cid, data).reduce((s, l) => s + (l.tsize ?? 0), 0))
         blocks++
         bytes += data.byteLength
+        if (base + bytes > options.maxBytes) throw new StoreError(`${root.toString()} passed ${options.maxBytes} bytes while it was fetched over bitswap, more than the pull allows`)
         options.onProgress?.(base + bytes)
       }
       return childLinks(cid, data).map((l) => l.cid)
