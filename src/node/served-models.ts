@@ -123,15 +123,16 @@ export async function ensureModel (entry: ModelEntry, ctx: EnsureContext): Promi
   const staging = join(ctx.dataDir, 'staging', `hub-${process.pid}`)
   try {
     log.info(`${entry.id}: no peer holds it, downloading it from the hub once`, { repo: entry.source.repo, dtype: ctx.dtype })
-    const dir = await downloadFromHub({
+    const got = await downloadFromHub({
       repo: entry.source.repo,
       ...(entry.source.revision === undefined ? {} : { revision: entry.source.revision }),
       dtype: ctx.dtype,
       dest: join(staging, entry.id),
       onProgress: progressLog(log, (p) => `downloading ${entry.id} ${p.file}`)
     })
-    const imported = await models.importDir(dir, { id: entry.id, skillset: entry.skillset })
-    log.info(`${entry.id} downloaded from the hub and imported`, { cid: imported.cid })
+    if (entry.source.revision === undefined) log.warn(`${entry.id}: models.json names no revision, so the hub's main branch was taken; pin it with "revision": "${got.revision}"`)
+    const imported = await models.importDir(got.dir, { id: entry.id, skillset: entry.skillset, hub: { repo: entry.source.repo, revision: got.revision } })
+    log.info(`${entry.id} downloaded from the hub and imported`, { cid: imported.cid, revision: got.revision, files: got.files.length })
     return await models.locate(entry.id)
   } catch (err) {
     throw new ModelNotFoundError(`model ${entry.id} is not in this node's store, no peer gave it (${errorMessage(pullError)}), and the hub download failed (${errorMessage(err)}): on a host that has it, run \`ipfs-accelerate models import DIR --id ${entry.id} --skillset ${entry.skillset}\`, then start this node with --bootstrap to that host`, { cause: err })

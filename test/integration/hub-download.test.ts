@@ -1,38 +1,26 @@
 /**
  * A model no peer holds is downloaded from the hub once, imported, and then
- * served to peers: a stand-in hub on 127.0.0.1 serves a generated model in
- * the hub's URL layout and counts what it is asked.
+ * served to peers: a stand-in hub on 127.0.0.1 (test/helpers/fake-hub.ts)
+ * serves a generated model in the hub's URL layout and counts what it is asked.
  */
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createReadStream } from 'node:fs'
-import { stat, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { loadCatalog } from '../../src/models/catalog.ts'
 import { ensureGeneratedModel } from '../../src/models/generate/index.ts'
 import { startWorker, stopProc, tempDir } from '../helpers/procs.ts'
 import type { WorkerProc } from '../helpers/procs.ts'
+import { startFakeHub } from '../helpers/fake-hub.ts'
 
 const procs: WorkerProc[] = []
-const requests: string[] = []
 const folder = await ensureGeneratedModel((await loadCatalog()).get('demo/tiny-random'), await tempDir('ia-hubsrc-'))
-const hub = createServer((req, res) => {
-  requests.push(req.url ?? '')
-  const m = /^\/acme\/tiny\/resolve\/main\/(.+)$/.exec(req.url ?? '')
-  const file = m?.[1] === undefined ? undefined : join(folder, m[1])
-  if (file === undefined || m![1]!.includes('..')) { res.writeHead(404).end(); return }
-  stat(file).then((s) => {
-    res.writeHead(200, { 'content-length': s.size })
-    createReadStream(file).pipe(res)
-  }, () => { res.writeHead(404).end() })
-})
-await new Promise<void>((resolve) => { hub.listen(0, '127.0.0.1', resolve) })
-const hubUrl = `http://127.0.0.1:${(hub.address() as AddressInfo).port}`
+const hub = await startFakeHub('acme/tiny', folder)
+const requests = hub.requests
+const hubUrl = hub.url
 after(async () => {
   await Promise.all(procs.map(async (p) => await stopProc(p.proc)))
-  await new Promise((resolve) => { hub.close(resolve) })
+  await hub.close()
 })
 
 test('downloaded from the hub once, then served to a peer that never asks the hub', async () => {
@@ -43,9 +31,10 @@ test('downloaded from the hub once, then served to a peer that never asks the hu
   const a = await startWorker({ dataDir: aDir, models: 'acme/tiny', dtype: 'fp32', env })
   procs.push(a)
   assert.match(a.stderr(), /acme\/tiny downloaded from the hub and imported/)
+  assert.match(a.stderr(), new RegExp(`pin it with "revision": "${hub.commit}"`), 'main was resolved to its commit, and the log says how to pin it')
   const onnx = requests.filter((r) => r.endsWith('.onnx'))
-  assert.deepEqual(onnx, ['/acme/tiny/resolve/main/onnx/model.onnx'], 'only the planned dtype is downloaded')
-  for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) assert.ok(requests.includes(`/acme/tiny/resolve/main/${f}`), f)
+  assert.deepEqual(onnx, [`/acme/tiny/resolve/${hub.commit}/onnx/model.onnx`], 'only the planned dtype is downloaded, from the commit')
+  for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) assert.ok(requests.includes(`/acme/tiny/resolve/${hub.commit}/${f}`), f)
   const seen = requests.length
 
   // B has no copy and the same hub, but A holds the model: B, which trusts A for manifests, pulls it from A.

@@ -28,7 +28,7 @@ import { exportFile, hashDagFile, importFiles, integrityError, listDagFiles, lis
 import { pullModel } from './pull.ts'
 import type { PullOptions, PullResult } from './pull.ts'
 import { RecordStore } from './records.ts'
-import type { ModelFile, ModelRecord } from './records.ts'
+import type { HubOrigin, ModelFile, ModelRecord } from './records.ts'
 import type { ModelStoreComponents, StoreProgress } from './types.ts'
 
 export type { PullOptions, PullResult }
@@ -116,7 +116,7 @@ export class ModelStore implements Startable {
   }
 
   /** Import a Hugging Face-layout folder; pins it and records it. */
-  async importDir (dir: string, options: ProgressOption & { id?: string, skillset?: SkillsetName } = {}): Promise<ModelRecord> {
+  async importDir (dir: string, options: ProgressOption & { id?: string, skillset?: SkillsetName, hub?: HubOrigin } = {}): Promise<ModelRecord> {
     const id = options.id ?? basename(dir)
     const idCheck = modelIdSchema.safeParse(id)
     if (!idCheck.success) throw new StoreError(`"${id}" is not a valid model id: pass --id NAME or OWNER/NAME`)
@@ -137,6 +137,7 @@ export class ModelStore implements Startable {
         size: totalBytes,
         pinned: true,
         source: 'import',
+        ...(options.hub === undefined ? {} : { hub: options.hub }),
         createdAt: new Date().toISOString()
       }
       await this.replaceRecord(record)

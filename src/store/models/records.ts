@@ -40,11 +40,14 @@ export const modelRecordSchema = z.strictObject({
   size: z.number().int().nonnegative(),
   pinned: z.boolean(),
   source: z.enum(['import', 'pull']),
+  /** Where an import came from when it was a hub download: the repo and the commit every file came from. */
+  hub: z.strictObject({ repo: z.string().min(1).max(200), revision: z.string().regex(/^[0-9a-f]{40}$/) }).optional(),
   createdAt: z.string().max(40),
   /** Last time the model was pulled, exported or opened for loading. */
   usedAt: z.string().max(40).optional()
 })
 export type ModelRecord = z.infer<typeof modelRecordSchema>
+export type HubOrigin = NonNullable<ModelRecord['hub']>
 
 const recordsFileSchema = z.strictObject({
   version: z.literal(RECORDS_VERSION),
