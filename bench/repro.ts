@@ -35,7 +35,11 @@ const TARGETS = 16
 const BATCH = 64
 const PAD_WORDS = [40, 120, 400]
 
-const { values: args } = parseArgs({ options: { sizes: { type: 'string', default: 'tiny,minilm' }, rounds: { type: 'string', default: '3' } } })
+const { values: args } = parseArgs({ options: { sizes: { type: 'string', default: 'tiny,minilm' }, rounds: { type: 'string', default: '3' }, help: { type: 'boolean' } } })
+if (args.help === true) {
+  process.stdout.write('node bench/repro.ts [--sizes tiny,minilm] [--rounds 3]\n  per dtype (fp32, q8 dynamic, int8 static): alone vs batch-of-64 differences, padding, threads, items/s at batch 1/32/64\n')
+  process.exit(0)
+}
 const sizes = (args.sizes ?? '').split(',') as BertSize[]
 const rounds = Math.max(1, Number(args.rounds))
 
