@@ -21,6 +21,7 @@ export type { DeviceSpec } from './device.ts'
 export { DEVICE_SPEC_HELP, formatDeviceSpec, parseDeviceSpec } from './device.ts'
 export type { PlanOptions, Placement } from './plan.ts'
 export { estimateGpuMemoryMB, logFallbacks, placement, planAll, planCandidates, planModel } from './plan.ts'
+export { batchDependenceReason, isReproducible, quantSessionConfig, reproducibleDtypes, X64_QUANT_PRECISION_KEY } from './dtype-policy.ts'
 export type { CommandRunner, RunOutcome, RunOptions } from './exec.ts'
 export { execRunner } from './exec.ts'
 

@@ -11,6 +11,13 @@
  * `--dtype`) is a hard constraint: only matching candidates are listed, and
  * a forced device that cannot be used is an error, never a silent CPU run.
  *
+ * Reproducible by default: without `--dtype`, only the model's
+ * batch-independent dtypes are listed (hardware/dtype-policy.ts), so the
+ * measuring can never pick one whose results depend on batch-mates (a
+ * dynamically quantized q8). A plan says whether it is `reproducible`, and
+ * quantized CPU plans on x86 without VNNI carry the u8s8 guard in
+ * `sessionConfig`.
+ *
  * transformers.js, which runs the models, has no TensorRT device: a plan
  * where TensorRT was asked for says so and runs CUDA, so what it names is
  * what runs.
@@ -19,6 +26,7 @@ import type { Dtype, ExecutionPlan, ModelEntry, ProviderName } from '../src/inte
 import { ConfigError, DeviceUnavailableError } from '../src/errors.ts'
 import type { Logger } from '../src/logger.ts'
 import { int8Capability } from './cpu.ts'
+import { batchDependenceReason, isReproducible, quantSessionConfig, reproducibleDtypes } from './dtype-policy.ts'
 import type { DeviceSpec } from './device.ts'
 import { formatDeviceSpec, parseDeviceSpec } from './device.ts'
 import type { GpuInfo, HardwareProfile, ProviderStatus } from './types.ts'
@@ -51,8 +59,20 @@ export const GPU_CONTEXT_MB = 512
 const CANDIDATE_DTYPES: Readonly<Record<'cuda' | 'webgpu' | 'cpu', readonly Dtype[]>> = Object.freeze({
   cuda: Object.freeze(['fp16', 'fp32'] as Dtype[]),
   webgpu: Object.freeze(['fp32', 'fp16'] as Dtype[]),
-  cpu: Object.freeze(['q8', 'fp32'] as Dtype[])
+  cpu: Object.freeze(['q8', 'int8', 'fp32'] as Dtype[])
 })
+const EIGHT_BIT: readonly Dtype[] = Object.freeze(['int8', 'q8', 'uint8'])
+
+/** The dtypes a plan may use: the forced one, else the batch-independent ones (all, where the model has none), and what was left out. */
+interface Allowed { dtypes: readonly Dtype[], note: string }
+
+function allowedDtypes (entry: ModelEntry, forced: Dtype | undefined): Allowed {
+  if (forced !== undefined) return { dtypes: [forced], note: '' }
+  const ok = reproducibleDtypes(entry)
+  if (ok.length === 0) return { dtypes: entry.dtypes, note: `; none of the dtypes it offers is batch-independent, so its results depend on batch-mates` }
+  const out = entry.dtypes.filter((d) => !ok.includes(d))
+  return { dtypes: ok, note: out.length === 0 ? '' : `; ${out.join(', ')} left out: results would depend on batch-mates (dynamic quantization); --dtype ${out[0] as Dtype} opts in` }
+}
 
 /** transformers.js has no TensorRT device (skillsets/embed/runner.ts maps it to CUDA). */
 const NO_TENSORRT_RUNNER = 'transformers.js, which runs the models, has no TensorRT device: the model runs on CUDA'
@@ -68,40 +88,42 @@ function pickDtype (offered: readonly Dtype[], preference: readonly Dtype[]): Dt
   return preference.find((d) => offered.includes(d)) ?? offered[0] ?? 'fp32'
 }
 
-function gpuDtype (entry: ModelEntry, gpu: GpuInfo | undefined): Choice {
-  const dtype = pickDtype(entry.dtypes, CANDIDATE_DTYPES.cuda)
+function gpuDtype (entry: ModelEntry, gpu: GpuInfo | undefined, allowed: Allowed): Choice {
+  const dtype = pickDtype(allowed.dtypes, CANDIDATE_DTYPES.cuda)
   if (dtype === 'fp16') {
     const cc = Number(gpu?.computeCapability ?? '0')
-    return { dtype, reason: `dtype fp16: the model offers it and CUDA runs fp16 natively${cc >= 7 ? ` on tensor cores (compute capability ${gpu?.computeCapability ?? '?'})` : ''}, at half the memory of fp32` }
+    return { dtype, reason: `dtype fp16: the model offers it and CUDA runs fp16 natively${cc >= 7 ? ` on tensor cores (compute capability ${gpu?.computeCapability ?? '?'})` : ''}, at half the memory of fp32${allowed.note}` }
   }
-  return { dtype, reason: `dtype ${dtype}: the model offers no fp16 weights (offers ${entry.dtypes.join(', ')})` }
+  return { dtype, reason: `dtype ${dtype}: the model offers no fp16 weights (offers ${entry.dtypes.join(', ')})${allowed.note}` }
 }
 
-function cpuDtype (entry: ModelEntry, profile: HardwareProfile): Choice {
+function cpuDtype (entry: ModelEntry, profile: HardwareProfile, allowed: Allowed): Choice {
   const int8 = int8Capability(profile.cpu)
   if (int8 === undefined) {
-    const dtype = pickDtype(entry.dtypes, ['fp32'])
-    return { dtype, reason: `dtype ${dtype}: the CPU has neither AVX2 nor VNNI (nor ARM dotprod/i8mm), so quantized weights would not run faster` }
+    const dtype = pickDtype(allowed.dtypes, ['fp32'])
+    return { dtype, reason: `dtype ${dtype}: the CPU has neither AVX2 nor VNNI (nor ARM dotprod/i8mm), so quantized weights would not run faster${allowed.note}` }
   }
-  const dtype = pickDtype(entry.dtypes, ['q8', 'int8', 'fp32'])
-  if (dtype === 'q8' || dtype === 'int8') {
-    return { dtype, reason: `dtype ${dtype}: the CPU has ${int8.description} (${int8.flag}) and the model offers ${dtype} (8-bit quantized) weights` }
+  const dtype = pickDtype(allowed.dtypes, CANDIDATE_DTYPES.cpu)
+  if (EIGHT_BIT.includes(dtype)) {
+    const kind = isReproducible(entry, dtype) ? '8-bit weights with fixed activation scales, batch-independent' : '8-bit quantized'
+    return { dtype, reason: `dtype ${dtype}: the CPU has ${int8.description} (${int8.flag}) and the model offers ${dtype} (${kind}) weights${allowed.note}` }
   }
-  return { dtype, reason: `dtype ${dtype}: the CPU could run int8 (${int8.flag}), but the model offers no q8/int8 weights (offers ${entry.dtypes.join(', ')})` }
+  return { dtype, reason: `dtype ${dtype}: the CPU could run int8 (${int8.flag}), but the model offers no ${allowed.note === '' ? '' : 'batch-independent '}8-bit weights (offers ${entry.dtypes.join(', ')})${allowed.note}` }
 }
 
-function webgpuDtype (entry: ModelEntry): Choice {
-  const dtype = pickDtype(entry.dtypes, ['fp32'])
-  return { dtype, reason: `dtype ${dtype}: WebGPU fp16 needs the adapter's shader-f16 feature, which the probe does not check` }
+function webgpuDtype (allowed: Allowed): Choice {
+  const dtype = pickDtype(allowed.dtypes, ['fp32'])
+  return { dtype, reason: `dtype ${dtype}: WebGPU fp16 needs the adapter's shader-f16 feature, which the probe does not check${allowed.note}` }
 }
 
 /**
  * The dtypes to list on a provider: the forced one, else the default
  * choice first, then the others worth measuring that the model offers.
  */
-function dtypeChoices (entry: ModelEntry, kind: keyof typeof CANDIDATE_DTYPES, forced: Dtype | undefined, preferred: Choice): Choice[] {
-  if (forced !== undefined) return [{ dtype: forced, reason: `dtype ${forced}: set by configuration (--dtype)` }]
-  const others = CANDIDATE_DTYPES[kind].filter((d) => d !== preferred.dtype && entry.dtypes.includes(d))
+function dtypeChoices (ctx: Ctx, kind: keyof typeof CANDIDATE_DTYPES, preferred: Choice): Choice[] {
+  const { entry, dtype: forced } = ctx
+  if (forced !== undefined) return [{ dtype: forced, reason: `dtype ${forced}: set by configuration (--dtype)${isReproducible(entry, forced) ? '' : `; ${batchDependenceReason(entry, forced)}`}` }]
+  const others = CANDIDATE_DTYPES[kind].filter((d) => d !== preferred.dtype && ctx.allowed.dtypes.includes(d))
   return [preferred, ...others.map((d) => ({ dtype: d, reason: `dtype ${d}: also offered by the model, a candidate to measure against ${preferred.dtype}` }))]
 }
 
@@ -155,6 +177,8 @@ interface Ctx {
   spec: DeviceSpec
   forced: boolean
   dtype: Dtype | undefined
+  /** The dtypes plans may use (forced, else batch-independent). */
+  allowed: Allowed
   threads: { n: number, reason: string }
   unavailable: (why: string) => never
 }
@@ -186,7 +210,7 @@ function cudaStep (ctx: Ctx, first: boolean): StepResult {
   }
   const index = spec.kind === 'cuda' || spec.kind === 'tensorrt' ? spec.index : undefined
   // The dtype decides the memory the model needs, so each dtype picks its GPU.
-  const choices = dtypeChoices(entry, 'cuda', ctx.dtype, gpuDtype(entry, undefined))
+  const choices = dtypeChoices(ctx, 'cuda', gpuDtype(entry, undefined, ctx.allowed))
   const plans: StepResult['plans'] = []
   let firstMiss: string | undefined
   for (const c of choices) {
@@ -198,13 +222,14 @@ function cudaStep (ctx: Ctx, first: boolean): StepResult {
       continue
     }
     const ordinal = pick.gpu.cudaOrdinal as number
-    const dtReason = c === choices[0] && ctx.dtype === undefined ? gpuDtype(entry, pick.gpu).reason : c.reason
+    const dtReason = c === choices[0] && ctx.dtype === undefined ? gpuDtype(entry, pick.gpu, ctx.allowed).reason : c.reason
     const trtNote = wantTrt ? ` (TensorRT asked for${trt.available ? `, and its provider works, but ${NO_TENSORRT_RUNNER}` : ` but not usable: ${trt.reason}`})` : ''
     plans.push({
       modelId: entry.id,
       device: `cuda:${ordinal}`,
       provider: 'cuda',
       dtype: c.dtype,
+      reproducible: isReproducible(entry, c.dtype),
       intraOpThreads: ctx.threads.n,
       gpuIndex: ordinal,
       reasons: [
@@ -229,13 +254,14 @@ function webgpuStep (ctx: Ctx, first: boolean): StepResult {
     if (ctx.forced) ctx.unavailable(`ONNX Runtime's WebGPU provider found no usable adapter: ${webgpu.reason}`)
     return { plans: [], fallbacks: [{ provider: 'webgpu', reason: webgpu.reason }] }
   }
-  const choices = dtypeChoices(ctx.entry, 'webgpu', ctx.dtype, webgpuDtype(ctx.entry))
+  const choices = dtypeChoices(ctx, 'webgpu', webgpuDtype(ctx.allowed))
   return {
     plans: choices.map((c) => ({
       modelId: ctx.entry.id,
       device: 'webgpu',
       provider: 'webgpu',
       dtype: c.dtype,
+      reproducible: isReproducible(ctx.entry, c.dtype),
       intraOpThreads: ctx.threads.n,
       reasons: [`provider webgpu: ${providerReason(ctx, 'CUDA is not usable (see fallbacks)', first)}; ${webgpu.reason}`, c.reason, ctx.threads.reason]
     })),
@@ -252,16 +278,21 @@ function cpuStep (ctx: Ctx, first: boolean): StepResult {
   }
   const amd = profile.gpus.filter((g) => g.vendor === 'amd')
   const amdReason = amd.length > 0 && !forced ? [`AMD GPU${amd.length === 1 ? '' : 's'} found (${amd.map((g) => g.name).join(', ')}), but onnxruntime-node has no ROCm or MIGraphX provider; only WebGPU could use ${amd.length === 1 ? 'it' : 'them'}`] : []
-  const choices = dtypeChoices(entry, 'cpu', ctx.dtype, cpuDtype(entry, profile))
+  const choices = dtypeChoices(ctx, 'cpu', cpuDtype(entry, profile, ctx.allowed))
   return {
-    plans: choices.map((c) => ({
-      modelId: entry.id,
-      device: 'cpu',
-      provider: 'cpu',
-      dtype: c.dtype,
-      intraOpThreads: ctx.threads.n,
-      reasons: [`provider cpu: ${providerReason(ctx, 'no GPU provider is usable (see fallbacks)', first)}; ${cpu.reason}`, ...amdReason, c.reason, ctx.threads.reason]
-    })),
+    plans: choices.map((c) => {
+      const guard = quantSessionConfig(profile.cpu, c.dtype)
+      return {
+        modelId: entry.id,
+        device: 'cpu',
+        provider: 'cpu',
+        dtype: c.dtype,
+        reproducible: isReproducible(entry, c.dtype),
+        ...(guard === undefined ? {} : { sessionConfig: guard.config }),
+        intraOpThreads: ctx.threads.n,
+        reasons: [`provider cpu: ${providerReason(ctx, 'no GPU provider is usable (see fallbacks)', first)}; ${cpu.reason}`, ...amdReason, c.reason, ...(guard === undefined ? [] : [guard.reason]), ctx.threads.reason]
+      }
+    }),
     fallbacks: []
   }
 }
@@ -291,13 +322,15 @@ export function planCandidates (entry: ModelEntry, profile: HardwareProfile, opt
   const spec: DeviceSpec = opts.device === undefined ? { kind: 'auto' } : parseDeviceSpec(opts.device)
   const forced = spec.kind !== 'auto'
   const asked = formatDeviceSpec(spec)
+  const dtype = forcedDtype(entry, opts.dtype)
   const ctx: Ctx = {
     entry,
     profile,
     opts,
     spec,
     forced,
-    dtype: forcedDtype(entry, opts.dtype),
+    dtype,
+    allowed: allowedDtypes(entry, dtype),
     threads: threads(profile, Math.max(1, Math.floor(opts.concurrentSessions ?? 1))),
     unavailable: (why: string): never => {
       throw new DeviceUnavailableError(`model ${entry.id}: device "${asked}" was requested, but ${why}. Run \`ipfs-accelerate hardware\` to see what this host has, or choose another --device`)

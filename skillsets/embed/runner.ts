@@ -43,13 +43,38 @@ export interface RunnerOptions {
 
 interface Encoded { ids: number[], mask: number[], typeIds: number[] | undefined }
 
-function pipelineOptions (plan: ExecutionPlan): Record<string, unknown> {
+/**
+ * ONNX Runtime session config entries as onnxruntime-node's `extra` takes
+ * them: nested objects whose keys it joins with "." (session.x64quantprecision
+ * → { session: { x64quantprecision } }); values are strings.
+ */
+export function extraOptions (entries: Readonly<Record<string, string>>): Record<string, unknown> {
+  const extra: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(entries)) {
+    const parts = key.split('.')
+    let node = extra
+    for (const part of parts.slice(0, -1)) {
+      const next = node[part] ?? {}
+      if (typeof next !== 'object') throw new ModelLoadError(`session config key ${key} collides with ${part}`)
+      node[part] = next
+      node = next as Record<string, unknown>
+    }
+    node[parts[parts.length - 1] as string] = value
+  }
+  return extra
+}
+
+/** The transformers.js pipeline options of a plan (exported for tests). */
+export function pipelineOptions (plan: ExecutionPlan): Record<string, unknown> {
   const device = DEVICES[plan.provider]
   if (plan.provider === 'tensorrt') log.warn('transformers.js has no TensorRT device: running the model on CUDA', { model: plan.modelId })
   const sessionOptions: Record<string, unknown> = { intraOpNumThreads: plan.intraOpThreads }
   // ONNX Runtime's CPU threads spin-wait after each run by default, taking the
   // cores the node's event loop (libp2p, HTTP) and other sessions need.
-  if (device === 'cpu') sessionOptions.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } }
+  const config: Record<string, string> = device === 'cpu' ? { 'session.intra_op.allow_spinning': '0', 'session.inter_op.allow_spinning': '0' } : {}
+  // The plan's own entries (the u8s8 guard, session.x64quantprecision, on x86 without VNNI).
+  Object.assign(config, plan.sessionConfig)
+  if (Object.keys(config).length > 0) sessionOptions.extra = extraOptions(config)
   if (device === 'cuda' && plan.gpuIndex !== undefined) sessionOptions.executionProviders = [{ name: 'cuda', deviceId: plan.gpuIndex }]
   return { dtype: plan.dtype, device, session_options: sessionOptions }
 }
@@ -71,7 +96,7 @@ export async function loadEmbedRunner (model: ModelLocation, plan: ExecutionPlan
   const padId = BigInt(pipe.tokenizer.pad_token_id ?? 0)
   const maxBatchTokens = options.maxBatchTokens ?? (plan.provider === 'cpu' ? MAX_BATCH_TOKENS_CPU : MAX_BATCH_TOKENS_GPU)
   let disposed = false
-  log.info('embed model loaded', { model: model.id, provider: plan.provider, dtype: plan.dtype, threads: plan.intraOpThreads, maxBatchTokens, ms: Math.round(performance.now() - t0) })
+  log.info('embed model loaded', { model: model.id, provider: plan.provider, dtype: plan.dtype, threads: plan.intraOpThreads, ...(plan.sessionConfig === undefined ? {} : { sessionConfig: plan.sessionConfig }), maxBatchTokens, ms: Math.round(performance.now() - t0) })
 
   /** Run texts `order[start..end)` (ascending length) as one batch; pool each into `rows`. */
   async function runChunk (enc: Encoded[], order: number[], start: number, end: number, poolings: EmbedInput['pooling'][], rows: Float32Array[]): Promise<void> {

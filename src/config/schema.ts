@@ -46,7 +46,12 @@ export const configSchema = z.strictObject({
   /** Model ids to serve; empty means the offline default of each built skillset. */
   models: z.array(modelIdSchema).max(64).default([]),
   device: deviceSchema.default('auto'),
-  /** Weight format; auto: the fastest candidate measured at start-up (scheduler.calibrate), else the plan's default (q8 on capable CPUs, fp16 on CUDA). */
+  /**
+   * Weight format; auto: among the model's batch-independent dtypes, the
+   * fastest device measured at start-up (scheduler.calibrate) with its first
+   * dtype (static int8 on capable CPUs where the model has one, else fp32;
+   * fp16 on CUDA). A batch-dependent dtype (q8) only when named here.
+   */
   dtype: z.enum(['auto', ...DTYPES] as [string, ...string[]]).default('auto'),
   catalog: z.string().min(1).max(4096).optional(),
   /** A private swarm's key file (swarm.key format): only peers with the same key can connect. */

@@ -35,6 +35,14 @@ export interface ModelEntry {
   description?: string
   /** Served by default when the hub is unreachable (the generated demo model). */
   offlineDefault?: boolean
+  /**
+   * The dtypes whose results do not depend on batch-mates (float weights, or
+   * static quantization with fixed activation scales); absent: the float
+   * ones (fp32, fp16). Dynamically quantized files (hub q8/int8/uint8
+   * exports) are not. Only these are planned unless --dtype names another
+   * (hardware/dtype-policy.ts).
+   */
+  reproducibleDtypes?: Dtype[]
 }
 
 /** How one model runs on this host: device, provider, dtype and why. */
@@ -48,6 +56,14 @@ export interface ExecutionPlan {
   intraOpThreads: number
   /** GPU index for cuda/tensorrt plans. */
   gpuIndex?: number
+  /**
+   * Whether a text's result is the same alone and in any batch (the dtype is
+   * one of the model's reproducibleDtypes). Absent: not planned by
+   * hardware/plan.ts (tests, hand-made plans).
+   */
+  reproducible?: boolean
+  /** ONNX Runtime session config entries the runner sets (e.g. session.x64quantprecision); absent: none. */
+  sessionConfig?: Record<string, string>
   /** Human-readable reasons for each choice. */
   reasons: string[]
   /** Providers that were preferred but could not be used, with why. */

@@ -20,15 +20,22 @@ const sourceSchema = z.union([
   z.strictObject({ kind: z.literal('hub'), repo: z.string().min(1).max(200), revision: z.string().max(100).optional() })
 ])
 
+const dtypeSchema = z.enum(DTYPES as [string, ...string[]])
+
 export const modelEntrySchema = z.strictObject({
   id: modelIdSchema,
   skillset: z.enum(SKILLSET_NAMES as [SkillsetName, ...SkillsetName[]]),
   source: sourceSchema,
-  dtypes: z.array(z.enum(DTYPES as [string, ...string[]])).min(1),
+  dtypes: z.array(dtypeSchema).min(1),
   sizeMB: z.number().positive(),
   cid: z.string().min(1).max(200).optional(),
   description: z.string().max(1000).optional(),
-  offlineDefault: z.boolean().optional()
+  offlineDefault: z.boolean().optional(),
+  /** The dtypes whose results do not depend on batch-mates; absent: the float ones. */
+  reproducibleDtypes: z.array(dtypeSchema).optional()
+}).superRefine((m, ctx) => {
+  const unknown = (m.reproducibleDtypes ?? []).filter((d) => !m.dtypes.includes(d))
+  if (unknown.length > 0) ctx.addIssue({ code: 'custom', path: ['reproducibleDtypes'], message: `${unknown.join(', ')} not among the model's dtypes (${m.dtypes.join(', ')})` })
 })
 
 const catalogSchema = z.strictObject({

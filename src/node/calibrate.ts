@@ -1,7 +1,11 @@
 /**
  * Start-up calibration: a model with more than one candidate plan (provider
- * × dtype, hardware/plan.ts `planCandidates`) is measured on each, and the
- * fastest serves. Each candidate gets a runner built the way serving builds
+ * × dtype, hardware/plan.ts `planCandidates`) is measured on each; the
+ * fastest device serves, with its first dtype in the fixed order that ran
+ * (not the fastest dtype): every node on the same kind of hardware then
+ * serves the same dtype, so a text's vector is the same whichever node runs
+ * it. The candidates are batch-independent by default (the planner leaves
+ * the others out), so that vector is also the same alone and in any batch. Each candidate gets a runner built the way serving builds
  * it (`createRunner`: an inference thread reading the weights from the
  * content store), runs a warm-up batch and then a few timed batches of the
  * skillset's `sampleInput`, bounded in time, and is stopped; items/s come
@@ -148,15 +152,18 @@ export async function calibrate (entry: ModelEntry, candidates: readonly Executi
     log.debug(`${entry.id}: ${figureText(f)}`, { batches: f.batches, items, loadMs: f.loadMs === undefined ? undefined : Math.round(f.loadMs) })
     figures.push(f)
   }
-  const best = figures.reduce<CandidateFigure | undefined>((b, f) => f.itemsPerSecond !== undefined && (b?.itemsPerSecond === undefined || f.itemsPerSecond > b.itemsPerSecond) ? f : b, undefined)
-  if (best?.itemsPerSecond === undefined) {
+  const fastest = figures.reduce<CandidateFigure | undefined>((b, f) => f.itemsPerSecond !== undefined && (b?.itemsPerSecond === undefined || f.itemsPerSecond > b.itemsPerSecond) ? f : b, undefined)
+  if (fastest?.itemsPerSecond === undefined) {
     throw new ModelLoadError(`model ${entry.id} ran on none of its candidate plans: ${figures.map(figureText).join('; ')}`)
   }
+  // On the fastest device, the first dtype of the fixed order that ran: timing noise must not make nodes differ in dtype.
+  const best = figures.find((f) => f.itemsPerSecond !== undefined && f.plan.device === fastest.plan.device) as CandidateFigure & { itemsPerSecond: number }
+  const dtypeNote = best === fastest ? '' : `; on ${best.plan.device} its first dtype in the fixed order, ${best.plan.dtype}, not the fastest there (${planLabel(fastest.plan)}), so that every node on this kind of hardware serves the same dtype and results match across nodes`
   const unheld = candidates.filter((c) => !held.has(c.dtype)).map(planLabel)
   const summary = `${figures.map(figureText).join(', ')}${unheld.length === 0 ? '' : `; not measured (weights not in the store): ${unheld.join(', ')}`}`
   const how = `${items} items a batch, ${warmup} warm-up batch${warmup === 1 ? '' : 'es'} then up to ${timed} timed within ${budgetMs} ms`
   const order = best.plan === first ? 'also first in the fixed order' : `the fixed order would have chosen ${planLabel(first)}`
-  const plan = { ...best.plan, reasons: [...best.plan.reasons, `measured at start-up (${how}): ${summary}; the fastest, ${planLabel(best.plan)}, serves (${order})`] }
+  const plan = { ...best.plan, reasons: [...best.plan.reasons, `measured at start-up (${how}): ${summary}; the fastest device, ${best.plan.device}, serves ${planLabel(best.plan)} (${order})${dtypeNote}`] }
   log.info(`${entry.id}: measured ${summary}: serving ${planLabel(best.plan)}`, { ms: Math.round(performance.now() - t0) })
   return { plan, itemsPerSecond: best.itemsPerSecond, figures }
 }

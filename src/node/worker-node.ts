@@ -8,7 +8,7 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { multiaddr } from '@multiformats/multiaddr'
-import { detectHardware, placement, planAll, summarizeHardware } from '../../hardware/index.ts'
+import { batchDependenceReason, detectHardware, placement, planAll, summarizeHardware } from '../../hardware/index.ts'
 import type { HardwareProfile } from '../../hardware/index.ts'
 import { SKILLSETS } from '../../skillsets/index.ts'
 import type { NodeConfig } from '../config/schema.ts'
@@ -159,6 +159,8 @@ export class WorkerNode implements JobHandler {
       const { plan, itemsPerSecond } = await calibrate(entry, candidates, location, cfg, log.child('calibrate'))
       place.place(entry, plan)
       log.info(`${plan.modelId}: runs on ${plan.device} (${plan.provider}, ${plan.dtype}, ${plan.intraOpThreads} threads)`, { why: plan.reasons.join('; ') })
+      // Only a forced --dtype (or a model with no batch-independent dtype) gets here: say once what it costs.
+      if (plan.reproducible === false) log.warn(`${plan.modelId}: results are not reproducible: ${batchDependenceReason(entry, plan.dtype)}`, { dtype: plan.dtype })
       const model = await startServedModel(entry, plan, location, cfg, log, { onReadyChange: () => { this.adverts?.publishSoon() }, ...(itemsPerSecond === undefined ? {} : { initialThroughput: itemsPerSecond }) })
       this.served.set(entry.id, model)
       if (!this.defaults.has(entry.skillset)) this.defaults.set(entry.skillset, entry.id)

@@ -52,28 +52,34 @@ function recorder (): Logger & { lines: string[] } {
 test('candidates on a CUDA + WebGPU host: every usable provider × sensible dtype, the fixed-order default first', () => {
   const profile = baseProfile({ gpus: gpus('nvidia-smi-h100.csv'), providers: withProviders(['cuda', 'webgpu']), probes: [nvidiaOk] })
   const c = planCandidates(minilm, profile)
-  assert.deepEqual(c.map(label), ['cuda:0 fp16', 'cuda:0 fp32', 'webgpu fp32', 'webgpu fp16', 'cpu q8', 'cpu fp32'])
+  // The hub export's quantized files are dynamically quantized: batch-dependent, so not candidates by default.
+  assert.deepEqual(c.map(label), ['cuda:0 fp16', 'cuda:0 fp32', 'webgpu fp32', 'webgpu fp16', 'cpu fp32'])
   assert.deepEqual(c[0], planModel(minilm, profile), 'the first candidate is the unmeasured default')
   assert.ok(c.every((p) => p.provider !== 'tensorrt'))
   assert.ok(c.every((p) => p.fallbacks.length === 0), 'no provider preferred over any candidate is unusable')
   assert.match(c[4]?.reasons[0] ?? '', /provider cpu: also usable here, a candidate measured at start-up/)
-  assert.match(c[5]?.reasons.join('\n') ?? '', /dtype fp32: also offered by the model, a candidate to measure against q8/)
+  assert.match(c[4]?.reasons.join('\n') ?? '', /dtype fp32: .*q8, int8, uint8, q4 left out: results would depend on batch-mates \(dynamic quantization\); --dtype q8 opts in/)
+  assert.ok(c.every((p) => p.reproducible === true))
   assert.equal(c[1]?.gpuIndex, 0)
 })
 
-test('candidates on a CPU-only host: q8 and fp32 where offered, each with the unusable GPU providers as fallbacks', () => {
-  const c = planCandidates(minilm, baseProfile())
-  assert.deepEqual(c.map(label), ['cpu q8', 'cpu fp32'])
+test('candidates on a CPU-only host: the batch-independent dtypes offered, each with the unusable GPU providers as fallbacks', () => {
+  const demo = { ...minilm, dtypes: ['fp32', 'int8', 'q8'], reproducibleDtypes: ['fp32', 'int8'] } satisfies ModelEntry
+  const c = planCandidates(demo, baseProfile())
+  assert.deepEqual(c.map(label), ['cpu int8', 'cpu fp32'])
   for (const p of c) assert.deepEqual(p.fallbacks.map((f) => f.provider), ['cuda', 'webgpu'])
-  // A CPU without int8 instructions still measures q8: the figure decides, not the flags.
-  const old = planCandidates(minilm, baseProfile({ cpu: { ...baseProfile().cpu, flags: ['sse4_2', 'avx'] } }))
-  assert.deepEqual(old.map(label), ['cpu fp32', 'cpu q8'])
+  assert.match(c[1]?.reasons.join('\n') ?? '', /dtype fp32: also offered by the model, a candidate to measure against int8/)
+  // A CPU without int8 instructions still measures int8: the figure decides, not the flags.
+  const old = planCandidates(demo, baseProfile({ cpu: { ...baseProfile().cpu, flags: ['sse4_2', 'avx'] } }))
+  assert.deepEqual(old.map(label), ['cpu fp32', 'cpu int8'])
+  assert.deepEqual(planCandidates(minilm, baseProfile()).map(label), ['cpu fp32'])
   assert.deepEqual(planCandidates({ ...minilm, dtypes: ['fp32'] }, baseProfile()).map(label), ['cpu fp32'])
 })
 
 test('--device and --dtype are hard constraints on the candidates', () => {
   const profile = baseProfile({ gpus: gpus('nvidia-smi-h100.csv'), providers: withProviders(['cuda', 'webgpu']), probes: [nvidiaOk] })
-  assert.deepEqual(planCandidates(minilm, profile, { device: 'cpu' }).map(label), ['cpu q8', 'cpu fp32'])
+  assert.deepEqual(planCandidates(minilm, profile, { device: 'cpu' }).map(label), ['cpu fp32'])
+  assert.deepEqual(planCandidates(minilm, profile, { device: 'cpu', dtype: 'q8' }).map(label), ['cpu q8'])
   assert.deepEqual(planCandidates(minilm, profile, { device: 'cuda' }).map(label), ['cuda:0 fp16', 'cuda:0 fp32'])
   assert.deepEqual(planCandidates(minilm, profile, { dtype: 'fp32' }).map(label), ['cuda:0 fp32', 'webgpu fp32', 'cpu fp32'])
   const one = planCandidates(minilm, profile, { device: 'cpu', dtype: 'fp32' })
@@ -116,28 +122,28 @@ after(async () => {
 
 const config = (over: ConfigInput = {}): ReturnType<typeof configSchema.parse> => configSchema.parse({ dataDir: root, ...over })
 
-test('tiny model, fp32 vs q8 on the CPU: a figure for both, the larger serves, the figures are in the reasons and the log', { timeout: 120_000 }, async () => {
-  assert.deepEqual(storedDtypes(location).sort(), ['fp32', 'q8'])
+test('tiny model, static int8 vs fp32 on the CPU (q8 is batch-dependent, not a candidate): a figure for both, the larger serves, the figures are in the reasons and the log', { timeout: 120_000 }, async () => {
+  assert.deepEqual(storedDtypes(location).sort(), ['fp32', 'int8', 'q8'])
   const candidates = planCandidates(tiny, baseProfile({ cpu: { ...baseProfile().cpu, cores: { physical: 1, logical: 1 } } }))
-  assert.deepEqual(candidates.map(label), ['cpu q8', 'cpu fp32'])
+  assert.deepEqual(candidates.map(label), ['cpu int8', 'cpu fp32'])
   const log = recorder()
   const t0 = performance.now()
   const cal = await calibrate(tiny, candidates, location, config(), log, { batchCost: 16 })
   const ms = performance.now() - t0
   assert.equal(cal.skipped, undefined)
-  assert.deepEqual(cal.figures.map((f) => label(f.plan)), ['cpu q8', 'cpu fp32'])
+  assert.deepEqual(cal.figures.map((f) => label(f.plan)), ['cpu int8', 'cpu fp32'])
   for (const f of cal.figures) {
     assert.equal(f.error, undefined, f.error)
     assert.ok(f.itemsPerSecond !== undefined && f.itemsPerSecond > 0, `${label(f.plan)}: ${f.itemsPerSecond}`)
     assert.ok(f.batches >= 1 && f.batches <= 3)
   }
-  const best = Math.max(...cal.figures.map((f) => f.itemsPerSecond as number))
-  assert.equal(cal.itemsPerSecond, best)
-  assert.equal(cal.plan.dtype, cal.figures.find((f) => f.itemsPerSecond === best)?.plan.dtype)
-  assert.match(cal.plan.reasons.at(-1) ?? '', /^measured at start-up \(16 items a batch, .*cpu q8 [\d.]+ items\/s, cpu fp32 [\d.]+ items\/s; the fastest, cpu (q8|fp32), serves/)
+  // One device: its first dtype in the fixed order serves whichever measured faster, so every such node serves the same dtype.
+  assert.equal(cal.plan.dtype, 'int8')
+  assert.equal(cal.itemsPerSecond, cal.figures[0]?.itemsPerSecond)
+  assert.match(cal.plan.reasons.at(-1) ?? '', /^measured at start-up \(16 items a batch, .*cpu int8 [\d.]+ items\/s, cpu fp32 [\d.]+ items\/s; the fastest device, cpu, serves cpu int8 \(also first in the fixed order\)/)
   const lines = log.lines.filter((l) => l.startsWith('info demo/tiny-random: measured'))
   assert.equal(lines.length, 1, log.lines.join('\n'))
-  assert.match(lines[0] ?? '', /serving cpu (q8|fp32)$/)
+  assert.match(lines[0] ?? '', /serving cpu int8$/)
   assert.ok(ms < 2 * 2 * 3000 + 30_000, `calibration took ${Math.round(ms)} ms`)
 
   // The figure seeds the queue's throughput until jobs have run.
@@ -165,21 +171,21 @@ test('nothing measured: a forced dtype (one candidate), calibrate off, an in-pro
   assert.match(s.skipped ?? '', /in-process/)
 
   // A hub download holds only the planned dtype: the other is not measured.
-  const fp32Only = { ...location, files: location.files.filter((f) => f.path !== 'onnx/model_quantized.onnx') }
+  const fp32Only = { ...location, files: location.files.filter((f) => f.path === 'onnx/model.onnx' || !f.path.startsWith('onnx/')) }
   const held = await calibrate(tiny, both, fp32Only, config(), recorder())
   assert.equal(held.skipped, 'only one candidate has its weights in the store')
   assert.equal(held.plan.dtype, 'fp32')
 })
 
 test('a candidate that cannot load is reported and left out; when none runs, start-up fails with each reason', { timeout: 120_000 }, async () => {
-  const [q8, fp32] = planCandidates(tiny, baseProfile({ cpu: { ...baseProfile().cpu, cores: { physical: 1, logical: 1 } } })) as [ExecutionPlan, ExecutionPlan]
-  const broken: ExecutionPlan = { ...q8, device: 'webgpu', provider: 'webgpu' }
+  const [int8, fp32] = planCandidates(tiny, baseProfile({ cpu: { ...baseProfile().cpu, cores: { physical: 1, logical: 1 } } })) as [ExecutionPlan, ExecutionPlan]
+  const broken: ExecutionPlan = { ...int8, device: 'webgpu', provider: 'webgpu' }
   const log = recorder()
   const cal = await calibrate(tiny, [broken, fp32], location, config(), log, { batchCost: 8, timedBatches: 1 })
   assert.equal(cal.plan.dtype, 'fp32')
   assert.equal(cal.plan.provider, 'cpu')
   assert.ok(cal.figures[0]?.error !== undefined, 'webgpu has no adapter here')
-  assert.match(cal.plan.reasons.at(-1) ?? '', /webgpu q8 failed \(/)
-  assert.match(cal.plan.reasons.at(-1) ?? '', /the fixed order would have chosen webgpu q8/)
-  await assert.rejects(calibrate(tiny, [broken, { ...broken, dtype: 'fp32' }], location, config(), recorder(), { batchCost: 8 }), { code: 'ERR_MODEL_LOAD', message: /ran on none of its candidate plans: webgpu q8 failed .*; webgpu fp32 failed/ })
+  assert.match(cal.plan.reasons.at(-1) ?? '', /webgpu int8 failed \(/)
+  assert.match(cal.plan.reasons.at(-1) ?? '', /the fixed order would have chosen webgpu int8/)
+  await assert.rejects(calibrate(tiny, [broken, { ...broken, dtype: 'fp32' }], location, config(), recorder(), { batchCost: 8 }), { code: 'ERR_MODEL_LOAD', message: /ran on none of its candidate plans: webgpu int8 failed .*; webgpu fp32 failed/ })
 })

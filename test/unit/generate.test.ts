@@ -4,10 +4,11 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
-  BERT_SHAPES, buildVocab, ensureGeneratedModel, generateBertModel, generateBertWeights, MANIFEST_FILE, modelDir,
+  BERT_SHAPES, buildBertOnnx, buildVocab, ensureGeneratedModel, generateBertModel, generateBertWeights, MANIFEST_FILE, modelDir,
   parameterCount, SPECIAL_IDS
 } from '../../src/models/generate/index.ts'
 import { mulberry32, normalArray } from '../../src/models/generate/prng.ts'
+import { activationRanges } from '../../src/models/generate/activation-ranges.ts'
 import type { ModelEntry } from '../../src/interfaces/index.ts'
 
 async function withTmp (fn: (dir: string) => Promise<void>): Promise<void> {
@@ -15,7 +16,7 @@ async function withTmp (fn: (dir: string) => Promise<void>): Promise<void> {
   try { await fn(dir) } finally { await rm(dir, { recursive: true, force: true }) }
 }
 
-const FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'onnx/model.onnx', 'onnx/model_quantized.onnx', MANIFEST_FILE]
+const FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'onnx/model.onnx', 'onnx/model_int8.onnx', 'onnx/model_quantized.onnx', MANIFEST_FILE]
 
 test('the PRNG is a fixed sequence for a seed', () => {
   const a = mulberry32(1)
@@ -109,4 +110,27 @@ test('modelDir keeps ids inside the models root', () => {
   assert.equal(modelDir('/m', 'a/b'), '/m/a/b')
   assert.throws(() => modelDir('/m', '../x'), { code: 'ERR_MODEL_LOAD' })
   assert.throws(() => modelDir('/m', 'a/../../x'), { code: 'ERR_MODEL_LOAD' })
+})
+
+test('the int8 graph is statically quantized: fixed QuantizeLinear scales from a seeded float64 pass, no DynamicQuantizeLinear', async () => {
+  const { default: onnxProto } = await import('onnx-proto')
+  const weights = generateBertWeights(BERT_SHAPES.tiny, 7)
+  const ops = (dtype: 'q8' | 'int8'): string[] => onnxProto.onnx.ModelProto.decode(buildBertOnnx(weights, dtype)).graph?.node?.map((n) => n.opType ?? '') ?? []
+  const int8 = ops('int8')
+  assert.equal(int8.filter((o) => o === 'DynamicQuantizeLinear').length, 0)
+  // One QuantizeLinear per distinct linear input: qkv, context, intermediate, output, per layer.
+  assert.equal(int8.filter((o) => o === 'QuantizeLinear').length, 4 * BERT_SHAPES.tiny.numHiddenLayers)
+  assert.equal(int8.filter((o) => o === 'MatMulInteger').length, 6 * BERT_SHAPES.tiny.numHiddenLayers)
+  assert.equal(ops('q8').filter((o) => o === 'DynamicQuantizeLinear').length, 6 * BERT_SHAPES.tiny.numHiddenLayers)
+  // The ranges come from the weights alone: the same on every run (and host), scales with 4 significant bits.
+  const ranges = activationRanges(weights)
+  assert.deepEqual(ranges, activationRanges(generateBertWeights(BERT_SHAPES.tiny, 7)))
+  for (const layer of ranges) {
+    for (const q of Object.values(layer)) {
+      assert.ok(q.min <= 0 && q.max > 0 && q.scale > 0 && q.zeroPoint >= 0 && q.zeroPoint <= 255, JSON.stringify(q))
+      const mantissa = q.scale / 2 ** Math.floor(Math.log2(q.scale))
+      assert.equal(mantissa * 8, Math.round(mantissa * 8), `scale ${q.scale} has at most 4 significant bits`)
+      assert.ok((255 - q.zeroPoint) * q.scale >= q.max - q.scale && q.zeroPoint * q.scale >= -q.min - q.scale, `the range fits the uint8 grid: ${JSON.stringify(q)}`)
+    }
+  }
 })

@@ -11,7 +11,7 @@ import { parseCpuinfo } from '../../hardware/cpu.ts'
 import { baseProfile, fixture, withProviders } from '../fixtures/hardware/fakes.ts'
 
 const minilm: ModelEntry = { id: 'Xenova/all-MiniLM-L6-v2', skillset: 'embed', source: { kind: 'hub', repo: 'Xenova/all-MiniLM-L6-v2' }, dtypes: ['fp32', 'fp16', 'q8', 'int8', 'uint8', 'q4'], sizeMB: 90 }
-const demo: ModelEntry = { id: 'demo/minilm-random', skillset: 'embed', source: { kind: 'generated', generator: 'bert', size: 'minilm', seed: 42 }, dtypes: ['fp32', 'q8'], sizeMB: 87 }
+const demo: ModelEntry = { id: 'demo/minilm-random', skillset: 'embed', source: { kind: 'generated', generator: 'bert', size: 'minilm', seed: 42 }, dtypes: ['fp32', 'int8', 'q8'], reproducibleDtypes: ['fp32', 'int8'], sizeMB: 87 }
 const big: ModelEntry = { id: 'big/lm-70b', skillset: 'lm', source: { kind: 'hub', repo: 'big/lm-70b' }, dtypes: ['fp32', 'fp16'], sizeMB: 160_000 }
 const mid: ModelEntry = { id: 'mid/lm-30b', skillset: 'lm', source: { kind: 'hub', repo: 'mid/lm-30b' }, dtypes: ['fp16'], sizeMB: 60_000 }
 
@@ -20,11 +20,12 @@ function gpus (csv: string): GpuInfo[] {
 }
 const nvidiaOk = { probe: 'nvidia-smi', status: 'ok' as const, reason: 'GPUs found', ms: 1 }
 
-test('this kind of host (AVX-512 VNNI, no GPU, no CUDA libraries): CPU, q8, with reasons for every fallback', () => {
-  const p = planModel(minilm, baseProfile())
+test('this kind of host (AVX-512 VNNI, no GPU, no CUDA libraries): CPU, static int8, with reasons for every fallback', () => {
+  const p = planModel(demo, baseProfile())
   assert.equal(p.device, 'cpu')
   assert.equal(p.provider, 'cpu')
-  assert.equal(p.dtype, 'q8')
+  assert.equal(p.dtype, 'int8')
+  assert.equal(p.reproducible, true)
   assert.equal(p.intraOpThreads, 16)
   assert.equal(p.gpuIndex, undefined)
   assert.match(p.reasons.join('\n'), /AVX-512 VNNI/)
@@ -135,19 +136,19 @@ test('WebGPU when CUDA is not usable and an adapter works; fp32', () => {
   assert.deepEqual(p.fallbacks.map((f) => f.provider), ['cuda'])
 })
 
-test('CPU dtype follows the instruction sets: AVX2-only q8, ARM i8mm q8, no AVX2 fp32', () => {
+test('CPU dtype follows the instruction sets: AVX2-only int8, ARM i8mm int8, no AVX2 fp32', () => {
   const avx2 = parseCpuinfo(fixture('cpuinfo-x86-avx2.txt'))
   const arm = parseCpuinfo(fixture('cpuinfo-arm64-graviton3.txt'))
   const cpu = (flags: string[]): HardwareProfile => baseProfile({ cpu: { ...baseProfile().cpu, flags } })
-  assert.equal(planModel(minilm, cpu(avx2.flags)).dtype, 'q8')
-  assert.match(planModel(minilm, cpu(avx2.flags)).reasons.join('\n'), /AVX2 \(avx2\)/)
-  assert.equal(planModel(minilm, cpu(arm.flags)).dtype, 'q8')
-  const old = planModel(minilm, cpu(['sse4_2', 'avx']))
+  assert.equal(planModel(demo, cpu(avx2.flags)).dtype, 'int8')
+  assert.match(planModel(demo, cpu(avx2.flags)).reasons.join('\n'), /AVX2 \(avx2\)/)
+  assert.equal(planModel(demo, cpu(arm.flags)).dtype, 'int8')
+  const old = planModel(demo, cpu(['sse4_2', 'avx']))
   assert.equal(old.dtype, 'fp32')
   assert.match(old.reasons.join('\n'), /neither AVX2 nor VNNI/)
   const fp32only = planModel({ ...minilm, dtypes: ['fp32', 'fp16'] }, cpu(avx2.flags))
   assert.equal(fp32only.dtype, 'fp32')
-  assert.match(fp32only.reasons.join('\n'), /offers no q8\/int8/)
+  assert.match(fp32only.reasons.join('\n'), /offers no 8-bit weights/)
 })
 
 test('intra-op threads = physical cores / concurrent sessions, at least 1', () => {

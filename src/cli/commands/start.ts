@@ -52,8 +52,10 @@ Options:
                         (default 127.0.0.1:8080)
   --models ID,...       models to serve (default: the offline demo model)
   --device DEV          auto, cpu, cuda, cuda:N, tensorrt or webgpu (default auto)
-  --dtype DTYPE         weight format: auto, fp32, fp16, q8, ... (default auto:
-                        the hardware plan chooses; the model must offer it)
+  --dtype DTYPE         weight format: auto, fp32, fp16, int8, q8, ... (default
+                        auto: the hardware plan chooses among the model's
+                        reproducible dtypes; q8, faster but batch-dependent,
+                        only when named; the model must offer it)
   --no-embed-cache      compute every embedding: do not look in this node's or
                         peers' embedding caches, and store nothing there
   --swarm-key FILE      join the private swarm of this pre-shared key (a

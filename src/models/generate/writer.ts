@@ -23,7 +23,9 @@ const log = forComponent('ipfs-accelerate:models:generate')
 /** Bumped whenever the generator's output changes for a given seed. */
 export const GENERATOR_VERSION = 1
 export const MANIFEST_FILE = 'generated.json'
-const ONNX_FILES: Readonly<Record<GraphDtype, string>> = Object.freeze({ fp32: 'onnx/model.onnx', q8: 'onnx/model_quantized.onnx' })
+/** transformers.js file names: dtype 'int8' loads model_int8.onnx, here the statically quantized graph. */
+const ONNX_FILES: Readonly<Record<GraphDtype, string>> = Object.freeze({ fp32: 'onnx/model.onnx', q8: 'onnx/model_quantized.onnx', int8: 'onnx/model_int8.onnx' })
+export const GRAPH_DTYPES: readonly GraphDtype[] = Object.freeze(Object.keys(ONNX_FILES) as GraphDtype[])
 
 export interface GenerateProgress { step: 'weights' | 'tokenizer' | 'onnx' | 'write' | 'done', detail: string, elapsedMs: number }
 
@@ -31,7 +33,7 @@ export interface GenerateOptions {
   size: BertSize
   seed: number
   outDir: string
-  /** ONNX variants to write; default both fp32 (model.onnx) and q8 (model_quantized.onnx). */
+  /** ONNX variants to write; default all: fp32 (model.onnx), q8 (model_quantized.onnx, dynamic) and int8 (model_int8.onnx, static). */
   dtypes?: readonly GraphDtype[]
   onProgress?: (event: GenerateProgress) => void
   signal?: AbortSignal
@@ -59,8 +61,8 @@ export async function generateBertModel (opts: GenerateOptions): Promise<Generat
   const shape = BERT_SHAPES[opts.size]
   if (shape === undefined) throw new RangeError(`unknown generated model size "${String(opts.size)}"`)
   if (!Number.isSafeInteger(opts.seed) || opts.seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${opts.seed}`)
-  const dtypes = [...new Set<GraphDtype>(opts.dtypes ?? ['fp32', 'q8'])].sort()
-  for (const d of dtypes) if (!(d in ONNX_FILES)) throw new RangeError(`unknown ONNX variant "${String(d)}": fp32 or q8`)
+  const dtypes = [...new Set<GraphDtype>(opts.dtypes ?? GRAPH_DTYPES)].sort()
+  for (const d of dtypes) if (!(d in ONNX_FILES)) throw new RangeError(`unknown ONNX variant "${String(d)}": ${GRAPH_DTYPES.join(', ')}`)
   const t0 = performance.now()
   const progress = (step: GenerateProgress['step'], detail: string): void => {
     opts.signal?.throwIfAborted()
@@ -164,8 +166,8 @@ export async function ensureGeneratedModel (entry: ModelEntry, modelsRoot: strin
   const source = entry.source
   if (source.kind !== 'generated') throw new ModelLoadError(`model "${entry.id}" is not a generated model (source kind "${source.kind}")`)
   const dir = modelDir(modelsRoot, entry.id)
-  const dtypes = source.generator === 'stand-in' ? ['fp32' as const] : (['fp32', 'q8'] as const).filter((d) => entry.dtypes.includes(d))
-  if (dtypes.length === 0) throw new ModelLoadError(`model "${entry.id}": the generator writes fp32 and q8 only, the entry lists ${entry.dtypes.join(', ')}`)
+  const dtypes = source.generator === 'stand-in' ? ['fp32' as const] : GRAPH_DTYPES.filter((d) => entry.dtypes.includes(d))
+  if (dtypes.length === 0) throw new ModelLoadError(`model "${entry.id}": the generator writes ${GRAPH_DTYPES.join(', ')} only, the entry lists ${entry.dtypes.join(', ')}`)
   if (options.force !== true && await isGeneratedModelComplete(dir, source, dtypes)) return dir
 
   const suffix = `${process.pid}-${randomBytes(4).toString('hex')}`
