@@ -11,7 +11,7 @@ import { ensureGeneratedModel } from '../models/generate/index.ts'
 import { downloadFromHub } from '../models/hub.ts'
 import { getSkillset } from '../../skillsets/index.ts'
 import type { Dtype, ExecutionPlan, ModelEntry, Skillset, SkillsetName } from '../interfaces/index.ts'
-import { ConfigError, ModelNotFoundError, errorMessage } from '../errors.ts'
+import { ConfigError, ModelIntegrityError, ModelNotFoundError, errorMessage } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { ModelCatalog } from '../models/catalog.ts'
 import { ModelQueue } from '../scheduler/model-queue.ts'
@@ -22,6 +22,7 @@ import type { ModelStore, StoredModelLocation } from '../store/models/model-stor
 import type { ModelRecord } from '../store/models/records.ts'
 import { parseCid } from '../store/blocks/cid.ts'
 import { openModelReader } from '../store/models/reader.ts'
+import { folderCid } from '../store/models/files.ts'
 
 export interface ServedModel {
   entry: ModelEntry
@@ -85,14 +86,17 @@ export interface EnsureContext {
 
 /**
  * Make a model's weights whole in the store and return where they are:
- * already here → pull from peers (by CID, or by id) → for a generated
- * model, generate and import it (every host generates the same bytes, so
- * the same CID) → for a hub model, download it from the hub once and import it.
+ * already here (at the CID models.json pins, where it pins one) → pull from
+ * peers (by CID, or by id) → for a generated model, generate it, check it
+ * is the pinned CID (every host generates the same bytes) and import it →
+ * for a hub model, download it from the hub once and import it.
  */
 export async function ensureModel (entry: ModelEntry, ctx: EnsureContext): Promise<StoredModelLocation> {
   const { models, log } = ctx
   const record = await models.find(entry.id)
-  if (record !== undefined && await models.isWhole(parseCid(record.cid))) return await models.locate(entry.id)
+  const pinMismatch = record !== undefined && entry.cid !== undefined && record.cid !== entry.cid
+  if (pinMismatch) log.warn(`${entry.id}: this store holds it as ${record.cid}, but models.json pins ${entry.cid}; taking the pinned one`)
+  if (record !== undefined && !pinMismatch && await models.isWhole(parseCid(record.cid))) return await models.locate(entry.id)
   const ref = entry.cid ?? entry.id
   let pullError: unknown
   if (entry.source.kind !== 'generated' || entry.cid !== undefined) {
@@ -114,6 +118,13 @@ export async function ensureModel (entry: ModelEntry, ctx: EnsureContext): Promi
         lastStep = p.step
       }
     })
+    if (entry.cid !== undefined) {
+      const cid = (await folderCid(dir)).toString()
+      if (cid !== entry.cid) {
+        await rm(dir, { recursive: true, force: true })
+        throw new ModelIntegrityError(`${entry.id}: this build generates ${cid}, but models.json pins ${entry.cid}: the generator changed without models.json (\`ipfs-accelerate models generate --json\` prints the CIDs to pin), or this models.json belongs to another version`)
+      }
+    }
     const imported = await models.importDir(dir, { id: entry.id, skillset: entry.skillset })
     await rm(dir, { recursive: true, force: true })
     log.info(`${entry.id} generated and imported`, { cid: imported.cid })

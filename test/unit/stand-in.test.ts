@@ -69,9 +69,9 @@ async function timeRun (runner: StandInRunner, inputs: StandInInput[]): Promise<
 test('run time is msPerItem × slowdown × items, on a timer; each output is its input digest', async () => {
   const inputs = [{ items: 10 }, { items: 10, tag: 'b' }]
   const fast = await timeRun(new StandInRunner({ msPerItem: 2, slowdown: 1, failRate: 0 }), inputs)
-  const slow = await timeRun(new StandInRunner({ msPerItem: 2, slowdown: 3, failRate: 0 }), inputs)
+  const slow = await timeRun(new StandInRunner({ msPerItem: 2, slowdown: 10, failRate: 0 }), inputs)
   assert.ok(fast.ms >= 39, `fast batch took ${fast.ms} ms, expected 40`)
-  assert.ok(slow.ms >= 119, `slow batch took ${slow.ms} ms, expected 120`)
+  assert.ok(slow.ms >= 399, `slow batch took ${slow.ms} ms, expected 400`)
   assert.ok(slow.ms > fast.ms * 2, 'slowdown scales the run time')
   assert.deepEqual(fast.outputs.map((o) => o.digest), inputs.map(standInDigest))
 })

@@ -7,8 +7,9 @@ import type { ModelEntry } from '../../interfaces/index.ts'
 import { DEFAULT_CATALOG_PATH, loadCatalog, modelIdSchema } from '../../models/catalog.ts'
 import type { GenerateProgress, GraphDtype } from '../../models/generate/index.ts'
 import { ensureGeneratedModel, isGeneratedModelComplete, modelDir } from '../../models/generate/index.ts'
+import { folderCid } from '../../store/models/files.ts'
 
-interface Result { id: string, dir: string, status: 'generated' | 'present', ms: number }
+interface Result { id: string, dir: string, status: 'generated' | 'present', ms: number, cid: string, pinned: 'matches' | 'differs' | 'none' }
 
 function targets (args: ParsedArgs, all: readonly ModelEntry[]): ModelEntry[] {
   const ids = strs(args, 'id')
@@ -37,19 +38,24 @@ async function run (args: ParsedArgs): Promise<number> {
     if (entry.source.kind !== 'generated') continue
     const { size, seed } = entry.source
     const dir = modelDir(modelsDir, entry.id)
-    const dtypes = (['fp32', 'q8'] as GraphDtype[]).filter((d) => entry.dtypes.includes(d))
+    const dtypes = (['fp32', 'q8', 'int8'] as GraphDtype[]).filter((d) => entry.dtypes.includes(d))
+    let status: Result['status'] = 'present'
+    let ms = 0
     if (!force && await isGeneratedModelComplete(dir, entry.source, dtypes)) {
       say(`${entry.id}: present in ${dir} (--force regenerates it)`)
-      results.push({ id: entry.id, dir, status: 'present', ms: 0 })
-      continue
+    } else {
+      say(`${entry.id}: generating ${entry.source.generator === 'bert' ? `${size} BERT` : entry.source.generator}, seed ${seed} → ${dir}`)
+      const t0 = performance.now()
+      const onProgress = (e: GenerateProgress): void => { say(`  ${(e.elapsedMs / 1000).toFixed(1).padStart(5)}s  ${e.step.padEnd(9)} ${e.detail}`) }
+      await ensureGeneratedModel(entry, modelsDir, { force, onProgress })
+      ms = Math.round(performance.now() - t0)
+      status = 'generated'
+      say(`${entry.id}: done in ${(ms / 1000).toFixed(1)} s`)
     }
-    say(`${entry.id}: generating ${size} BERT, seed ${seed} → ${dir}`)
-    const t0 = performance.now()
-    const onProgress = (e: GenerateProgress): void => { say(`  ${(e.elapsedMs / 1000).toFixed(1).padStart(5)}s  ${e.step.padEnd(9)} ${e.detail}`) }
-    await ensureGeneratedModel(entry, modelsDir, { force, onProgress })
-    const ms = Math.round(performance.now() - t0)
-    say(`${entry.id}: done in ${(ms / 1000).toFixed(1)} s`)
-    results.push({ id: entry.id, dir, status: 'generated', ms })
+    const cid = (await folderCid(dir)).toString()
+    const pinned = entry.cid === undefined ? 'none' : entry.cid === cid ? 'matches' : 'differs'
+    say(`${entry.id}: ${cid} (${pinned === 'none' ? 'models.json pins no CID for it' : pinned === 'matches' ? 'the CID models.json pins' : `models.json pins ${entry.cid ?? ''}: update it`})`)
+    results.push({ id: entry.id, dir, status, ms, cid, pinned })
   }
   if (json) process.stdout.write(JSON.stringify({ modelsDir, models: results }) + '\n')
   return 0
@@ -66,9 +72,12 @@ models directory, one directory per model id:
 
   <models-dir>/<id>/config.json, tokenizer.json, tokenizer_config.json,
                     special_tokens_map.json, generated.json,
-                    onnx/model.onnx (fp32), onnx/model_quantized.onnx (q8)
+                    onnx/model.onnx (fp32), onnx/model_quantized.onnx (q8),
+                    onnx/model_int8.onnx (int8, static scales)
 
-The same seed always gives byte-identical files. A model that is already
+The same seed always gives byte-identical files, so the same root CID on every
+host: each model's CID is printed, and checked against the one models.json
+pins (a node refuses to serve a generated model whose CID differs). A model that is already
 complete is left alone; an incomplete or stale one is regenerated. Each model
 is written to a temporary directory first and renamed into place, so an
 interrupted run never leaves half a model. demo/minilm-random (all-MiniLM-L6-v2's

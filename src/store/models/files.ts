@@ -9,6 +9,7 @@ import { createReadStream } from 'node:fs'
 import { mkdir, open, readdir, rmdir, stat, unlink } from 'node:fs/promises'
 import { dirname, join, relative, resolve, sep } from 'node:path'
 import { pipeline } from 'node:stream/promises'
+import { unixfs } from '@helia/unixfs'
 import type { UnixFS } from '@helia/unixfs'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { balanced } from 'ipfs-unixfs-importer/layout'
@@ -56,6 +57,17 @@ export async function listLocalFiles (dir: string): Promise<LocalFile[]> {
 }
 
 /** Import files into the blockstore; returns the root directory CID and each file's record. */
+/**
+ * The root CID a folder imports as (the same layout and chunking as
+ * `models import`), computed without writing a block anywhere: what
+ * models.json pins for a generated model.
+ */
+export async function folderCid (dir: string, options: { signal?: AbortSignal } = {}): Promise<CID> {
+  const discard = { put: async (cid: CID) => cid, has: async () => false }
+  const fs = unixfs({ blockstore: discard } as unknown as Parameters<typeof unixfs>[0])
+  return (await importFiles(fs, await listLocalFiles(dir), options)).root
+}
+
 export async function importFiles (fs: UnixFS, files: LocalFile[], options: { signal?: AbortSignal, onBytes?: (n: number) => void } = {}): Promise<{ root: CID, files: ModelFile[] }> {
   const hashes = new Map<string, string>()
   const candidates = files.map((f) => ({
