@@ -98,6 +98,39 @@ export interface SkillsetRunner<I = unknown, O = unknown> {
   dispose(): Promise<void>
 }
 
+/**
+ * What a streaming runner gets with each job (issue 9: `lm`, then
+ * `llava-next`). The platform numbers partials, carries them to the client
+ * in order, and applies flow control through `emit`.
+ */
+export interface JobContext<P = unknown> {
+  /**
+   * Aborted when the job ends early: its client cancelled or went away, its
+   * lease expired, or the worker is shutting down. The runner stops the
+   * job's work at its next step and rejects with `signal.reason`.
+   */
+  readonly signal: AbortSignal
+  /**
+   * Send a partial output (for `lm`: the tokens of one step). Resolves when
+   * the consumer has room for more: a runner awaits it before the job's next
+   * step, so a slow reader pauses its job (and only its job) instead of
+   * buffering without bound. Rejects when the job was aborted.
+   */
+  emit(partial: P): Promise<void>
+}
+
+/**
+ * A runner for a skillset whose jobs are long and yield partial output. It
+ * takes jobs one at a time and schedules their work itself: jobs join and
+ * leave between steps (step-level, "continuous" batching), so one long job
+ * does not hold up the others.
+ */
+export interface StreamingRunner<I = unknown, O = unknown, P = unknown> {
+  /** Run one job to its end; resolves with its final output. Many jobs run at once. */
+  start(input: I, ctx: JobContext<P>): Promise<O>
+  dispose(): Promise<void>
+}
+
 /** What the node hands a skillset's `load` besides the model and the plan. */
 export interface SkillsetLoadOptions {
   /**
@@ -137,4 +170,17 @@ export interface Skillset<I = unknown, O = unknown> {
   /** Convert an output to its wire form (binary-safe) and back. */
   encodeOutput(output: O): Record<string, unknown>
   decodeOutput(wire: unknown): O
+}
+
+/**
+ * A skillset whose jobs stream (`lm`, `llava-next`): `loadStreaming` gives a
+ * StreamingRunner instead of a batch runner, and partial outputs have a wire
+ * form of their own. `cost` is the job's KV-cache tokens (prompt plus
+ * max new tokens), which the runner admits against its cache budget.
+ */
+export interface StreamingSkillset<I = unknown, O = unknown, P = unknown> extends Omit<Skillset<I, O>, 'load' | 'batchKey'> {
+  readonly streaming: true
+  loadStreaming(model: ModelLocation, plan: ExecutionPlan, options?: SkillsetLoadOptions): Promise<StreamingRunner<I, O, P>>
+  encodePartial(partial: P): Record<string, unknown>
+  decodePartial(wire: unknown): P
 }
