@@ -30,13 +30,13 @@ const MAX_FILES = 100_000
 export interface LocalFile { path: string, abs: string, size: number }
 
 /** Regular files under `dir` (symlinks followed, `.git` skipped), sorted, as "/"-separated relative paths. */
-export async function listLocalFiles (dir: string, options: { ownDataDir?: string } = {}): Promise<LocalFile[]> {
+export async function listLocalFiles (dir: string, options: { storeDir?: string } = {}): Promise<LocalFile[]> {
   const root = resolve(dir)
-  if (options.ownDataDir !== undefined) {
+  if (options.storeDir !== undefined) {
     // Found by fuzzing the API: importing a folder that holds the store raced with the store's own writes (a raw ENOENT).
-    const own = resolve(options.ownDataDir)
+    const own = resolve(options.storeDir)
     const inside = (a: string, b: string): boolean => a === b || a.startsWith(b.endsWith(sep) ? b : b + sep)
-    if (inside(root, own) || inside(own, root)) throw new StoreError(`${root} overlaps this node's data dir ${own}: pass the model's own folder`)
+    if (inside(root, own) || inside(own, root)) throw new StoreError(`${root} overlaps this node's store ${own}: pass the model's own folder`)
   }
   const info = await stat(root).catch((err: unknown) => {
     throw new StoreError(`cannot read the model folder ${root}: ${(err as Error).message}`, { cause: err })
