@@ -61,6 +61,9 @@ export class FrameReader {
   /** Bytes held, waiting for the rest of a frame. */
   get buffered (): number { return this.buf.byteLength }
 
+  /** Whether a frame has begun and not ended (its header or body is partly read, or a body is being skipped). */
+  get midFrame (): boolean { return this.state.k !== 'idLen' || this.buf.byteLength > 0 }
+
   /** Feed bytes as they arrive; throws ProtocolError on a header it cannot parse. */
   push (chunk: Uint8Array | Uint8ArrayList): void {
     this.buf.append(chunk)

@@ -82,6 +82,14 @@ export class JobLink {
         this.end(err as Error)
       }
     })
+    stream.addEventListener('end', () => {
+      // The peer sends nothing more here (its end is closed and every frame
+      // it sent was read): end the link on our side too, or
+      // the stream would linger (and hold one of the peer's inbound stream
+      // slots) until libp2p's inactivity timeout. A frame cut off by the
+      // close can never complete: a protocol error.
+      this.end(this.reader.midFrame ? new ProtocolError(`the job link with ${peer} closed inside a frame`) : undefined)
+    })
     stream.addEventListener('close', (evt) => {
       this.end(evt.error ?? new ProtocolError(`the job link with ${peer} closed`))
     })

@@ -182,3 +182,30 @@ test('onLinkEnd fires when the remote stops', async () => {
     await stopAll(c)
   }
 })
+
+test('a link the peer closes gracefully ends on this side too (found by fuzzing: it lingered until the inactivity timeout)', async () => {
+  const link = await a.links.get(b.node.peerId, AbortSignal.timeout(5000))
+  const id = jobId('half')
+  await link.send(cancel(id))
+  const far = await remoteEnd()
+  await b.worker.next('cancel', id)
+  const ended = b.links.stats.ended
+  link.end()
+  await waitFor('the far end to end its link', () => far.closed, 3000)
+  assert.equal(b.links.stats.ended, ended + 1)
+  assert.equal(b.links.has(a.node.peerId.toString()), false)
+  await waitFor('the stream to close on both ends', () => link.stream.status === 'closed' && far.stream.status === 'closed', 3000)
+})
+
+test('a link closed inside a frame ends as a protocol error', async () => {
+  const link = await a.links.get(b.node.peerId, AbortSignal.timeout(5000))
+  const id = jobId('cut')
+  await link.send(cancel(id))
+  const far = await remoteEnd()
+  await b.worker.next('cancel', id)
+  const frame = rawFrame(jobId('cut2'), cbor(cancel('x')))
+  link.stream.send(frame.subarray(0, frame.byteLength - 2))
+  await link.stream.close()
+  await waitFor('the far end to end its link', () => far.closed, 3000)
+  await assert.rejects(far.send(busy(id)), /closed inside a frame/)
+})

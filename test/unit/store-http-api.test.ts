@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createServer } from 'node:http'
+import { createServer, request } from 'node:http'
 import type { Server } from 'node:http'
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -87,6 +87,32 @@ test('the CLI talks to the node that runs on its data dir (node.json), else open
     assert.equal(wrong.code, 1)
     assert.match(wrong.stderr, /^error ERR_UNAUTHORIZED: /)
   } finally {
+    server.close()
+    await store.stop()
+  }
+})
+
+test('a body declared past the limit is refused at once, not awaited (found by fuzzing)', async () => {
+  const root = await tempDir()
+  const store = await startStore(join(root, 'data'))
+  const { url, token, server } = await serve(store, root)
+  try {
+    const { port } = new URL(url)
+    const t0 = performance.now()
+    const answer = await new Promise<{ status: number, body: string }>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/api/v1/models/verify', agent: false, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': String(2 ** 31) } }, (res) => {
+        let body = ''
+        res.on('data', (d: Buffer) => { body += d.toString() })
+        res.on('end', () => { resolve({ status: res.statusCode ?? 0, body }) })
+      })
+      req.on('error', reject)
+      req.write('{"ref":"x"}') // and never the rest
+    })
+    assert.ok(performance.now() - t0 < 2000, 'answered before the body came')
+    assert.equal(answer.status, 400)
+    assert.equal((JSON.parse(answer.body) as { error: { code: string } }).error.code, 'ERR_INPUT_TOO_LARGE')
+  } finally {
+    server.closeAllConnections()
     server.close()
     await store.stop()
   }

@@ -100,3 +100,20 @@ test('unknown models and bad folders fail with codes that say what to do', async
     await store.stop()
   }
 })
+
+test('a folder that holds the store, or lies inside it, is refused with ERR_STORE (found by fuzzing the API: it raced with the store and failed with a raw ENOENT)', async () => {
+  const root = await tempDir()
+  const store = await startStore(join(root, 'data'))
+  try {
+    await writeModelDir(join(root, 'model'), smallModelFiles())
+    for (const dir of [root, join(root, '.'), join(root, 'data'), join(root, 'data', 'store'), join(root, 'data', 'store', 'blocks'), join(root, 'model', '..', 'data')]) {
+      await assert.rejects(store.models.importDir(dir, { id: 'test/own' }), (err: Error & { code?: string }) => err.code === 'ERR_STORE' && /overlaps this node's store/.test(err.message), dir)
+    }
+    const rec = await store.models.importDir(join(root, 'model'), { id: 'test/beside' })
+    assert.equal(rec.files.length, 5, 'a folder beside the store imports')
+    await writeModelDir(join(root, 'data', 'staging', 'm'), smallModelFiles())
+    assert.equal((await store.models.importDir(join(root, 'data', 'staging', 'm'), { id: 'test/staged' })).files.length, 5, 'a folder elsewhere in the data dir (staging) imports')
+  } finally {
+    await store.stop()
+  }
+})

@@ -23,7 +23,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { z } from 'zod'
-import { errorCode, errorMessage } from '../../errors.ts'
+import { errorCode, errorMessage, InputTooLargeError } from '../../errors.ts'
 import { SKILLSET_NAMES } from '../../interfaces/index.ts'
 import type { SkillsetName } from '../../interfaces/index.ts'
 import { modelIdSchema } from '../../models/catalog.ts'
@@ -57,11 +57,14 @@ function send (res: ServerResponse, status: number, body: unknown): void {
 }
 
 async function readBody (req: IncomingMessage): Promise<unknown> {
+  // Found by fuzzing: a body declared past the limit was awaited until the client gave up (Node's request timeout is 5 minutes).
+  const declared = Number(req.headers['content-length'] ?? 0)
+  if (declared > MAX_BODY_BYTES) throw new InputTooLargeError(`request body of ${declared} bytes is over the ${MAX_BODY_BYTES}-byte limit`)
   const chunks: Buffer[] = []
   let size = 0
   for await (const c of req) {
     size += (c as Buffer).byteLength
-    if (size > MAX_BODY_BYTES) throw Object.assign(new Error(`request body over ${MAX_BODY_BYTES} bytes`), { code: 'ERR_INVALID_INPUT' })
+    if (size > MAX_BODY_BYTES) throw new InputTooLargeError(`request body over the ${MAX_BODY_BYTES}-byte limit`)
     chunks.push(c as Buffer)
   }
   const text = Buffer.concat(chunks).toString('utf8')

@@ -31,19 +31,28 @@ const MAX_FILES = 100_000
 export interface LocalFile { path: string, abs: string, size: number }
 
 /** Regular files under `dir` (symlinks followed, `.git` skipped), sorted, as "/"-separated relative paths. */
-export async function listLocalFiles (dir: string): Promise<LocalFile[]> {
+export async function listLocalFiles (dir: string, options: { storeDir?: string } = {}): Promise<LocalFile[]> {
   const root = resolve(dir)
+  if (options.storeDir !== undefined) {
+    // Found by fuzzing the API: importing a folder that holds the store raced with the store's own writes (a raw ENOENT).
+    const own = resolve(options.storeDir)
+    const inside = (a: string, b: string): boolean => a === b || a.startsWith(b.endsWith(sep) ? b : b + sep)
+    if (inside(root, own) || inside(own, root)) throw new StoreError(`${root} overlaps this node's store ${own}: pass the model's own folder`)
+  }
   const info = await stat(root).catch((err: unknown) => {
     throw new StoreError(`cannot read the model folder ${root}: ${(err as Error).message}`, { cause: err })
   })
   if (!info.isDirectory()) throw new StoreError(`${root} is not a folder: pass the folder that holds config.json`)
   const out: LocalFile[] = []
+  const unreadable = (what: string) => (err: unknown): never => {
+    throw new StoreError(`cannot read ${what} while listing the model folder ${root}: ${(err as Error).message}`, { cause: err })
+  }
   const walk = async (d: string): Promise<void> => {
-    const entries = await readdir(d, { withFileTypes: true })
+    const entries = await readdir(d, { withFileTypes: true }).catch(unreadable(d))
     for (const e of entries) {
       if (e.name === '.git') continue
       const abs = join(d, e.name)
-      const s = await stat(abs) // follows symlinks (Hugging Face cache snapshots are links into blobs/)
+      const s = await stat(abs).catch(unreadable(abs)) // follows symlinks (Hugging Face cache snapshots are links into blobs/)
       if (s.isDirectory()) await walk(abs)
       else if (s.isFile()) {
         out.push({ path: relative(root, abs).split(sep).join('/'), abs, size: s.size })
@@ -74,11 +83,16 @@ export async function importFiles (fs: UnixFS, files: LocalFile[], options: { si
     path: f.path,
     content: (async function * () {
       const hash = createHash('sha256')
-      for await (const chunk of createReadStream(f.abs, { highWaterMark: CHUNK_BYTES, signal: options.signal })) {
-        const buf = chunk as Buffer
-        hash.update(buf)
-        options.onBytes?.(buf.byteLength)
-        yield buf
+      try {
+        for await (const chunk of createReadStream(f.abs, { highWaterMark: CHUNK_BYTES, signal: options.signal })) {
+          const buf = chunk as Buffer
+          hash.update(buf)
+          options.onBytes?.(buf.byteLength)
+          yield buf
+        }
+      } catch (err) {
+        if (options.signal?.aborted === true) throw err
+        throw new StoreError(`cannot read ${f.abs} while importing it (did it change or vanish since it was listed?): ${(err as Error).message}`, { cause: err })
       }
       hashes.set(f.path, hash.digest('hex'))
     })()

@@ -120,7 +120,7 @@ export class ModelStore implements Startable {
     const id = options.id ?? basename(dir)
     const idCheck = modelIdSchema.safeParse(id)
     if (!idCheck.success) throw new StoreError(`"${id}" is not a valid model id: pass --id NAME or OWNER/NAME`)
-    const files = await listLocalFiles(dir)
+    const files = await listLocalFiles(dir, { storeDir: storePaths(this.init.dataDir).root })
     const totalBytes = files.reduce((s, f) => s + f.size, 0)
     let bytes = 0
     return await this.lock.read(async () => {
