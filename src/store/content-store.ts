@@ -36,6 +36,8 @@ export interface ContentStoreInit {
    */
   trustedPeers?: readonly string[]
   exchange?: BlockExchangeInit
+  /** fsync block writes (default true; `bench/store-fsync.ts` turns it off to measure what it costs). */
+  fsync?: boolean
 }
 
 export interface ContentStore {
@@ -80,8 +82,8 @@ export async function createContentStore (init: ContentStoreInit): Promise<Conte
   const trusted = new Set(init.trustedPeers ?? [])
   const networked = init.libp2p !== undefined
   const helia: Helia = init.libp2p !== undefined
-    ? await createStoreHelia({ dataDir: init.dataDir, libp2p: init.libp2p, routers: [providers.router()] })
-    : await createOfflineHelia({ dataDir: init.dataDir })
+    ? await createStoreHelia({ dataDir: init.dataDir, libp2p: init.libp2p, routers: [providers.router()], ...(init.fsync === undefined ? {} : { fsync: init.fsync }) })
+    : await createOfflineHelia({ dataDir: init.dataDir, ...(init.fsync === undefined ? {} : { fsync: init.fsync }) })
   let libp2p: Libp2p<NodeServices> | undefined
   let exchange: BlockExchange | undefined
   // libp2p exists only once Helia has started: the exchange reaches it through this view

@@ -16,7 +16,7 @@ import { balanced } from 'ipfs-unixfs-importer/layout'
 import type { CID } from 'multiformats/cid'
 import { ExistsError, ModelIntegrityError, StoreError } from '../../errors.ts'
 import type { Logger } from '../../logger.ts'
-import { fsyncDir } from './records.ts'
+import { fsyncDir } from '../blocks/fs-blockstore.ts'
 import type { ModelFile, ModelRecord } from './records.ts'
 import type { StoreProgress } from './types.ts'
 

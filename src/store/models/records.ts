@@ -12,13 +12,14 @@
  * crash in between leaves a trace that start-up reconciles (reconcile.ts).
  * Version 1 files are read as having none.
  */
-import { open, readFile, rename, writeFile, mkdir, unlink } from 'node:fs/promises'
+import { readFile, rename, writeFile, mkdir, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { z } from 'zod'
 import { SKILLSET_NAMES } from '../../interfaces/index.ts'
 import type { SkillsetName } from '../../interfaces/index.ts'
 import { modelIdSchema } from '../../models/catalog.ts'
 import { StoreError } from '../../errors.ts'
+import { fsyncDir } from '../blocks/fs-blockstore.ts'
 
 export const RECORDS_VERSION = 2
 const READABLE_VERSIONS: readonly unknown[] = [1, RECORDS_VERSION]
@@ -222,15 +223,5 @@ export class RecordStore {
       await unlink(tmp).catch(() => undefined) // best effort: the temp file may not exist
       throw new StoreError(`cannot write ${this.file}: ${(err as Error).message}`, { cause: err })
     }
-  }
-}
-
-/** fsync a folder, so that a rename or a new file in it survives a crash. */
-export async function fsyncDir (dir: string): Promise<void> {
-  const h = await open(dir, 'r')
-  try {
-    await h.sync()
-  } finally {
-    await h.close()
   }
 }
