@@ -143,6 +143,12 @@ export class StoreError extends AccelerateError {
   }
 }
 
+export class StoreLockedError extends AccelerateError {
+  constructor (message = 'Another process is writing to this store: wait for it to finish, or talk to the running node through the CLI (it uses the node\'s API)', options: ErrorOptions = {}) {
+    super('ERR_STORE_LOCKED', message, options)
+  }
+}
+
 export class ForbiddenError extends AccelerateError {
   constructor (message = 'Forbidden: the local API answers only its owner; use the CLI (`ipfs-accelerate models ...`) on the node\'s host', options: ErrorOptions = {}) {
     super('ERR_FORBIDDEN', message, options)
