@@ -137,3 +137,27 @@ test('start-up frees a pin that no record or pending entry names; gc then frees 
     await store.stop()
   }
 })
+
+test('a pull cancelled midway leaves no pending entry and no pin; gc frees what it fetched', async () => {
+  const root = await tempDir()
+  await writeModelDir(join(root, 'model'), { ...smallModelFiles(), 'onnx/big.onnx': 6_000_000 })
+  const a = await startStore(join(root, 'a'), { network: true, exchange: { limits: { peerBurstBytes: 1024 * 1024, peerBytesPerSecond: 2 * 1024 * 1024 } } })
+  const b = await startStore(join(root, 'b'), { network: true })
+  try {
+    const rec = await a.models.importDir(join(root, 'model'), { id: 'test/cancelled' })
+    const ac = new AbortController()
+    await assert.rejects(b.models.pull(rec.cid, {
+      peers: [addrOf(a)],
+      signal: ac.signal,
+      onProgress: (p) => { if (p.phase === 'fetch' && p.bytes > 2_000_000) ac.abort(new Error('cancelled by the test')) }
+    }), /cancelled by the test/)
+    assert.deepEqual(await b.models.list(), [], 'no record and no pending entry')
+    let pins = 0
+    for await (const _ of b.helia.pins.ls()) pins++
+    assert.equal(pins, 0)
+    assert.ok((await b.models.gc()).deletedBlocks >= 1, 'gc frees the blocks the cancelled pull fetched')
+  } finally {
+    await b.stop()
+    await a.stop()
+  }
+})

@@ -197,6 +197,7 @@ export class BlockExchange implements Startable {
         try {
           await bs.put(cid, bytes, { signal })
         } catch (err) {
+          signal.throwIfAborted() // cancelled: say so, not that the write failed
           throw new StoreError(`cannot write block ${cid.toString()} to the blockstore: ${errorMessage(err)}`, { cause: err })
         }
       })
