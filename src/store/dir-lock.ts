@@ -5,7 +5,8 @@
  * store open (it uses the node's API when a node runs). A second writer
  * waits (bounded) and then gets StoreLockedError naming the owner.
  *
- * A lock whose pid is gone on this host is stale: it is renamed aside
+ * A lock whose pid is gone on this host, or that was taken before this
+ * host last booted (Linux boot id: a pid may have been reused), is stale: it is renamed aside
  * (atomic: of two processes that both saw it stale, only one moves it),
  * checked once more, and removed. A lock from another host (a shared
  * folder) is never taken over: the error says to remove it by hand.
@@ -24,7 +25,9 @@ const lockSchema = z.strictObject({
   pid: z.number().int().positive(),
   host: z.string().max(256),
   purpose: z.string().max(200),
-  since: z.string().max(40)
+  since: z.string().max(40),
+  /** The host's boot id when the lock was taken (Linux; null elsewhere). */
+  boot: z.string().max(64).nullable().optional()
 })
 export type LockOwner = z.infer<typeof lockSchema>
 
@@ -45,6 +48,19 @@ export interface AcquireOptions {
 }
 
 const heldHere = new Set<string>()
+let bootId: string | null | undefined
+
+/** This boot's id (Linux), or null where the system has none: then only the pid says whether an owner is gone. */
+async function currentBoot (log?: Logger): Promise<string | null> {
+  if (bootId !== undefined) return bootId
+  try {
+    bootId = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim().slice(0, 64)
+  } catch (err) {
+    log?.debug('no boot id on this system: a stale store lock is told by its pid alone', { error: errorMessage(err) })
+    bootId = null
+  }
+  return bootId
+}
 
 export function lockFile (storeRoot: string): string {
   return join(storeRoot, 'lock')
@@ -86,7 +102,7 @@ export async function acquireDirLock (storeRoot: string, options: AcquireOptions
   const file = lockFile(storeRoot)
   const alive = options.alive ?? pidAlive
   const deadline = Date.now() + (options.waitMs ?? 10_000)
-  const me: LockOwner = { pid: process.pid, host: hostname(), purpose: options.purpose.slice(0, 200), since: new Date().toISOString() }
+  const me: LockOwner = { pid: process.pid, host: hostname(), purpose: options.purpose.slice(0, 200), since: new Date().toISOString(), boot: await currentBoot(options.log) }
   let delay = 25
   let logged = false
   for (;;) {
@@ -112,9 +128,10 @@ export async function acquireDirLock (storeRoot: string, options: AcquireOptions
     if (owner === 'unreadable') {
       throw new StoreLockedError(`${file} is not a lock this build wrote: if no ipfs-accelerate process uses ${storeRoot}, remove it and try again`)
     }
-    if (!heldHere.has(file) && owner.host === me.host && !alive(owner.pid)) {
+    const rebooted = typeof owner.boot === 'string' && typeof me.boot === 'string' && owner.boot !== me.boot
+    if (!heldHere.has(file) && owner.host === me.host && (rebooted || !alive(owner.pid))) {
       if (await takeStale(file, owner)) {
-        options.log?.warn('removed a stale store lock (its process is gone)', { file, pid: owner.pid, purpose: owner.purpose })
+        options.log?.warn(`removed a stale store lock (${rebooted ? 'taken before the host last booted' : 'its process is gone'})`, { file, pid: owner.pid, purpose: owner.purpose })
         continue
       }
     }

@@ -68,4 +68,10 @@ test('a lock from another host, or one this build did not write, is never taken 
   await writeFile(lockFile(root), JSON.stringify({ pid: dead.pid, host: hostname(), purpose: 'node', since: new Date().toISOString() }))
   const lock = await acquireDirLock(root, { purpose: 'test', waitMs: 0 })
   await lock.release()
+  // a live pid, but the lock was taken before this host last booted: that pid is someone else now
+  await writeFile(lockFile(root), JSON.stringify({ pid: process.ppid, host: hostname(), purpose: 'node', since: new Date().toISOString(), boot: 'an-earlier-boot' }))
+  const after = await acquireDirLock(root, { purpose: 'test', waitMs: 0 })
+  await after.release()
+  await writeFile(lockFile(root), JSON.stringify({ pid: process.ppid, host: hostname(), purpose: 'node', since: new Date().toISOString() }))
+  await assert.rejects(acquireDirLock(root, { purpose: 'test', waitMs: 0 }), locked(new RegExp(`in use by pid ${process.ppid} `)), 'a live owner of this boot keeps it')
 })
