@@ -143,6 +143,40 @@ export class StoreError extends AccelerateError {
   }
 }
 
+export class StoreLockedError extends AccelerateError {
+  constructor (message = 'Another process is writing to this store: wait for it to finish, or talk to the running node through the CLI (it uses the node\'s API)', options: ErrorOptions = {}) {
+    super('ERR_STORE_LOCKED', message, options)
+  }
+}
+
+/** The blocks protocol refused a request: the peer serves as many as it allows. The client asks another peer. */
+export class PeerBusyError extends AccelerateError {
+  constructor (message = 'The peer is serving as many block requests as it allows: ask another peer, or retry later', options: ErrorOptions = {}) {
+    super('ERR_PEER_BUSY', message, options)
+  }
+}
+
+/** The blocks protocol refused a request: this peer used its byte budget. The client asks another peer. */
+export class RateLimitedError extends AccelerateError {
+  constructor (message = 'This peer has taken its share of the serving node\'s bandwidth for now: ask another peer, or retry later', options: ErrorOptions = {}) {
+    super('ERR_RATE_LIMITED', message, options)
+  }
+}
+
+/** A block request ran past the serving node's deadline for one request. The client asks again, in smaller parts or elsewhere. */
+export class RequestDeadlineError extends AccelerateError {
+  constructor (message = 'The block request ran past the serving node\'s deadline: ask for fewer blocks at once, or ask another peer', options: ErrorOptions = {}) {
+    super('ERR_REQUEST_DEADLINE', message, options)
+  }
+}
+
+/** A `has` request named more roots than a node answers at once. */
+export class TooManyRootsError extends AccelerateError {
+  constructor (message = 'Too many roots in one request: split it into smaller batches', options: ErrorOptions = {}) {
+    super('ERR_TOO_MANY_ROOTS', message, options)
+  }
+}
+
 export class ForbiddenError extends AccelerateError {
   constructor (message = 'Forbidden: the local API answers only its owner; use the CLI (`ipfs-accelerate models ...`) on the node\'s host', options: ErrorOptions = {}) {
     super('ERR_FORBIDDEN', message, options)

@@ -105,7 +105,7 @@ export class WorkerNode implements JobHandler {
     const swarm = cfg.swarmKey === undefined ? undefined : await readSwarmKey(cfg.swarmKey)
     const privateKey = await loadOrCreateIdentity(cfg.dataDir)
     if (swarm !== undefined) log.info('private swarm: only peers with the same swarm key can connect', { keyFile: swarm.path, fingerprint: swarm.fingerprint })
-    const store = await createContentStore({ dataDir: cfg.dataDir, libp2p: libp2pOptions({ privateKey, listen: cfg.listen, bootstrap: cfg.bootstrap, mdns: cfg.mdns, ...(swarm === undefined ? {} : { swarmKey: swarm.key }) }), catalog, cacheBudgetMB: cfg.store.cacheBudgetMB, maxPullMB: cfg.store.maxPullMB, trustedPeers: cfg.trustedPeers })
+    const store = await createContentStore({ dataDir: cfg.dataDir, libp2p: libp2pOptions({ privateKey, listen: cfg.listen, bootstrap: cfg.bootstrap, mdns: cfg.mdns, ...(swarm === undefined ? {} : { swarmKey: swarm.key }) }), catalog, cacheBudgetMB: cfg.store.cacheBudgetMB, maxPullMB: cfg.store.maxPullMB, trustedPeers: cfg.trustedPeers, lock: { purpose: 'node' } })
     this.store = store
     try {
       await store.start()

@@ -7,6 +7,7 @@
 import type { Blocks, Helia } from '@helia/interface'
 import type { Libp2p } from '@libp2p/interface'
 import type { Libp2pOptions } from 'libp2p'
+import { basename } from 'node:path'
 import type { ModelCatalog } from '../models/catalog.ts'
 import type { NodeServices } from '../p2p/libp2p.ts'
 import { BlockExchange } from './exchange/block-exchange.ts'
@@ -16,6 +17,7 @@ import { FastFsBlockstore } from './blocks/fs-blockstore.ts'
 import { createOfflineHelia, createStoreHelia, storePaths } from './helia.ts'
 import type { StorePaths } from './helia.ts'
 import { ModelStore } from './models/model-store.ts'
+import { acquireDirLock } from './dir-lock.ts'
 import { ProviderTable } from './exchange/providers.ts'
 import { errorMessage } from '../errors.ts'
 import { forComponent } from '../logger.ts'
@@ -40,6 +42,14 @@ export interface ContentStoreInit {
    */
   trustedPeers?: readonly string[]
   exchange?: BlockExchangeInit
+  /** fsync block writes (default true; `bench/store-fsync.ts` turns it off to measure what it costs). */
+  fsync?: boolean
+  /**
+   * The store's lock across processes (dir-lock.ts), taken by start() and
+   * let go by stop(): `purpose` is shown to a process that waits (default:
+   * the command line's first words), `waitMs` bounds the wait (default 10 s).
+   */
+  lock?: { purpose?: string, waitMs?: number }
 }
 
 export interface ContentStore {
@@ -78,14 +88,19 @@ function deletableView (blocks: Blocks): Blocks {
   }
 }
 
+/** The command that opened the store, e.g. "ipfs-accelerate.js models gc", for whoever waits for its lock. */
+function defaultPurpose (): string {
+  return [basename(process.argv[1] ?? 'node'), ...process.argv.slice(2).filter((a) => !a.startsWith('-')).slice(0, 2)].join(' ')
+}
+
 export async function createContentStore (init: ContentStoreInit): Promise<ContentStore> {
   const paths = storePaths(init.dataDir)
   const providers = new ProviderTable()
   const trusted = new Set(init.trustedPeers ?? [])
   const networked = init.libp2p !== undefined
   const helia: Helia = init.libp2p !== undefined
-    ? await createStoreHelia({ dataDir: init.dataDir, libp2p: init.libp2p, routers: [providers.router()] })
-    : await createOfflineHelia({ dataDir: init.dataDir })
+    ? await createStoreHelia({ dataDir: init.dataDir, libp2p: init.libp2p, routers: [providers.router()], ...(init.fsync === undefined ? {} : { fsync: init.fsync }) })
+    : await createOfflineHelia({ dataDir: init.dataDir, ...(init.fsync === undefined ? {} : { fsync: init.fsync }) })
   let libp2p: Libp2p<NodeServices> | undefined
   let exchange: BlockExchange | undefined
   // libp2p exists only once Helia has started: the exchange reaches it through this view
@@ -112,6 +127,12 @@ export async function createContentStore (init: ContentStoreInit): Promise<Conte
     { dataDir: init.dataDir, catalog: init.catalog, keep: (cid) => cache.keeps(cid), trustedPeers: [...trusted], ...(init.maxPullMB === undefined ? {} : { maxPullBytes: init.maxPullMB * 1024 * 1024 }), ...(init.freeBytes === undefined ? {} : { freeBytes: init.freeBytes }) }
   )
   let started = false
+  let release: (() => Promise<void>) | undefined
+  const releaseLock = async (): Promise<void> => {
+    const r = release
+    release = undefined
+    await r?.()
+  }
   const store: ContentStore = {
     paths,
     helia,
@@ -124,6 +145,10 @@ export async function createContentStore (init: ContentStoreInit): Promise<Conte
       if (started) return
       const stops: Array<() => Promise<unknown>> = []
       try {
+        // one writer per store across processes: gc must not race another process's pull or export
+        const lock = await acquireDirLock(paths.root, { purpose: init.lock?.purpose ?? defaultPurpose(), waitMs: init.lock?.waitMs, log })
+        release = async () => { await lock.release() }
+        stops.push(async () => { await releaseLock() })
         await helia.start()
         stops.push(async () => await helia.stop())
         if (networked) libp2p = (helia as Helia & { libp2p: Libp2p<NodeServices> }).libp2p
@@ -149,6 +174,7 @@ export async function createContentStore (init: ContentStoreInit): Promise<Conte
       await exchange?.stop()
       await helia.stop()
       libp2p = undefined
+      await releaseLock()
     }
   }
   return store

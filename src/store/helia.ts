@@ -48,13 +48,15 @@ export interface CreateHeliaInit {
   /** Extra routers, e.g. the provider table fed by adverts (providers.ts). */
   routers?: Router[]
   bitswap?: BitswapOptions
+  /** fsync block writes (default true; benchmarks turn it off to measure its cost). */
+  fsync?: boolean
 }
 
-async function openStores (dataDir: string): Promise<{ blockstore: FastFsBlockstore, datastore: FsDatastore }> {
+async function openStores (dataDir: string, fsync?: boolean): Promise<{ blockstore: FastFsBlockstore, datastore: FsDatastore }> {
   const paths = storePaths(dataDir)
   await mkdir(paths.blocks, { recursive: true })
   await mkdir(paths.datastore, { recursive: true })
-  const blockstore = new FastFsBlockstore(paths.blocks)
+  const blockstore = new FastFsBlockstore(paths.blocks, { fsync: fsync ?? true })
   const datastore = new FsDatastore(paths.datastore)
   await blockstore.open()
   await datastore.open()
@@ -63,14 +65,14 @@ async function openStores (dataDir: string): Promise<{ blockstore: FastFsBlockst
 
 /** Build (not start) a Helia node whose blocks and data live under `<dataDir>/store`. */
 export async function createStoreHelia (init: CreateHeliaInit): Promise<StoreHelia> {
-  const stores = await openStores(init.dataDir)
+  const stores = await openStores(init.dataDir, init.fsync)
   const light = createHeliaLight({ ...stores, routers: init.routers ?? [] })
   const withP2p = withLibp2pLight(light, { ...init.libp2p, start: false } as Parameters<typeof withLibp2pLight>[1])
   return withBitswap(withP2p as HeliaWithLibp2p, init.bitswap) as unknown as StoreHelia
 }
 
 /** Build (not start) a Helia node with no network: for the CLI's local import, list, export and gc. */
-export async function createOfflineHelia (init: { dataDir: string }): Promise<Helia> {
-  const stores = await openStores(init.dataDir)
+export async function createOfflineHelia (init: { dataDir: string, fsync?: boolean }): Promise<Helia> {
+  const stores = await openStores(init.dataDir, init.fsync)
   return createHeliaLight(stores)
 }

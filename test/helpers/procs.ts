@@ -61,6 +61,24 @@ export async function stopProc (proc: ChildProcess, timeoutMs = 30_000): Promise
   })
 }
 
+/** A store serving its data dir (test/helpers/store-peer.ts) as its own process, once it has printed its address. */
+export async function startStorePeer (dataDir: string): Promise<{ proc: ChildProcess, addr: string, peerId: string }> {
+  const proc = spawn(process.execPath, [join(ROOT, 'test', 'helpers', 'store-peer.ts'), '--data-dir', dataDir], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] })
+  let err = ''
+  proc.stderr?.on('data', (d: Buffer) => { err += d.toString() })
+  const ready = await new Promise<{ addr: string, peerId: string }>((resolve, reject) => {
+    let out = ''
+    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`store peer not ready in 30 s:\n${err}`)) }, 30_000)
+    proc.stdout?.on('data', (d: Buffer) => {
+      out += d.toString()
+      const line = out.split('\n').find((l) => l.startsWith('{'))
+      if (line !== undefined) { clearTimeout(timer); resolve(JSON.parse(line) as { addr: string, peerId: string }) }
+    })
+    proc.once('exit', (code) => { clearTimeout(timer); reject(new Error(`store peer exited with ${code}:\n${err}`)) })
+  })
+  return { proc, ...ready }
+}
+
 /** Run a process to completion (bounded); collect stdout and stderr. */
 export async function runProc (args: string[], opts: { timeoutMs?: number, env?: NodeJS.ProcessEnv, input?: string } = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
   const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } })

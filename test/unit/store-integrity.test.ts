@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFile, readdir, writeFile } from 'node:fs/promises'
+import { readFile, readdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { blockMatches, readBlock } from '../../src/store/blocks/cid.ts'
@@ -22,7 +22,7 @@ async function corruptLeaf (blocksDir: string, fileCid: CID, blockstore: Paramet
   return leaf
 }
 
-test('a corrupted block on disk: verify, export and the reader refuse it with a clear error', async () => {
+test('a corrupted block on disk: export refuses it; the reader refuses and deletes it; verify names the file', async () => {
   const root = await tempDir()
   await writeModelDir(join(root, 'model'), smallModelFiles())
   const store = await startStore(join(root, 'data'))
@@ -33,15 +33,34 @@ test('a corrupted block on disk: verify, export and the reader refuse it with a 
     const leaf = await corruptLeaf(store.paths.blocks, CID.parse(onnx.cid), store.helia.blockstore)
     assert.equal(blockMatches(leaf, await readBlock(store.helia.blockstore, leaf)), false)
 
-    await assert.rejects(store.models.verify('test/corrupt'), isIntegrity(/onnx\/model\.onnx does not match its record/))
     await assert.rejects(store.models.exportTo('test/corrupt', join(root, 'out')), isIntegrity(/onnx\/model\.onnx/))
     const left = await readdir(join(root, 'out', 'onnx')).catch(() => [])
     assert.deepEqual(left.filter((n) => n.includes('model.onnx')), [], 'no partial or wrong file is left behind')
 
     const loc = await store.models.locate('test/corrupt')
     const reader = await openModelReader({ blocksDir: loc.blocksDir, root: loc.cid, id: loc.id, files: loc.files })
-    await assert.rejects(reader.readFile('onnx/model.onnx'), isIntegrity(/stored block .* does not match its CID/))
+    await assert.rejects(reader.readFile('onnx/model.onnx'), isIntegrity(/stored block .* does not match its CID .*deleted it: run `models pull test\/corrupt`/))
+    await assert.rejects(stat(blockFile(store.paths.blocks, leaf)), { code: 'ENOENT' }, 'the reader deleted the corrupt block')
     assert.equal((await reader.readFile('config.json')).byteLength, 21, 'other files still load')
+    // the block is gone: verify names the file it belonged to
+    await assert.rejects(store.models.verify('test/corrupt'), isIntegrity(new RegExp(`files with blocks missing or deleted: onnx/model\\.onnx \\(1 block\\(s\\): ${leaf.toString()}\\).*models pull test/corrupt`)))
+  } finally {
+    await store.stop()
+  }
+})
+
+test('verify deletes a block that fails its CID check and names it with its file', async () => {
+  const root = await tempDir()
+  await writeModelDir(join(root, 'model'), smallModelFiles())
+  const store = await startStore(join(root, 'data'))
+  try {
+    const rec = await store.models.importDir(join(root, 'model'), { id: 'test/verify' })
+    const onnx = rec.files.find((f) => f.path === 'onnx/model.onnx')
+    assert.ok(onnx !== undefined)
+    const leaf = await corruptLeaf(store.paths.blocks, CID.parse(onnx.cid), store.helia.blockstore)
+    await assert.rejects(store.models.verify('test/verify'), isIntegrity(new RegExp(`1 stored block\\(s\\) did not match their CID and were deleted: ${leaf.toString()}.*onnx/model\\.onnx`)))
+    assert.equal(await store.helia.blockstore.has(leaf), false)
+    assert.equal(await store.models.isWhole(CID.parse(rec.cid)), false, 'a pinned model with a deleted block is not whole')
   } finally {
     await store.stop()
   }

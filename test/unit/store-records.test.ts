@@ -30,11 +30,28 @@ test('records round-trip through the file, sorted, with a version', async () => 
   assert.equal(await b.delete('a/model'), true)
   assert.equal(await b.get('a/model'), undefined)
   const raw = JSON.parse(await readFile(file, 'utf8')) as { version: number }
-  assert.equal(raw.version, 1)
+  assert.equal(raw.version, 2)
+})
+
+test('version 1 files are read (no pending entries); pending entries survive a reload', async () => {
+  const dir = await tempDir()
+  const file = join(dir, 'records.json')
+  await writeFile(file, JSON.stringify({ version: 1, models: [record('old/model')] }))
+  const a = new RecordStore(file)
+  assert.deepEqual((await a.list()).map((r) => r.id), ['old/model'])
+  assert.deepEqual(await a.pending(), [])
+  await a.begin({ cid: record('x').cid, op: 'pull', id: 'new/model' })
+  const b = new RecordStore(file)
+  const [p] = await b.pending()
+  assert.deepEqual([p?.cid, p?.op, p?.id, p?.pid, p?.interrupted], [record('x').cid, 'pull', 'new/model', process.pid, false])
+  await b.markInterrupted(record('x').cid)
+  assert.equal((await new RecordStore(file).pending())[0]?.interrupted, true)
+  await b.end(record('x').cid)
+  assert.deepEqual(await new RecordStore(file).pending(), [])
 })
 
 test('an unknown records version is refused, not guessed', () => {
-  assert.throws(() => parseRecordsFile(JSON.stringify({ version: 2, models: [] }), 'f'), (err: Error & { code?: string }) => err.code === 'ERR_STORE' && /version 2.*version 1/.test(err.message))
+  assert.throws(() => parseRecordsFile(JSON.stringify({ version: 3, models: [] }), 'f'), (err: Error & { code?: string }) => err.code === 'ERR_STORE' && /version 3.*versions 1 and 2/.test(err.message))
   assert.throws(() => parseRecordsFile('{nope', 'f'), /not valid JSON/)
 })
 

@@ -29,7 +29,9 @@ export const COMMON_HELP = `  --data-dir DIR    the node's data dir (default ~/.
 
 When a node runs on the data dir (its node.json names a live process), the
 command asks that node through its HTTP API, with the token the node keeps
-in <data-dir>/api.token; otherwise it opens the store itself.`
+in <data-dir>/api.token; otherwise it opens the store itself. One process
+writes a store at a time (<data-dir>/store/lock): this command waits up to
+10 s for another that has it open, then fails with ERR_STORE_LOCKED.`
 
 export function dataDirOf (args: ParsedArgs): string {
   return str(args, 'data-dir') ?? process.env.IPFS_ACCELERATE_DATA_DIR ?? defaultDataDir()

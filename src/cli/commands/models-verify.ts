@@ -6,8 +6,11 @@ export const modelsVerifyCommand: Command = {
   summary: 'check every file of a model against its recorded sha256',
   help: `Usage: ipfs-accelerate models verify ID|CID [options]
 
-Reads every file of the model from the store and checks it against the sha256
-in its record. Exits with ERR_MODEL_INTEGRITY naming each file that differs.
+Checks every block of the model against its CID and every file against the
+sha256 in its record. A block that fails its CID check (disk corruption) is
+deleted, so that \`models pull ID\` fetches it again from a peer. Exits with
+ERR_MODEL_INTEGRITY naming each bad or missing block with its file, and each
+file that differs.
 
 Options:
 ${COMMON_HELP}

@@ -7,7 +7,7 @@ import { CID } from 'multiformats/cid'
 import type { GraphNode, GraphWalkerFactory } from '@helia/interface'
 import type { Blockstore } from 'interface-blockstore'
 import { StoreError } from '../../errors.ts'
-import { DAG_PB_CODE, RAW_CODE, readBlock } from './cid.ts'
+import { blockMatches, DAG_PB_CODE, RAW_CODE, readBlock } from './cid.ts'
 
 export interface PbLink { cid: CID, name?: string, tsize?: number }
 
@@ -167,15 +167,40 @@ export async function walkLocal (blockstore: Pick<Blockstore, 'get' | 'has'>, ro
 }
 
 /**
+ * Blocks under `root` that are here but whose bytes do not match their CID
+ * (disk corruption). Reads and hashes every local block of the DAG; a
+ * corrupt dag-pb node is not descended into; missing subtrees are skipped.
+ */
+export async function corruptBlocks (blockstore: Pick<Blockstore, 'get' | 'has'>, root: CID, options: { signal?: AbortSignal, concurrency?: number } = {}): Promise<CID[]> {
+  const bad: CID[] = []
+  const seen = new Set<string>()
+  await walkParallel([root], options.concurrency ?? 4, async (cid) => {
+    const k = cid.toString()
+    if (seen.has(k)) return []
+    seen.add(k)
+    if (!(await blockstore.has(cid, { signal: options.signal }))) return []
+    const bytes = await readBlock(blockstore, cid, { signal: options.signal, offline: true })
+    if (!blockMatches(cid, bytes)) {
+      bad.push(cid)
+      return []
+    }
+    return childLinks(cid, bytes).map((l) => l.cid)
+  }, options.signal)
+  return bad
+}
+
+/**
  * A graph walker for Helia's pins over a local DAG (Helia's default walker
  * reads every block, which made pinning a 200 MB model cost a full read of
  * it). A missing block fails the pin. Pins use only `node.block.cid` of what
- * a walker yields.
+ * a walker yields. `skipMissing` (for unpinning a DAG that a crash or a
+ * repair left incomplete) passes over missing subtrees instead of failing.
  */
-export function localDagWalker (): GraphWalkerFactory {
+export function localDagWalker (options: { skipMissing?: boolean } = {}): GraphWalkerFactory {
   return (components) => ({
-    async * walk<T> (root: CID, options: { signal?: AbortSignal } = {}): AsyncGenerator<GraphNode<T>> {
-      for await (const b of walkLocalDag(components.blockstore, root, options.signal)) {
+    async * walk<T> (root: CID, walkOptions: { signal?: AbortSignal } = {}): AsyncGenerator<GraphNode<T>> {
+      for await (const b of walkLocalDag(components.blockstore, root, walkOptions.signal)) {
+        if (!b.present && options.skipMissing === true) continue
         if (!b.present) throw new StoreError(`block ${b.cid.toString()} is not in the local blockstore: pull the model first`)
         yield { block: { cid: b.cid } as unknown as GraphNode<T>['block'], depth: b.depth, path: [] }
       }

@@ -6,6 +6,9 @@
  * several peers (by subtree, then by batches of leaves). A peer that sends
  * a bad block is dropped and its share goes to the others; what no peer
  * could give is returned to the caller (the model store then uses bitswap).
+ * The server side answers within serving limits (limits.ts); a peer that
+ * refuses a request for a limit (busy, rate-limited, deadline) is not
+ * dropped: that part of the work goes to another peer.
  */
 import type { Libp2p, PeerId, Startable } from '@libp2p/interface'
 import type { Blockstore } from 'interface-blockstore'
@@ -21,6 +24,8 @@ import type { Reply, Request } from './wire.ts'
 import { errorMessage, serveStream } from './server.ts'
 import type { ExchangeHandlers } from './server.ts'
 import { planWork, WorkQueue } from './plan.ts'
+import { isRefusal, refusalError, ServeLimits } from './limits.ts'
+import type { ServeLimitsInit } from './limits.ts'
 
 export type { ExchangeHandlers }
 export { BLOCKS_PROTOCOL }
@@ -49,6 +54,8 @@ export interface BlockExchangeInit {
   requestTimeoutMs?: number
   /** Hash each block before sending it (the receiver always does). */
   verifyOnSend?: boolean
+  /** What the server serves at once and to whom (limits.ts; defaults in SERVE_LIMIT_DEFAULTS). */
+  limits?: ServeLimitsInit
 }
 
 export interface FetchProgress {
@@ -90,6 +97,8 @@ export class BlockExchange implements Startable {
   private readonly components: BlockExchangeComponents
   private readonly init: Required<BlockExchangeInit>
   private readonly log: Logger
+  /** The server's limits (its counters, for tests and status). */
+  readonly limits: ServeLimits
   private handlers: ExchangeHandlers = {}
   private shutdown = new AbortController()
   private started = false
@@ -104,8 +113,10 @@ export class BlockExchange implements Startable {
       leavesPerRequest: init.leavesPerRequest ?? 16,
       putConcurrency: init.putConcurrency ?? 8,
       requestTimeoutMs: init.requestTimeoutMs ?? 30_000,
-      verifyOnSend: init.verifyOnSend ?? false
+      verifyOnSend: init.verifyOnSend ?? false,
+      limits: init.limits ?? {}
     }
+    this.limits = new ServeLimits(this.init.limits)
     this.protocol = this.init.protocol
     this.log = forComponent('ipfs-accelerate:store:exchange')
   }
@@ -126,7 +137,8 @@ export class BlockExchange implements Startable {
         readAhead: this.init.readAhead,
         requestTimeoutMs: this.init.requestTimeoutMs,
         verifyOnSend: this.init.verifyOnSend,
-        signal: this.shutdown.signal
+        signal: this.shutdown.signal,
+        limits: this.limits
       })
     }, { maxInboundStreams: this.init.maxInboundStreams })
     this.started = true
@@ -198,6 +210,7 @@ export class BlockExchange implements Startable {
         try {
           await bs.put(cid, bytes, { signal })
         } catch (err) {
+          signal.throwIfAborted() // cancelled: say so, not that the write failed
           throw new StoreError(`cannot write block ${cid.toString()} to the blockstore: ${errorMessage(err)}`, { cause: err })
         }
       })
@@ -237,7 +250,8 @@ export class BlockExchange implements Startable {
         } catch (err) {
           signal.throwIfAborted()
           if (err instanceof StoreError) throw err
-          const lacks = err instanceof PeerLacks
+          // a peer that lacks part of the DAG, or refused for a serving limit, keeps its other work
+          const lacks = err instanceof PeerLacks || isRefusal(err)
           if (!lacks) bad.add(id)
           result.failures.push(`${id}: ${errorMessage(err)}`)
           this.log.warn(lacks ? 'peer lacks part of the DAG; asking another' : 'dropped a peer for this fetch; its share goes to the others', { peer: id, root: root.toString(), error: errorMessage(err) })
@@ -324,6 +338,8 @@ export class BlockExchange implements Startable {
         if (frame.kind === 'control') {
           const r = parseControl(frame.msg, replySchema)
           await stream.close({ signal: AbortSignal.timeout(2000) }).catch((err: unknown) => { stream.abort(err as Error) })
+          const refused = r.t === 'error' ? refusalError(r.code, r.message, peer.toString()) : undefined
+          if (refused !== undefined) throw refused
           return r
         }
         if (onBlock === undefined) throw new PeerFault('unexpected block frame')

@@ -3,16 +3,19 @@
  * stream from the local blockstore only (never from the network). A `dag`
  * request streams each subtree breadth-first with a few block reads ahead
  * of the socket, each distinct block once, parents before children.
+ * Every request is admitted by the serving limits (limits.ts) first and
+ * runs under a deadline; a refusal is an `error` frame with its code.
  */
 import type { Connection, Stream } from '@libp2p/interface'
 import type { Blockstore } from 'interface-blockstore'
 import { CID } from 'multiformats/cid'
-import { errorCode, errorMessage as baseMessage, ProtocolError } from '../../errors.ts'
+import { errorCode, errorMessage as baseMessage, ProtocolError, RequestDeadlineError } from '../../errors.ts'
 import type { Logger } from '../../logger.ts'
 import { blockMatches, readBlock } from '../blocks/cid.ts'
 import { childLinks } from '../blocks/dag.ts'
 import { FrameReader, blockFrame, controlFrame, parseControl, requestSchema, sendFrame, WIRE_VERSION } from './wire.ts'
 import type { Reply, Request } from './wire.ts'
+import type { ServeLimits } from './limits.ts'
 
 /** What the server answers besides blocks; the model store and the embedding cache fill these in. */
 export interface ExchangeHandlers {
@@ -32,6 +35,9 @@ export interface ServerOptions {
   requestTimeoutMs: number
   verifyOnSend: boolean
   signal: AbortSignal
+  limits: ServeLimits
+  /** Takes each block's bytes from the requesting peer's budget (set per request by serveStream). */
+  spend?: (bytes: number, signal: AbortSignal) => Promise<void>
 }
 
 /** Streams sometimes fail with a bare Event; say what it was. */
@@ -57,6 +63,7 @@ const serveTable: Readonly<Record<Request['t'], Serve>> = Object.freeze({
   blocks: async (req, stream, opts, signal) => { await streamBlocks(rootsOf(req), false, stream, opts, signal) },
   has: async (req, stream, opts, signal) => {
     const roots = rootsOf(req)
+    opts.limits.checkHasRoots(roots.length)
     const h = opts.handlers().has
     const have = h === undefined ? await Promise.all(roots.map(async (c) => await opts.blockstore.has(c))) : await h(roots, signal)
     await reply(stream, { v: WIRE_VERSION, t: 'has', have }, signal)
@@ -70,7 +77,10 @@ const serveTable: Readonly<Record<Request['t'], Serve>> = Object.freeze({
     if (req.t !== 'cache') return
     const handler = opts.handlers().cacheBlocks
     const hits = handler === undefined ? [] : await handler(req.keys, peer, signal)
-    for (const hit of hits) await sendFrame(stream, blockFrame(hit.cid, hit.bytes), signal)
+    for (const hit of hits) {
+      await opts.spend?.(hit.bytes.byteLength, signal)
+      await sendFrame(stream, blockFrame(hit.cid, hit.bytes), signal)
+    }
     await reply(stream, { v: WIRE_VERSION, t: 'end', blocks: hits.length }, signal)
   }
 })
@@ -128,6 +138,7 @@ async function streamBlocks (roots: CID[], descend: boolean, stream: Stream, opt
         if (!queued.has(k)) { queued.add(k); queue.push(link.cid) }
       }
     }
+    await opts.spend?.(bytes.byteLength, signal)
     await sendFrame(stream, blockFrame(cid, bytes), signal)
     sent++
     if (head > 4096) { queue.splice(0, head); head = 0 }
@@ -150,15 +161,23 @@ export async function serveStream (stream: Stream, connection: Connection, opts:
     return
   }
   const started = Date.now()
+  const deadline = AbortSignal.timeout(opts.limits.init.requestDeadlineMs)
+  let admission: ReturnType<ServeLimits['admit']> | undefined
   try {
-    await serveTable[req.t](req, stream, opts, opts.signal, peer)
+    admission = opts.limits.admit(peer)
+    const signal = AbortSignal.any([opts.signal, deadline])
+    await serveTable[req.t](req, stream, { ...opts, spend: admission.spend }, signal, peer)
     // close waits until the peer has taken what is still buffered
-    await stream.close({ signal: AbortSignal.any([opts.signal, AbortSignal.timeout(opts.requestTimeoutMs)]) })
+    await stream.close({ signal: AbortSignal.any([signal, AbortSignal.timeout(opts.requestTimeoutMs)]) })
     opts.log.debug('served a block request', { peer, t: req.t, ms: Date.now() - started })
-  } catch (err) {
+  } catch (caught) {
+    const err = deadline.aborted && !opts.signal.aborted
+      ? new RequestDeadlineError(`the request ran past this node's deadline of ${opts.limits.init.requestDeadlineMs} ms: ask for fewer blocks at once, or ask another peer`, { cause: caught })
+      : caught
+    if (admission === undefined) opts.log.debug('refused a block request', { peer, t: req.t, code: errorCode(err) })
     const known = err instanceof NotFound || err instanceof Corrupt
     if (err instanceof Corrupt) opts.log.error('a stored block does not match its CID: run `models verify` and re-pull the model', { cid: err.cid.toString() })
-    else if (!known) opts.log.warn('block request failed', { peer, t: req.t, error: errorMessage(err) })
+    else if (!known && admission !== undefined) opts.log.warn('block request failed', { peer, t: req.t, error: errorMessage(err) })
     try {
       const code = err instanceof NotFound ? 'ERR_NOT_FOUND' : err instanceof Corrupt ? 'ERR_BLOCK_CORRUPT' : errorCode(err)
       await reply(stream, {
@@ -172,5 +191,7 @@ export async function serveStream (stream: Stream, connection: Connection, opts:
     } catch (closeErr) {
       stream.abort(closeErr as Error)
     }
+  } finally {
+    admission?.release()
   }
 }

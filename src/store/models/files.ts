@@ -2,7 +2,8 @@
  * A model's files as UnixFS: import a Hugging Face-layout folder (CIDv1,
  * raw leaves, 1 MiB chunks, no mtime or mode, so identical files in
  * different models and on different peers give identical blocks), list
- * and hash the files of a DAG, write them back out, check copies on disk.
+ * and hash the files of a DAG, write them back out (fsynced), check copies
+ * on disk.
  */
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
@@ -15,7 +16,10 @@ import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { balanced } from 'ipfs-unixfs-importer/layout'
 import type { CID } from 'multiformats/cid'
 import { ExistsError, ModelIntegrityError, StoreError } from '../../errors.ts'
-import type { ModelFile } from './records.ts'
+import type { Logger } from '../../logger.ts'
+import { fsyncDir } from '../blocks/fs-blockstore.ts'
+import type { ModelFile, ModelRecord } from './records.ts'
+import type { StoreProgress } from './types.ts'
 
 export const CHUNK_BYTES = 1024 * 1024
 export const IMPORT_OPTIONS = Object.freeze({
@@ -142,6 +146,36 @@ export async function hashDagFile (fs: UnixFS, cid: CID, options: { signal?: Abo
   return { sha256: hash.digest('hex'), size }
 }
 
+/** Build a record (source 'pull') for a local DAG: list its files and hash each one; a peer's claimed hashes are only compared. */
+export async function recordFromDag (fs: UnixFS, root: CID, base: Pick<ModelRecord, 'id' | 'skillset'> & { files?: ModelFile[] }, log: Logger, options: { signal?: AbortSignal, onProgress?: (p: StoreProgress) => void } = {}): Promise<ModelRecord> {
+  const { signal, onProgress } = options
+  const files = await listDagFiles(fs, root, { signal })
+  const totalBytes = files.reduce((s, f) => s + f.size, 0)
+  const claimed = new Map((base.files ?? []).map((f) => [f.path, f]))
+  let bytes = 0
+  const out: ModelFile[] = []
+  for (const f of files) {
+    const got = await hashDagFile(fs, f.cid, { signal })
+    bytes += got.size
+    onProgress?.({ phase: 'hash', bytes, totalBytes })
+    const c = claimed.get(f.path)
+    if (c !== undefined && (c.sha256 !== got.sha256 || c.size !== got.size)) {
+      log.warn('a peer\'s record of a file differs from its verified blocks; keeping the hash of the blocks', { id: base.id, path: f.path })
+    }
+    out.push({ path: f.path, size: got.size, sha256: got.sha256, cid: f.cid.toString() })
+  }
+  return {
+    id: base.id,
+    ...(base.skillset === undefined ? {} : { skillset: base.skillset }),
+    cid: root.toString(),
+    files: out,
+    size: totalBytes,
+    pinned: true,
+    source: 'pull',
+    createdAt: new Date().toISOString()
+  }
+}
+
 export function integrityError (modelId: string, file: ModelFile, got: { sha256: string, size: number }): InstanceType<typeof ModelIntegrityError> {
   return new ModelIntegrityError(`model ${modelId}: file ${file.path} does not match its record (sha256 ${got.sha256.slice(0, 16)}…, ${got.size} bytes; expected ${file.sha256.slice(0, 16)}…, ${file.size} bytes): re-import or re-pull the model`)
 }
@@ -169,7 +203,7 @@ export async function prepareExportDir (dir: string): Promise<{ created: boolean
 }
 
 /**
- * Write one file of a model under `dir`, created exclusively (O_EXCL: an
+ * Write one file of a model under `dir` (fsynced before it is closed), created exclusively (O_EXCL: an
  * existing file is refused with ExistsError, never replaced), hashed as it
  * is written; a file that fails its sha256 or is cancelled is removed.
  * `onCreated` hears each path this call created, for the caller's clean-up.
@@ -196,7 +230,7 @@ export async function exportFile (fs: UnixFS, modelId: string, file: ModelFile, 
         options.onBytes?.(chunk.byteLength)
         yield chunk
       }
-    })(), handle.createWriteStream(), { signal: options.signal })
+    })(), handle.createWriteStream({ flush: true }), { signal: options.signal })
     const sha256 = hash.digest('hex')
     if (sha256 !== file.sha256 || size !== file.size) throw integrityError(modelId, file, { sha256, size })
   } catch (err) {
@@ -204,6 +238,16 @@ export async function exportFile (fs: UnixFS, modelId: string, file: ModelFile, 
     await unlink(target).catch(() => undefined) // best effort: this call created it, and it is wrong or partial
     throw err
   }
+}
+
+/** fsync the folders an export wrote into (files are fsynced as they close), so the export survives a crash. */
+export async function syncExported (dir: string, created: readonly string[]): Promise<void> {
+  const root = resolve(dir)
+  const folders = new Set<string>([root, dirname(root)])
+  for (const f of created) {
+    for (let d = dirname(f); d.startsWith(root + sep); d = dirname(d)) folders.add(d)
+  }
+  for (const d of folders) await fsyncDir(d)
 }
 
 /**

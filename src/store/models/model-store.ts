@@ -6,7 +6,11 @@
  * for the inference thread's reader (reader.ts).
  *
  * One process owns a data dir's pins and records at a time: the running
- * node, or the CLI when no node runs (the CLI talks to the node otherwise).
+ * node, or the CLI when no node runs (the CLI talks to the node otherwise;
+ * dir-lock.ts keeps a second process out). Imports and pulls are written
+ * as pending before they pin, and start-up reconciles pins with records
+ * (reconcile.ts). A block that fails its CID check is deleted so that a
+ * pull fetches it again (repair.ts).
  */
 import { unixfs } from '@helia/unixfs'
 import type { UnixFS } from '@helia/unixfs'
@@ -14,17 +18,21 @@ import type { Startable } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import { mkdir, statfs } from 'node:fs/promises'
 import { basename } from 'node:path'
-import { ModelIntegrityError, ModelNotFoundError, StoreError } from '../../errors.ts'
+import { ModelNotFoundError, StoreError } from '../../errors.ts'
 import type { SkillsetName } from '../../interfaces/index.ts'
 import { forComponent } from '../../logger.ts'
 import type { Logger } from '../../logger.ts'
 import type { ModelCatalog } from '../../models/catalog.ts'
 import { modelIdSchema } from '../../models/catalog.ts'
 import { blockKey, parseCid, tryParseCid } from '../blocks/cid.ts'
-import { missingBlocks, localDagWalker, walkLocal } from '../blocks/dag.ts'
+import { missingBlocks, walkLocal } from '../blocks/dag.ts'
 import { RwLock } from '../sync.ts'
 import { storePaths } from '../helia.ts'
-import { exportFile, hashDagFile, importFiles, integrityError, listDagFiles, listLocalFiles, prepareExportDir, removeExported } from './files.ts'
+import { exportFile, importFiles, listLocalFiles, prepareExportDir, recordFromDag, removeExported, syncExported } from './files.ts'
+import { pinRoot, unpinRoot } from './pins.ts'
+import { abandon, reconcile } from './reconcile.ts'
+import type { ReconcileResult } from './reconcile.ts'
+import { checkModel, dropCorruptBlocks } from './repair.ts'
 import { pullModel } from './pull.ts'
 import type { PullOptions, PullResult } from './pull.ts'
 import { RecordStore } from './records.ts'
@@ -66,6 +74,8 @@ export interface ModelSummary {
   /** Whether the root block is in the local blockstore (gc removes unpinned models). */
   local: boolean
   source: 'import' | 'pull'
+  /** 'pending': an import or pull under way; 'interrupted': one a crash cut short (its blocks go at the next gc). */
+  state: 'ready' | 'pending' | 'interrupted'
 }
 
 /** Where a model's blocks are, for `openModelReader` in another thread. */
@@ -89,7 +99,11 @@ export class ModelStore implements Startable {
   private readonly init: ModelStoreInit
   private readonly log: Logger
   private readonly lock = new RwLock()
+  /** Root CIDs of this process's imports and pulls under way. */
+  private readonly running = new Set<string>()
   private started = false
+  /** What start-up reconciliation did (for tests and status). */
+  lastReconcile: ReconcileResult | undefined
 
   constructor (components: ModelStoreComponents, init: ModelStoreInit) {
     this.components = components
@@ -104,6 +118,13 @@ export class ModelStore implements Startable {
   async start (): Promise<void> {
     if (this.started) return
     await this.records.list() // fail early on a bad records file
+    this.lastReconcile = await this.lock.read(async () => await reconcile({
+      components: this.components,
+      records: this.records,
+      log: this.log,
+      recordFromDag: async (root, base, signal) => await this.recordFromDag(root, base, signal),
+      saveRecord: async (record) => { await this.replaceRecord(record) }
+    }, this.running))
     this.components.exchange?.setHandlers({
       has: async (roots) => await Promise.all(roots.map(async (r) => await this.isWhole(r))),
       manifest: async (ref) => await this.find(ref)
@@ -128,7 +149,6 @@ export class ModelStore implements Startable {
         signal: options.signal,
         onBytes: (n) => { bytes += n; options.onProgress?.({ phase: 'import', bytes, totalBytes }) }
       })
-      await this.pinRoot(root, options.signal)
       const record: ModelRecord = {
         id,
         ...(options.skillset === undefined ? {} : { skillset: options.skillset }),
@@ -140,7 +160,10 @@ export class ModelStore implements Startable {
         ...(options.hub === undefined ? {} : { hub: options.hub }),
         createdAt: new Date().toISOString()
       }
-      await this.replaceRecord(record)
+      await this.pending(root, { op: 'import', id, ...(options.skillset === undefined ? {} : { skillset: options.skillset }) }, async () => {
+        await this.pinRoot(root, options.signal)
+        await this.replaceRecord(record)
+      })
       this.log.info('imported a model', { id, cid: record.cid, files: imported.length, bytes: totalBytes })
       return record
     })
@@ -148,6 +171,20 @@ export class ModelStore implements Startable {
 
   async list (): Promise<ModelSummary[]> {
     const out: ModelSummary[] = []
+    for (const p of await this.records.pending()) {
+      if ((await this.records.byCid(p.cid)).some((r) => r.pinned)) continue
+      out.push({
+        id: p.id ?? p.cid,
+        ...(p.skillset === undefined ? {} : { skillset: p.skillset }),
+        cid: p.cid,
+        size: 0,
+        files: 0,
+        pinned: false,
+        local: await this.components.blockstore.has(parseCid(p.cid)),
+        source: p.op,
+        state: p.interrupted ? 'interrupted' : 'pending'
+      })
+    }
     for (const r of await this.records.list()) {
       out.push({
         id: r.id,
@@ -157,7 +194,8 @@ export class ModelStore implements Startable {
         files: r.files.length,
         pinned: r.pinned,
         local: await this.components.blockstore.has(parseCid(r.cid)),
-        source: r.source
+        source: r.source,
+        state: 'ready'
       })
     }
     return out
@@ -179,8 +217,14 @@ export class ModelStore implements Startable {
     return r
   }
 
-  /** Fetch a model by id or CID from peers, verify and pin it. Fetches nothing when it is already complete here. */
+  /**
+   * Fetch a model by id or CID from peers, verify and pin it. Blocks here
+   * that fail their CID check are deleted and fetched again; fetches nothing
+   * when the model is whole and sound here.
+   */
   async pull (ref: string, options: PullOptions = {}): Promise<PullResult> {
+    let begun: CID | undefined
+    const explicitId = options.id ?? (modelIdSchema.safeParse(ref).success && tryParseCid(ref) === undefined ? ref : undefined)
     return await this.lock.read(async () => await pullModel({
       ref,
       options,
@@ -193,7 +237,19 @@ export class ModelStore implements Startable {
       pinRoot: async (root, signal) => { await this.pinRoot(root, signal) },
       saveRecord: async (record) => { await this.replaceRecord(record) },
       maxPullBytes: this.init.maxPullBytes ?? DEFAULT_MAX_PULL_BYTES,
-      freeBytes: this.init.freeBytes ?? (async () => await freeBytes(this.blocksDir))
+      freeBytes: this.init.freeBytes ?? (async () => await freeBytes(this.blocksDir)),
+      dropCorrupt: async (root, signal) => await dropCorruptBlocks(this.components.blockstore, root, this.log, signal),
+      begin: async (root) => {
+        begun = root
+        this.running.add(root.toString())
+        await this.records.begin({ cid: root.toString(), op: 'pull', ...(explicitId === undefined ? {} : { id: explicitId }), ...(options.skillset === undefined ? {} : { skillset: options.skillset }) })
+      }
+    }).then(async (res) => {
+      if (begun !== undefined) await this.finish(begun)
+      return res
+    }, async (err: unknown) => {
+      if (begun !== undefined) await this.finish(begun, err)
+      throw err
     }))
   }
 
@@ -221,23 +277,23 @@ export class ModelStore implements Startable {
   }
 
   /**
-   * Delete every block that is not pinned, not part of a pinned model's DAG
-   * and not kept by the embedding cache. (The DAG walk over the records
-   * guards against Helia's pin counts, which can drift for blocks shared
-   * by several pins when one is removed and added again.)
+   * Delete every block that is not part of a pinned model's DAG (or of an
+   * import or pull under way) and not kept by the embedding cache, and drop
+   * the entries of interrupted ones. Liveness comes from the records, not
+   * from Helia's per-block pin counts: those drift for blocks shared by
+   * several pins, and a crash in the middle of pinning leaves them behind.
    */
   async gc (options: { signal?: AbortSignal } = {}): Promise<{ deletedBlocks: number }> {
     return await this.lock.write(async () => {
       const bs = this.components.blockstore
       const live = new Set<string>()
-      for (const r of await this.records.list()) {
-        if (!r.pinned) continue
-        await walkLocal(bs, parseCid(r.cid), (cid) => { live.add(blockKey(cid)) }, options.signal)
-      }
+      const roots = (await this.records.list()).filter((r) => r.pinned).map((r) => r.cid)
+      const pending = await this.records.pending()
+      roots.push(...pending.filter((p) => !p.interrupted).map((p) => p.cid))
+      for (const root of roots) await walkLocal(bs, parseCid(root), (cid) => { live.add(blockKey(cid)) }, options.signal)
       const doomed: CID[] = []
       for await (const { cid } of bs.getAll(options)) {
         if (live.has(blockKey(cid)) || this.init.keep?.(cid) === true) continue
-        if (await this.components.pins.isPinned(cid, options)) continue
         doomed.push(cid)
       }
       let deletedBlocks = 0
@@ -246,6 +302,7 @@ export class ModelStore implements Startable {
         await bs.delete(cid, options)
         deletedBlocks++
       }
+      for (const p of pending) if (p.interrupted) await this.records.end(p.cid)
       this.log.info('garbage-collected the blockstore', { deletedBlocks, liveBlocks: live.size })
       return { deletedBlocks }
     })
@@ -271,6 +328,7 @@ export class ModelStore implements Startable {
           onCreated: (abs) => { created.push(abs) }
         })
       }
+      await syncExported(dir, created)
     } catch (err) {
       await removeExported(dir, created, dirCreated)
       throw err
@@ -279,19 +337,15 @@ export class ModelStore implements Startable {
     return { files: r.files.length, bytes }
   }
 
-  /** Re-hash every file from the blockstore; throws ModelIntegrityError listing each mismatch. */
+  /**
+   * Check every block against its CID (a corrupt one is deleted, so that
+   * `models pull` fetches it again) and re-hash every file; throws
+   * ModelIntegrityError naming each bad or missing block with its file, and
+   * each file that differs from its record.
+   */
   async verify (ref: string, options: ProgressOption = {}): Promise<ModelRecord> {
     const r = await this.get(ref)
-    await this.requireWhole(r, options.signal)
-    const problems: string[] = []
-    let bytes = 0
-    for (const f of r.files) {
-      const got = await hashDagFile(this.fs, parseCid(f.cid), options)
-      bytes += got.size
-      options.onProgress?.({ phase: 'verify', bytes, totalBytes: r.size })
-      if (got.sha256 !== f.sha256 || got.size !== f.size) problems.push(integrityError(r.id, f, got).message)
-    }
-    if (problems.length > 0) throw new ModelIntegrityError(problems.join('; '))
+    await this.lock.read(async () => { await checkModel(this.components, this.fs, r, this.log, options) })
     return r
   }
 
@@ -310,9 +364,8 @@ export class ModelStore implements Startable {
     return out
   }
 
-  /** Whether the whole DAG under `root` is here (pinned roots are whole by construction). */
+  /** Whether the whole DAG under `root` is here (walked: a repair or a reader may have deleted a corrupt block of a pinned model). */
   async isWhole (root: CID, signal?: AbortSignal): Promise<boolean> {
-    if (await this.components.pins.isPinned(root, { signal })) return true
     return (await missingBlocks(this.components.blockstore, root, { signal })).length === 0
   }
 
@@ -323,51 +376,35 @@ export class ModelStore implements Startable {
   }
 
   private async pinRoot (root: CID, signal?: AbortSignal): Promise<void> {
-    try {
-      for await (const _ of this.components.pins.add(root, { signal, walker: localDagWalker() })) { /* walks the local DAG, pinning each block */ }
-    } catch (err) {
-      if ((err as Error).name !== 'AlreadyPinnedError') throw err
-    }
+    await pinRoot(this.components.pins, root, signal)
   }
 
-  /** Remove the recursive pin of `root`; false when there was none. */
   private async unpinRoot (root: CID, signal?: AbortSignal): Promise<boolean> {
+    return await unpinRoot(this.components.pins, root, signal)
+  }
+
+  /** Run `fn` (which pins `root` and saves its record) with a pending entry written first; a failure undoes the pin. */
+  private async pending (root: CID, entry: { op: 'import' | 'pull', id?: string, skillset?: SkillsetName }, fn: () => Promise<void>): Promise<void> {
+    this.running.add(root.toString())
+    await this.records.begin({ cid: root.toString(), ...entry })
     try {
-      for await (const _ of this.components.pins.rm(root, { signal, walker: localDagWalker() })) { /* walks the DAG, unpinning each block */ }
-      return true
+      await fn()
     } catch (err) {
-      if ((err as Error).name === 'NotFoundError') return false
+      await this.finish(root, err)
       throw err
     }
+    await this.finish(root)
   }
 
-  /** Build a record for a local DAG: list its files and hash each one. */
+  /** An import or pull of `root` ended; `err` set: it failed, so its pin is freed unless a record holds it. */
+  private async finish (root: CID, err?: unknown): Promise<void> {
+    this.running.delete(root.toString())
+    if (err === undefined) await this.records.end(root.toString())
+    else await abandon({ components: this.components, records: this.records, log: this.log }, root, err)
+  }
+
   private async recordFromDag (root: CID, base: Pick<ModelRecord, 'id' | 'skillset'> & { files?: ModelFile[] }, signal?: AbortSignal, onProgress?: (p: StoreProgress) => void): Promise<ModelRecord> {
-    const files = await listDagFiles(this.fs, root, { signal })
-    const totalBytes = files.reduce((s, f) => s + f.size, 0)
-    const claimed = new Map((base.files ?? []).map((f) => [f.path, f]))
-    let bytes = 0
-    const out: ModelFile[] = []
-    for (const f of files) {
-      const got = await hashDagFile(this.fs, f.cid, { signal })
-      bytes += got.size
-      onProgress?.({ phase: 'hash', bytes, totalBytes })
-      const c = claimed.get(f.path)
-      if (c !== undefined && (c.sha256 !== got.sha256 || c.size !== got.size)) {
-        this.log.warn('a peer\'s record of a file differs from its verified blocks; keeping the hash of the blocks', { id: base.id, path: f.path })
-      }
-      out.push({ path: f.path, size: got.size, sha256: got.sha256, cid: f.cid.toString() })
-    }
-    return {
-      id: base.id,
-      ...(base.skillset === undefined ? {} : { skillset: base.skillset }),
-      cid: root.toString(),
-      files: out,
-      size: totalBytes,
-      pinned: true,
-      source: 'pull',
-      createdAt: new Date().toISOString()
-    }
+    return await recordFromDag(this.fs, root, base, this.log, { signal, onProgress })
   }
 
   /** Save a record; when it replaces one with another root that nothing else pins, unpin that root. */

@@ -6,6 +6,8 @@
  * adverts, connected peers, each asked `has`), stream the DAG with the
  * block exchange, fall back to bitswap for whatever that could not give
  * (saying why), check the DAG is whole, pin, hash the files, record.
+ * Local blocks that fail their CID check are deleted first and fetched
+ * again (a model whose blocks are all here is still re-checked).
  */
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -71,6 +73,10 @@ export interface PullContext {
   maxPullBytes: number
   /** Free bytes where blocks are written. */
   freeBytes: () => Promise<number>
+  /** Delete the blocks under `root` that are here but fail their CID check, so that they are fetched again. */
+  dropCorrupt: (root: CID, signal?: AbortSignal) => Promise<CID[]>
+  /** Called once the root is known, before anything is fetched or pinned (the store notes the pull as pending). */
+  begin: (root: CID) => Promise<void>
 }
 
 /** Disk kept free after a pull, for records, the cache and the rest of the host. */
@@ -89,6 +95,9 @@ export async function pullModel (ctx: PullContext): Promise<PullResult> {
   const fetched: PullResult['fetched'] = { blocks: 0, bytes: 0, ms: 0, totalMs: 0, via: 'none', byPeer: {}, failures: [] }
   const done = (r: ModelRecord): PullResult => ({ record: r, fetched: { ...fetched, totalMs: Math.round(performance.now() - started) } })
 
+  // Helia's put skips blocks it has: a corrupt one is deleted first, so that it is fetched again below
+  const corrupt = root === undefined ? [] : await ctx.dropCorrupt(root, signal)
+  if (corrupt.length > 0) fetched.failures.push(`${corrupt.length} local block(s) did not match their CID and were deleted to be fetched again`)
   if (root !== undefined && record?.pinned === true && (await missingBlocks(c.blockstore, root, { signal })).length === 0) {
     return done(record)
   }
@@ -110,6 +119,7 @@ export async function pullModel (ctx: PullContext): Promise<PullResult> {
     throw new ModelNotFoundError(`no local record, catalog CID or trusted peer knows model "${ctx.ref}"${untrusted > 0 ? ` (${untrusted} reachable peer(s) are not trusted, so they were not asked)` : ''}: pass its root CID, or trust a peer that holds it (--trusted-peer ID, config trustedPeers) and --bootstrap it`)
   }
 
+  await ctx.begin(root)
   const missing = await exchange.missingBlocks(root, { signal })
   if (missing.length > 0 && candidates.length === 0) {
     throw new StoreError(`no peer to fetch ${root.toString()} from: pass --bootstrap with the address of a peer that holds it (or start the node, whose adverts name holders)`)

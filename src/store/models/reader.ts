@@ -5,7 +5,9 @@
  * keeps one immutable file per block, so this is safe next to the node).
  * Every block is checked against its CID as it is read, and every file
  * against its recorded sha256 when read to the end; a mismatch is a
- * ModelIntegrityError that names the file. `transformersCache` adapts the
+ * ModelIntegrityError that names the file; a block that fails its CID check
+ * is deleted (the view's one write), so that a pull fetches it again.
+ * `transformersCache` adapts the
  * reader to transformers.js's `env.customCache`.
  */
 import { createHash } from 'node:crypto'
@@ -45,7 +47,7 @@ export interface ModelReader {
   response(path: string): Promise<Response | undefined>
 }
 
-/** Blockstore view that refuses writes and checks each block against its CID. */
+/** Blockstore view that refuses writes and checks each block against its CID (deleting one that fails). */
 class VerifyingReadOnlyBlockstore implements Pick<Blockstore, 'get' | 'has' | 'put'> {
   private readonly inner: FastFsBlockstore
   private readonly model: string
@@ -58,7 +60,11 @@ class VerifyingReadOnlyBlockstore implements Pick<Blockstore, 'get' | 'has' | 'p
     } catch (err) {
       throw new StoreError(`model ${this.model}: block ${cid.toString()} is missing from the store: pull the model again`, { cause: err })
     }
-    if (!blockMatches(cid, bytes)) throw new ModelIntegrityError(`model ${this.model}: stored block ${cid.toString()} does not match its CID (disk corruption?): re-pull or re-import the model`)
+    if (!blockMatches(cid, bytes)) {
+      // deleted, so that `models pull` fetches it again (Helia's put would skip a block that is there)
+      const removed = await this.inner.delete(cid).then(() => 'deleted it', (err: unknown) => `could not delete it (${(err as Error).message})`)
+      throw new ModelIntegrityError(`model ${this.model}: stored block ${cid.toString()} does not match its CID (disk corruption?); ${removed}: run \`models pull ${this.model}\` to fetch it again from a peer, or re-import the model`)
+    }
     yield bytes
   }
 

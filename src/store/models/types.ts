@@ -12,7 +12,7 @@ export interface StoreProgress {
 
 export interface ModelStoreComponents {
   blockstore: Pick<Blocks, 'get' | 'put' | 'has' | 'delete' | 'getAll'> & Partial<Pick<Blocks, 'createSession'>>
-  pins: Pick<Pins, 'add' | 'rm' | 'isPinned'>
+  pins: Pick<Pins, 'add' | 'rm' | 'isPinned' | 'ls'>
   /** Absent for an offline store: pull then fails with a clear error. */
   exchange?: BlockExchange
   libp2p?: Pick<Libp2p, 'dial' | 'getPeers'>
