@@ -29,11 +29,11 @@ test('A imports; B pulls by CID from A alone, exports byte-identical files; B ag
 
   const a = await startStorePeer(dirA)
   try {
-    const pull = await runProc([CLI, 'models', 'pull', record.cid, '--bootstrap', a.addr, '--json', '--data-dir', dirB, '--timeout', '60'], { timeoutMs: 90_000 })
+    const pull = await runProc([CLI, 'models', 'pull', record.cid, '--bootstrap', a.addr, '--trusted-peer', a.addr.split('/p2p/')[1]!, '--json', '--data-dir', dirB, '--timeout', '60'], { timeoutMs: 90_000 })
     assert.equal(pull.code, 0, pull.stderr)
     const pulled = JSON.parse(pull.stdout) as { record: { id: string, cid: string, files: Array<{ path: string, sha256: string }> }, fetched: { blocks: number, bytes: number, via: string } }
     assert.equal(pulled.record.cid, record.cid)
-    assert.equal(pulled.record.id, 'test/p2p', 'the id comes from A\'s record')
+    assert.equal(pulled.record.id, 'test/p2p', 'the id comes from A\'s record: B trusts A to name it')
     assert.equal(pulled.fetched.via, 'exchange')
     assert.ok(pulled.fetched.blocks > 5)
     assert.deepEqual(pulled.record.files.map((f) => [f.path, f.sha256]), record.files.map((f) => [f.path, f.sha256]))
@@ -64,7 +64,7 @@ test('repair: a block corrupted on B\'s disk is named by verify and fetched agai
   const record = JSON.parse(imp.stdout) as { cid: string, files: Array<{ path: string, cid: string }> }
   const a = await startStorePeer(dirA)
   try {
-    const pull = await runProc([CLI, 'models', 'pull', record.cid, '--bootstrap', a.addr, '--json', '--data-dir', dirB, '--timeout', '60'], { timeoutMs: 90_000 })
+    const pull = await runProc([CLI, 'models', 'pull', record.cid, '--bootstrap', a.addr, '--trusted-peer', a.addr.split('/p2p/')[1]!, '--json', '--data-dir', dirB, '--timeout', '60'], { timeoutMs: 90_000 })
     assert.equal(pull.code, 0, pull.stderr)
 
     // corrupt one leaf of onnx/model.onnx in B's blocks directory

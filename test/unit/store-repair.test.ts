@@ -42,7 +42,7 @@ test('pull of a model whose blocks are all here but one is corrupt re-checks and
   const b = await startStore(join(root, 'b'), { network: true })
   try {
     const rec = await a.models.importDir(join(root, 'model'), { id: 'test/repair' })
-    await b.models.pull(rec.cid, { peers: [addrOf(a)] })
+    await b.models.pull(rec.cid, { peers: [addrOf(a)], id: 'test/repair' })
     const onnx = rec.files.find((f) => f.path === 'onnx/model.onnx')
     assert.ok(onnx !== undefined)
     const leaf = await firstLeaf(b, onnx.cid)

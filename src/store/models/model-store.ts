@@ -16,13 +16,11 @@ import { unixfs } from '@helia/unixfs'
 import type { UnixFS } from '@helia/unixfs'
 import type { Startable } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
-import { mkdir, statfs } from 'node:fs/promises'
 import { basename } from 'node:path'
 import { ModelNotFoundError, StoreError } from '../../errors.ts'
 import type { SkillsetName } from '../../interfaces/index.ts'
 import { forComponent } from '../../logger.ts'
 import type { Logger } from '../../logger.ts'
-import type { ModelCatalog } from '../../models/catalog.ts'
 import { modelIdSchema } from '../../models/catalog.ts'
 import { blockKey, parseCid, tryParseCid } from '../blocks/cid.ts'
 import { missingBlocks, walkLocal } from '../blocks/dag.ts'
@@ -33,63 +31,15 @@ import { pinRoot, unpinRoot } from './pins.ts'
 import { abandon, reconcile } from './reconcile.ts'
 import type { ReconcileResult } from './reconcile.ts'
 import { checkModel, dropCorruptBlocks } from './repair.ts'
-import { pullModel } from './pull.ts'
+import { DEFAULT_MAX_PULL_BYTES, freeBytes, pullModel } from './pull.ts'
 import type { PullOptions, PullResult } from './pull.ts'
 import { RecordStore } from './records.ts'
 import type { HubOrigin, ModelFile, ModelRecord } from './records.ts'
-import type { ModelStoreComponents, StoreProgress } from './types.ts'
+import type { ModelStoreComponents, ModelStoreInit, ModelSummary, ProgressOption, StoreProgress, StoredModelLocation } from './types.ts'
 
 export type { PullOptions, PullResult }
 export type { ModelStoreComponents, StoreProgress }
-
-export interface ModelStoreInit {
-  dataDir: string
-  catalog?: ModelCatalog
-  /** Unpinned blocks that gc must keep (the embedding cache's). */
-  keep?: (cid: CID) => boolean
-  /** Peers whose manifests are believed when a pull names a model by id (default: none; pulls by CID work with any peer). */
-  trustedPeers?: readonly string[]
-  /** The largest model a pull takes (config store.maxPullMB). */
-  maxPullBytes?: number
-  /** Free bytes where blocks are written (default: statfs of the blocks folder; tests give a disk that is full). */
-  freeBytes?: () => Promise<number>
-}
-
-export const DEFAULT_MAX_PULL_BYTES = 64 * 1024 ** 3
-
-/** Free bytes for this user on the file system that holds `dir`. */
-async function freeBytes (dir: string): Promise<number> {
-  await mkdir(dir, { recursive: true })
-  const s = await statfs(dir)
-  return s.bavail * s.bsize
-}
-
-export interface ModelSummary {
-  id: string
-  skillset?: SkillsetName
-  cid: string
-  size: number
-  files: number
-  pinned: boolean
-  /** Whether the root block is in the local blockstore (gc removes unpinned models). */
-  local: boolean
-  source: 'import' | 'pull'
-  /** 'pending': an import or pull under way; 'interrupted': one a crash cut short (its blocks go at the next gc). */
-  state: 'ready' | 'pending' | 'interrupted'
-}
-
-/** Where a model's blocks are, for `openModelReader` in another thread. */
-export interface StoredModelLocation {
-  id: string
-  cid: string
-  blocksDir: string
-  files: ModelFile[]
-}
-
-export interface ProgressOption {
-  signal?: AbortSignal
-  onProgress?: (p: StoreProgress) => void
-}
+export type { ModelStoreInit, ModelSummary, ProgressOption, StoredModelLocation } from './types.ts'
 
 export class ModelStore implements Startable {
   readonly records: RecordStore

@@ -12,6 +12,7 @@
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
+import { mkdir, statfs } from 'node:fs/promises'
 import type { CID } from 'multiformats/cid'
 import { errorMessage, ModelNotFoundError, StoreError } from '../../errors.ts'
 import type { SkillsetName } from '../../interfaces/index.ts'
@@ -77,6 +78,16 @@ export interface PullContext {
   dropCorrupt: (root: CID, signal?: AbortSignal) => Promise<CID[]>
   /** Called once the root is known, before anything is fetched or pinned (the store notes the pull as pending). */
   begin: (root: CID) => Promise<void>
+}
+
+/** The largest model a pull takes unless told otherwise (config store.maxPullMB's default). */
+export const DEFAULT_MAX_PULL_BYTES = 64 * 1024 ** 3
+
+/** Free bytes for this user on the file system that holds `dir`. */
+export async function freeBytes (dir: string): Promise<number> {
+  await mkdir(dir, { recursive: true })
+  const s = await statfs(dir)
+  return s.bavail * s.bsize
 }
 
 /** Disk kept free after a pull, for records, the cache and the rest of the host. */
