@@ -1,8 +1,9 @@
 /**
  * Downloading a model from the Hugging Face hub, once, into a staging folder
  * in the Hugging Face layout (the node then imports it into its content
- * store and serves it to peers). Only the files the node needs: config,
- * tokenizer files, and the ONNX file of the planned dtype.
+ * store and serves it to peers). Only the files the node needs: the
+ * skillset's config, tokenizer and processor files, and the planned dtype's
+ * ONNX file for each session with its external data (onnx-files.ts).
  *
  * A download names one commit: the revision asked for (default `main`) is
  * resolved to its commit first (`/api/models/REPO/revision/REV?blobs=true`),
@@ -18,28 +19,28 @@ import { dirname, join } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { z } from 'zod'
-import type { Dtype } from '../interfaces/index.ts'
+import type { Dtype, SkillsetName } from '../interfaces/index.ts'
 import { ModelIntegrityError, ModelNotFoundError, StoreError, errorMessage } from '../errors.ts'
+import { DTYPE_SUFFIX, dtypesOffered, filesOfDtype, sessionBases } from './onnx-files.ts'
 
 /** The hub's address; IPFS_ACCELERATE_HUB_URL points elsewhere (a mirror, or a test server). */
 export function hubUrl (env: NodeJS.ProcessEnv = process.env): string {
   return (env.IPFS_ACCELERATE_HUB_URL ?? 'https://huggingface.co').replace(/\/+$/, '')
 }
 
-/** transformers.js's file name for each dtype. */
-export const ONNX_FILE: Readonly<Record<Dtype, string>> = Object.freeze({
-  fp32: 'onnx/model.onnx',
-  fp16: 'onnx/model_fp16.onnx',
-  q8: 'onnx/model_quantized.onnx',
-  int8: 'onnx/model_int8.onnx',
-  uint8: 'onnx/model_uint8.onnx',
-  q4: 'onnx/model_q4.onnx',
-  q4f16: 'onnx/model_q4f16.onnx',
-  bnb4: 'onnx/model_bnb4.onnx'
+/**
+ * The files besides weights each skillset needs (required) or uses when the
+ * repo has them (optional). A DETR repo has no tokenizer; a vision-language
+ * one has both a tokenizer and an image processor.
+ */
+const SUPPORT_FILES: Readonly<Record<SkillsetName, { required: readonly string[], optional: readonly string[] }>> = Object.freeze({
+  embed: { required: ['config.json', 'tokenizer.json', 'tokenizer_config.json'], optional: ['special_tokens_map.json'] },
+  lm: { required: ['config.json', 'tokenizer.json', 'tokenizer_config.json'], optional: ['special_tokens_map.json', 'generation_config.json', 'chat_template.jinja', 'chat_template.json'] },
+  'llava-next': { required: ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json'], optional: ['special_tokens_map.json', 'generation_config.json', 'processor_config.json', 'chat_template.jinja', 'chat_template.json'] },
+  detr: { required: ['config.json', 'preprocessor_config.json'], optional: [] },
+  'stand-in': { required: ['config.json'], optional: [] }
 })
 
-const REQUIRED = ['config.json', 'tokenizer.json', 'tokenizer_config.json']
-const OPTIONAL = ['special_tokens_map.json', 'generation_config.json', 'preprocessor_config.json']
 const MAX_FILE_BYTES = 32 * 1024 ** 3
 const MAX_INFO_BYTES = 16 * 1024 * 1024
 const STALL_MS = 60_000
@@ -70,6 +71,8 @@ export interface HubFile {
 
 export interface HubDownload {
   repo: string
+  /** Decides which files besides the weights are needed (default embed). */
+  skillset?: SkillsetName
   /** A commit, branch or tag (default `main`); resolved to a commit before anything is fetched. */
   revision?: string
   dtype: Dtype
@@ -192,13 +195,24 @@ async function fetchFile (base: string, file: HubFile, d: HubDownload): Promise<
   }
 }
 
-/** Download the files a node needs to run `repo` with `dtype` at one commit; returns the folder, the commit and the files. */
+/**
+ * Download the files a node needs to run `repo` with `dtype` at one commit:
+ * the skillset's config and tokenizer/processor files, and the dtype's ONNX
+ * file for every session with its external data. Returns the folder, the
+ * commit and the files.
+ */
 export async function downloadFromHub (d: HubDownload): Promise<HubDownloadResult> {
   const { revision, files } = await resolveRevision(d)
-  const want = [...REQUIRED, ONNX_FILE[d.dtype]]
-  const absent = want.filter((f) => !files.has(f))
-  if (absent.length > 0) throw new ModelNotFoundError(`${d.repo}@${revision} has no ${absent.join(', ')}: check the model id and the dtype (${d.dtype})`)
-  const chosen = [...want, ...OPTIONAL.filter((f) => files.has(f))].map((f) => files.get(f) as HubFile)
+  const listed = [...files.keys()]
+  const support = SUPPORT_FILES[d.skillset ?? 'embed']
+  const weights = filesOfDtype(listed, d.dtype)
+  if (weights.length === 0) {
+    const offered = dtypesOffered(listed)
+    throw new ModelNotFoundError(`${d.repo}@${revision} has no ${d.dtype} weights (onnx/*${DTYPE_SUFFIX[d.dtype]}.onnx for each of its sessions ${[...sessionBases(listed)].join(', ') || '(none: no onnx/ folder)'}); it offers ${offered.join(', ') || 'no ONNX weights'}: start with --dtype ${offered[0] ?? 'D'}, or pick another repo`)
+  }
+  const absent = support.required.filter((f) => !files.has(f))
+  if (absent.length > 0) throw new ModelNotFoundError(`${d.repo}@${revision} has no ${absent.join(', ')}, which a ${d.skillset ?? 'embed'} model needs: check the model id and its skillset`)
+  const chosen = [...support.required, ...weights, ...support.optional.filter((f) => files.has(f))].map((f) => files.get(f) as HubFile)
   const base = `${d.baseUrl ?? hubUrl()}/${d.repo}/resolve/${revision}`
   await mkdir(d.dest, { recursive: true })
   for (const file of chosen) await fetchFile(base, file, d)

@@ -9,6 +9,7 @@ import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ensureGeneratedModel } from '../models/generate/index.ts'
 import { downloadFromHub } from '../models/hub.ts'
+import { dtypesOffered } from '../models/onnx-files.ts'
 import { getSkillset } from '../../skillsets/index.ts'
 import type { Dtype, ExecutionPlan, ModelEntry, Skillset, SkillsetName } from '../interfaces/index.ts'
 import { ConfigError, ModelIntegrityError, ModelNotFoundError, errorMessage } from '../errors.ts'
@@ -39,25 +40,27 @@ export interface ServedModel {
   embedDims?: number
 }
 
-/** Weight formats a Hugging Face-layout folder offers, from its ONNX file names. */
-const DTYPE_FILES: ReadonlyArray<[string, Dtype]> = Object.freeze([
-  ['onnx/model.onnx', 'fp32'], ['onnx/model_fp16.onnx', 'fp16'], ['onnx/model_quantized.onnx', 'q8'],
-  ['onnx/model_int8.onnx', 'int8'], ['onnx/model_uint8.onnx', 'uint8'], ['onnx/model_q4.onnx', 'q4'],
-  ['onnx/model_q4f16.onnx', 'q4f16'], ['onnx/model_bnb4.onnx', 'bnb4']
-])
-
-/** Weight formats whose ONNX file the stored model holds (a hub download holds the planned one only). */
+/** Weight formats whose files the stored model holds, for every session (a hub download holds the planned one only). */
 export function storedDtypes (location: Pick<StoredModelLocation, 'files'>): Dtype[] {
-  const names = new Set(location.files.map((f) => f.path))
-  return DTYPE_FILES.filter(([f]) => names.has(f)).map(([, d]) => d)
+  return dtypesOffered(location.files.map((f) => f.path))
+}
+
+/**
+ * Refuse a stored model that holds none of the planned dtypes' weights (a
+ * copy pulled from a peer, or downloaded for another plan), with what to do:
+ * the plan would otherwise fail at load with a missing-file error.
+ */
+export function requirePlannedWeights (entry: ModelEntry, location: Pick<StoredModelLocation, 'files'>, planned: readonly Dtype[]): void {
+  const held = storedDtypes(location)
+  if (planned.some((d) => held.includes(d))) return
+  throw new ModelNotFoundError(`the stored copy of ${entry.id} holds ${held.join(', ') || 'no'} weights, and this host plans ${planned.join(' or ')}: start with --dtype ${held[0] ?? 'D'}, or pull the model from a peer that holds the ${planned[0] ?? ''} files`)
 }
 
 /** A catalog-like entry for a model that exists only in the store (imported or pulled under its own id). */
 export function entryFromRecord (r: ModelRecord): ModelEntry {
   if (r.skillset === undefined) throw new ConfigError(`model ${r.id} in the store has no skillset: import it again with --skillset`)
-  const names = new Set(r.files.map((f) => f.path))
-  const dtypes = DTYPE_FILES.filter(([f]) => names.has(f)).map(([, d]) => d)
-  if (dtypes.length === 0) throw new ConfigError(`model ${r.id} in the store has no onnx/model*.onnx file`)
+  const dtypes = storedDtypes(r)
+  if (dtypes.length === 0) throw new ConfigError(`model ${r.id} in the store has no ONNX weights (onnx/*.onnx) for all of its sessions`)
   const bytes = r.files.reduce((s, f) => s + f.size, 0)
   return { id: r.id, skillset: r.skillset, source: { kind: 'hub', repo: r.id }, dtypes, sizeMB: Math.max(1, Math.round(bytes / 1e6)), cid: r.cid }
 }
@@ -138,6 +141,7 @@ export async function ensureModel (entry: ModelEntry, ctx: EnsureContext): Promi
       repo: entry.source.repo,
       ...(entry.source.revision === undefined ? {} : { revision: entry.source.revision }),
       dtype: ctx.dtype,
+      skillset: entry.skillset,
       dest: join(staging, entry.id),
       onProgress: progressLog(log, (p) => `downloading ${entry.id} ${p.file}`)
     })
@@ -221,8 +225,8 @@ export async function startServedModel (entry: ModelEntry, plan: ExecutionPlan, 
     ...(hooks.initialThroughput === undefined ? {} : { initialThroughput: hooks.initialThroughput }),
     log
   })
-  // The stand-in's generated folder holds no weights at all: only the generated BERTs have random ones.
-  const randomWeights = entry.source.kind === 'generated' && entry.source.generator === 'bert'
+  // The stand-in's generated folder holds no weights at all: the generated BERTs and LMs have random ones.
+  const randomWeights = entry.source.kind === 'generated' && entry.source.generator !== 'stand-in'
   const embedDims = entry.skillset === 'embed' ? await embeddingWidth(entry, location, log) : undefined
   return { entry, plan, skillset, queue, threads, cid: location.cid, randomWeights, loadMs: performance.now() - t0, ...(embedDims === undefined ? {} : { embedDims }) }
 }

@@ -39,7 +39,7 @@ import { bearerAuth, loadOrCreateApiToken } from '../gateway/token.ts'
 import type { ListeningGateway } from '../gateway/http.ts'
 import { readLiveNodeFile, removeNodeFile, writeNodeFile } from './node-file.ts'
 import type { NodeFile } from './node-file.ts'
-import { ensureModel, pullFromPeers, selectModels, startServedModel } from './served-models.ts'
+import { ensureModel, requirePlannedWeights, pullFromPeers, selectModels, startServedModel } from './served-models.ts'
 import { calibrate } from './calibrate.ts'
 import type { ServedModel } from './served-models.ts'
 
@@ -155,6 +155,7 @@ export class WorkerNode implements JobHandler {
     for (const entry of entries) {
       const candidates = place.candidates(entry)
       const location = await ensureModel(entry, { models: store.models, dataDir: cfg.dataDir, peers: cfg.bootstrap, dtype: candidates[0]!.dtype, log })
+      requirePlannedWeights(entry, location, candidates.map((c) => c.dtype))
       this.held = await store.models.heldRoots()
       const { plan, itemsPerSecond } = await calibrate(entry, candidates, location, cfg, log.child('calibrate'))
       place.place(entry, plan)

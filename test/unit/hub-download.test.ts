@@ -54,7 +54,36 @@ test('a file whose bytes differ from the stated hash or size is refused and leav
 
 test('a dtype the repo does not offer, or an unknown revision, fails before any download', async () => {
   const before = hub.requests.length
-  await assert.rejects(downloadFromHub({ repo: 'acme/m', dtype: 'q4', dest: await tempDir('ia-hub-dst-'), baseUrl: hub.url }), /has no onnx\/model_q4\.onnx: check the model id and the dtype \(q4\)/)
+  await assert.rejects(downloadFromHub({ repo: 'acme/m', dtype: 'q4', dest: await tempDir('ia-hub-dst-'), baseUrl: hub.url }), /has no q4 weights \(onnx\/\*_q4\.onnx for each of its sessions model\); it offers fp32: start with --dtype fp32/)
   await assert.rejects(downloadFromHub({ repo: 'acme/m', revision: 'nope', dtype: 'fp32', dest: await tempDir('ia-hub-dst-'), baseUrl: hub.url }), /the hub has no acme\/m at revision nope/)
   assert.ok(hub.requests.slice(before).every((r) => r.startsWith('/api/')), 'only the file lists were asked for')
+})
+
+test('several sessions, external data and per-skillset files: only the planned dtype\'s set is fetched', async () => {
+  const lmSrc = await tempDir('ia-hub-lm-')
+  await mkdir(join(lmSrc, 'onnx'), { recursive: true })
+  const files: Record<string, string> = {
+    'config.json': '{}', 'tokenizer.json': '{}', 'tokenizer_config.json': '{}', 'generation_config.json': '{}',
+    'onnx/model.onnx': 'graph', 'onnx/model.onnx_data': 'w'.repeat(300), 'onnx/model.onnx_data_1': 'x'.repeat(200),
+    'onnx/model_q4.onnx': 'graph4', 'onnx/model_q4.onnx_data': 'q'.repeat(100), 'onnx/model_fp16.onnx': 'graph16'
+  }
+  for (const [f, text] of Object.entries(files)) await writeFile(join(lmSrc, f), text)
+  const lmHub = await startFakeHub('acme/lm', lmSrc)
+  const detrSrc = await tempDir('ia-hub-detr-')
+  await mkdir(join(detrSrc, 'onnx'), { recursive: true })
+  for (const [f, text] of Object.entries({ 'config.json': '{}', 'preprocessor_config.json': '{}', 'onnx/model.onnx': 'detr' })) await writeFile(join(detrSrc, f), text)
+  const detrHub = await startFakeHub('acme/detr', detrSrc)
+  try {
+    const q4 = await downloadFromHub({ repo: 'acme/lm', skillset: 'lm', dtype: 'q4', dest: await tempDir('ia-hub-dst-'), baseUrl: lmHub.url })
+    assert.deepEqual(q4.files.map((f) => f.path).sort(), ['config.json', 'generation_config.json', 'onnx/model_q4.onnx', 'onnx/model_q4.onnx_data', 'tokenizer.json', 'tokenizer_config.json'])
+    const fp32 = await downloadFromHub({ repo: 'acme/lm', skillset: 'lm', dtype: 'fp32', dest: await tempDir('ia-hub-dst-'), baseUrl: lmHub.url })
+    assert.deepEqual(fp32.files.map((f) => f.path).filter((p) => p.startsWith('onnx/')), ['onnx/model.onnx', 'onnx/model.onnx_data', 'onnx/model.onnx_data_1'])
+    await assert.rejects(downloadFromHub({ repo: 'acme/lm', skillset: 'lm', dtype: 'q8', dest: await tempDir('ia-hub-dst-'), baseUrl: lmHub.url }), /has no q8 weights .*it offers fp32, fp16, q4: start with --dtype fp32/)
+    const detr = await downloadFromHub({ repo: 'acme/detr', skillset: 'detr', dtype: 'fp32', dest: await tempDir('ia-hub-dst-'), baseUrl: detrHub.url })
+    assert.deepEqual(detr.files.map((f) => f.path).sort(), ['config.json', 'onnx/model.onnx', 'preprocessor_config.json'], 'DETR needs no tokenizer')
+    await assert.rejects(downloadFromHub({ repo: 'acme/detr', skillset: 'embed', dtype: 'fp32', dest: await tempDir('ia-hub-dst-'), baseUrl: detrHub.url }), /has no tokenizer\.json, tokenizer_config\.json, which a embed model needs/)
+  } finally {
+    await lmHub.close()
+    await detrHub.close()
+  }
 })
