@@ -20,7 +20,7 @@ test('every generated model in models.json pins a CID', () => {
   for (const m of generated) assert.match(m.cid ?? '', /^bafy/, `${m.id} pins no CID`)
 })
 
-for (const id of ['demo/tiny-random', 'demo/stand-in', 'demo/minilm-random']) {
+for (const id of ['demo/tiny-random', 'demo/stand-in', 'demo/stand-in-stream', 'demo/minilm-random']) {
   test(`${id}: this build generates the pinned CID`, async () => {
     const entry = catalog.get(id)
     const dir = await ensureGeneratedModel(entry, await tempDir('ia-pins-'))
