@@ -31,7 +31,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Libp2p } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { AccelerateError, errorCode, errorMessage, ForbiddenError, JobFailedError, JobTimeoutError, NoWorkerError } from '../errors.ts'
+import { AccelerateError, errorCode, errorMessage, ForbiddenError, JobFailedError, JobTimeoutError, NoWorkerError, StreamBrokenError } from '../errors.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
 import type { Logger } from '../logger.ts'
 import type { Adverts, Serving } from './adverts.ts'
@@ -56,6 +56,16 @@ export interface JobRequest {
   cost: number
   timeoutMs: number
   signal?: AbortSignal
+  /**
+   * A streaming skillset's job (job protocol 1.1.0): each partial (wire
+   * form) is handed to `onPartial` in order, one at a time; a slow callback
+   * pauses the job on the worker (`window` partials at most in flight,
+   * default 16). Only workers with 1.1.0 links are offered the job.
+   */
+  stream?: {
+    onPartial: (partial: Record<string, unknown>, seq: number) => void | Promise<void>
+    window?: number
+  }
 }
 
 /** One worker's go at a job that did not end in its result. */
@@ -71,7 +81,9 @@ export interface JobResponse {
   tries: JobTry[]
   /** How the result was computed, as the worker signed it (verified by the client). */
   provenance: Result['provenance'] & { worker: string }
-  timings: Result['timings'] & { totalMs: number, bidMs: number, attempts: number, rounds: number }
+  /** A streaming job: how many partials came before the result (all handed to `onPartial`). */
+  partials?: number
+  timings: Result['timings'] & { totalMs: number, bidMs: number, attempts: number, rounds: number, firstPartialMs?: number }
 }
 
 export interface JobClientInit {
@@ -114,7 +126,7 @@ export class JobClient {
   private readonly records = new BoundedMap<string, WorkerRecord>(4096, 10 * 60_000)
   private started = false
   private unlisten: (() => void) | undefined
-  readonly stats = { submitted: 0, answered: 0, failed: 0, rounds: 0, directOffers: 0, gossipOffers: 0, lost: 0, stalled: 0, expired: 0, queries: 0, recovered: 0, lateFrames: 0, badFrames: 0, badSignatures: 0 }
+  readonly stats = { submitted: 0, answered: 0, failed: 0, rounds: 0, directOffers: 0, gossipOffers: 0, lost: 0, stalled: 0, expired: 0, queries: 0, recovered: 0, lateFrames: 0, badFrames: 0, badSignatures: 0, partials: 0, streamsBroken: 0, oldLinks: 0 }
 
   private readonly leaseDeps: LeaseDeps
 
@@ -171,8 +183,11 @@ export class JobClient {
   private onFrame (link: JobLink, f: LinkFrame): void {
     const p = this.pending.get(f.jobId)
     if (f.t === 'bid' || f.t === 'busy') {
-      if (p === undefined || p.lease !== undefined) {
+      // A streaming job goes only over 1.1.0 links: a bid over a 1.0.0 one is declined.
+      const old = p?.streaming === true && !link.streaming
+      if (p === undefined || p.lease !== undefined || (old && f.t === 'bid')) {
         if (f.t === 'bid') void this.send(link.peer, { v: PROTOCOL_VERSION, t: 'decline', jobId: f.jobId })
+        if (p !== undefined && old) { this.stats.oldLinks++; p.answered.add(link.peer); p.wake() }
         return
       }
       if (f.t === 'bid') p.bids.set(link.peer, f)
@@ -190,7 +205,19 @@ export class JobClient {
       return
     }
     p.lease.lastHeard = performance.now()
-    if (f.t === 'result') p.lease.outcome = { t: 'result', worker: link.peer, result: f }
+    if (f.t === 'partial') {
+      if (p.lease.stream === undefined) {
+        p.lease.outcome = { t: 'error', worker: link.peer, code: 'ERR_PROTOCOL', message: 'a partial for a job that does not stream' }
+      } else {
+        try {
+          p.lease.stream.receive(f.seq, f.data)
+          this.stats.partials++
+          return // the lease loop has nothing to do: the partial goes to the caller
+        } catch (err) {
+          p.lease.outcome = { t: 'error', worker: link.peer, code: 'ERR_PROTOCOL', message: errorMessage(err) }
+        }
+      }
+    } else if (f.t === 'result') p.lease.outcome = { t: 'result', worker: link.peer, result: f }
     else if (f.t === 'error') p.lease.outcome = { t: 'error', worker: link.peer, code: f.code, message: f.message }
     else if (f.t === 'status') p.lease.unknown = true
     p.wake()
@@ -224,7 +251,7 @@ export class JobClient {
     const limits = this.init.limits(req.skillset)
     if (head.inputBytes > limits.input) throw new AccelerateError('ERR_INPUT_TOO_LARGE', `the job's input is ${head.inputBytes} bytes, over the ${limits.input}-byte limit of \`${req.skillset}\` jobs: split it into smaller jobs`)
     let wake: () => void = () => undefined
-    const job: Pending = { head, bids: new Map(), answered: new Set(), excluded: new Set(), forbidden: new Map(), wake: () => { wake() } }
+    const job: Pending = { head, streaming: req.stream !== undefined, streamed: 0, bids: new Map(), answered: new Set(), excluded: new Set(), forbidden: new Map(), wake: () => { wake() } }
     const waitWake = async (until: number): Promise<void> => {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, Math.max(0, until - performance.now()))
@@ -262,10 +289,16 @@ export class JobClient {
             output: outcome.result.output,
             tries,
             provenance: { ...outcome.result.provenance, worker: outcome.worker },
-            timings: { ...outcome.result.timings, totalMs: performance.now() - t0, bidMs: bidAt, attempts: tries.length + 1, rounds }
+            ...(outcome.result.partials === undefined ? {} : { partials: outcome.result.partials }),
+            timings: { ...outcome.result.timings, totalMs: performance.now() - t0, bidMs: bidAt, attempts: tries.length + 1, rounds, ...(job.firstPartialAt === undefined ? {} : { firstPartialMs: job.firstPartialAt - t0 }) }
           }
         }
         if (CALLER_FAULTS.has(outcome.code)) throw new AccelerateError(outcome.code, `worker ${outcome.worker} refused the job: ${outcome.message}`)
+        if (job.streamed > 0) {
+          // The caller has seen part of this run's output: another worker's run would not continue it. No silent retry.
+          this.stats.streamsBroken++
+          throw new StreamBrokenError(`job ${head.jobId} streamed ${job.streamed} partial(s) (seq 0-${job.streamed - 1}) from worker ${outcome.worker}, then ended with ${outcome.code}: ${outcome.message}; it could not be resumed there, so it is not retried elsewhere: submit it again if its whole output is still wanted`, { partials: job.streamed })
+        }
         if (outcome.code === 'ERR_FORBIDDEN') { forbid(job, outcome.worker, outcome.message); continue }
         tries.push({ worker: outcome.worker, code: outcome.code, message: outcome.message })
         excluded.add(outcome.worker)
@@ -341,7 +374,7 @@ export class JobClient {
       const direct = new Set(picks.map((p) => p.peerId))
       // The round's clock starts once its offers are out: dials to new workers take time, more on a busy host.
       let sentAt: number | undefined
-      void Promise.all(picks.map(async (p) => { await this.offerDirect(p, offer, signal) })).then(() => { sentAt = performance.now(); job.wake() })
+      void Promise.all(picks.map(async (p) => { await this.offerDirect(p, offer, signal, job) })).then(() => { sentAt = performance.now(); job.wake() })
       this.stats.directOffers += picks.length
       // Gossip reaches workers this client does not know of: from the second round on, or when nothing is advertised yet.
       if ((round > 0 || cands.every((c) => c.source === 'hint' && c.model.provider === '')) && subscribers > 0) {
@@ -384,12 +417,19 @@ export class JobClient {
   }
 
   /** Offer the job on a link to a candidate, dialling it if need be (bounded); a failure only loses this candidate. */
-  private async offerDirect (c: Serving, offer: Offer, signal: AbortSignal): Promise<void> {
+  private async offerDirect (c: Serving, offer: Offer, signal: AbortSignal, job: Pending): Promise<void> {
     try {
       if (c.addrs.length > 0 && this.init.libp2p.getConnections(peerIdFromString(c.peerId)).length === 0) {
         await this.init.libp2p.peerStore.merge(peerIdFromString(c.peerId), { multiaddrs: c.addrs })
       }
       const link = await this.init.links.get(c.peerId, AbortSignal.any([signal, AbortSignal.timeout(3000)]))
+      if (job.streaming && !link.streaming) {
+        // A peer that speaks only job protocol 1.0.0 is never offered a stream: it counts as an answer.
+        this.stats.oldLinks++
+        job.answered.add(c.peerId)
+        job.wake()
+        return
+      }
       await link.send(offer)
     } catch (err) {
       this.init.log.debug('could not offer a job directly', { worker: c.peerId, jobId: offer.jobId, error: errorMessage(err) })

@@ -18,11 +18,14 @@
  * A frame 1.0.0 does not know is never sent on a 1.0.0 link, and refused
  * from one.
  *
- * Fairness: frames go out by a round robin over jobs, one frame per job in
- * turn, so one job's partials (or a backlog of them) do not hold up other
- * jobs' frames on the same link. A frame already handed to the stream is
- * not pre-empted: a large one (an embed result of MiBs) still delays the
- * frames behind it by its own transfer time.
+ * Fairness: frames queued together (in one turn of the event loop, or
+ * while the stream waits to drain) go out by a round robin over jobs, one
+ * frame per job in turn, so one job's partials (or a backlog of them) do
+ * not hold up other jobs' frames on the same link; each streaming job has
+ * at most its window of partials out anyway. Bytes already handed to the
+ * stream are not pre-empted: a large frame (an embed result of MiBs), or
+ * what yamux's send window already holds, still delays the frames behind
+ * it by its own transfer time.
  */
 import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -134,7 +137,11 @@ export class JobLink {
       if (q === undefined) { q = []; this.outgoing.set(msg.jobId, q) }
       q.push({ bytes, resolve, reject })
       this.stats.queuedMax = Math.max(this.stats.queuedMax, q.length)
-      if (!this.pumping) void this.pump()
+      if (!this.pumping) {
+        // Start on the next microtask: frames queued in the same turn (a burst of partials and a short job's answer) take turns.
+        this.pumping = true
+        queueMicrotask(() => { void this.pump() })
+      }
     })
   }
 
@@ -146,7 +153,6 @@ export class JobLink {
   }
 
   private async pump (): Promise<void> {
-    this.pumping = true
     try {
       for (;;) {
         const first = this.outgoing.entries().next()

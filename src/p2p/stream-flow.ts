@@ -149,6 +149,7 @@ export class PartialIn {
   private chain: Promise<void> = Promise.resolve()
   private lastAck = 0
   private failed: Error | undefined
+  private closed = false
   readonly hash = new PartialsHash()
   /** Seq of the next partial expected. */
   next = 0
@@ -173,11 +174,16 @@ export class PartialIn {
     this.firstAt ??= performance.now()
     this.hash.add(data)
     this.chain = this.chain.then(async () => {
-      if (this.failed !== undefined) return
+      if (this.failed !== undefined || this.closed) return
       await this.init.onPartial(data, seq)
       this.consumed++
       if (this.consumed - this.lastAck >= Math.max(1, Math.ceil(this.init.window / 2))) this.ackNow()
     }).catch((err: unknown) => { this.failed ??= err as Error })
+  }
+
+  /** The job ended: partials not yet handed on are dropped (the caller hears of the job's end instead). */
+  close (): void {
+    this.closed = true
   }
 
   /** Acknowledge what was consumed (also a keep-alive while the caller is slow). */
