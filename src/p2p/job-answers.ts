@@ -127,3 +127,25 @@ export function answerQuery (deps: AnswerDeps, link: JobLink, jobId: string, hel
   held.lastSentAt = performance.now()
   void sendQuiet(deps, link, { v: PROTOCOL_VERSION, t: 'progress', jobId, state: 'running' })
 }
+
+/**
+ * One pass over the jobs held: a progress heartbeat to each job's client
+ * when due; `end` for a job whose lease expired or whose streaming client
+ * has been gone past the resume grace. Returns the jobs still in hand.
+ */
+export function heartbeats (deps: AnswerDeps, jobs: Iterable<[string, Held]>, resumeGraceMs: number, end: (key: string, why: 'expired' | 'orphaned') => void): Array<[string, Held]> {
+  const now = performance.now()
+  const inHand: Array<[string, Held]> = []
+  for (const [key, h] of jobs) {
+    if (h.outcome !== undefined || h.controller.signal.aborted) continue
+    inHand.push([key, h])
+    if (now > h.leaseEnd) { end(key, 'expired'); continue }
+    if (h.orphanedAt !== undefined && now - h.orphanedAt > resumeGraceMs) { end(key, 'orphaned'); continue }
+    if (now - h.lastSentAt < h.heartbeatMs) continue
+    const link = deps.links.find(h.client)
+    if (link === undefined) continue
+    h.lastSentAt = now
+    void sendQuiet(deps, link, { v: PROTOCOL_VERSION, t: 'progress', jobId: h.head.jobId, state: 'running' })
+  }
+  return inHand
+}

@@ -34,7 +34,7 @@ import type { Assign, Bid, LinkFrame, Offer } from './messages.ts'
 import { MAX_CONTROL_FRAME_BYTES, MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from './protocol.ts'
 import { hashInput, hashOutput, signResult } from './provenance.ts'
 import type { ProvenanceClaim } from './provenance.ts'
-import { answerQuery, deliver, openStream, sendQuiet } from './job-answers.ts'
+import { answerQuery, deliver, heartbeats, openStream, sendQuiet } from './job-answers.ts'
 import type { AnswerDeps, FrameLimits, Held, JobHead, ResultBody } from './job-answers.ts'
 import { DEFAULT_STREAM_WINDOW } from './stream-flow.ts'
 
@@ -403,30 +403,14 @@ export class JobWorker {
     else this.heldPerClient.set(held.client, n)
   }
 
-  /** Heartbeats for jobs in hand; expired leases cancelled; old state pruned. */
+  /** Heartbeats for jobs in hand; expired leases and orphaned streams cancelled; old state pruned. */
   private tick (): void {
-    const now = performance.now()
-    const inHand: Array<[string, Held]> = []
-    for (const [key, h] of this.jobs.entries()) {
-      if (h.outcome !== undefined || h.controller.signal.aborted) continue
-      inHand.push([key, h])
-      if (now > h.leaseEnd) {
-        this.stats.expired++
-        this.cancel(key, 'its lease expired')
-        continue
-      }
-      if (h.orphanedAt !== undefined && now - h.orphanedAt > (this.init.resumeGraceMs ?? 5000)) {
-        this.stats.orphaned++
-        this.cancel(key, 'its client went away (no link, and it did not ask to resume)')
-        continue
-      }
-      if (now - h.lastSentAt < h.heartbeatMs) continue
-      const link = this.init.links.find(h.client)
-      if (link === undefined) continue
-      h.lastSentAt = now
-      void sendQuiet(this.answers, link, { v: PROTOCOL_VERSION, t: 'progress', jobId: h.head.jobId, state: 'running' })
-    }
-    // Jobs in hand never age out: refresh them (outside the loop above, which a refresh would revisit).
+    const inHand = heartbeats(this.answers, this.jobs.entries(), this.init.resumeGraceMs ?? 5000, (key, why) => {
+      if (why === 'expired') this.stats.expired++
+      else this.stats.orphaned++
+      this.cancel(key, why === 'expired' ? 'its lease expired' : 'its client went away (no link, and it did not ask to resume)')
+    })
+    // Jobs in hand never age out: refresh them (outside the walk above, which a refresh would revisit).
     for (const [key, h] of inHand) this.jobs.set(key, h)
     this.jobs.prune()
     this.bids.prune()
