@@ -101,7 +101,7 @@ export class StreamingQueue {
   /** Partials emitted and seconds of job time, for the throughput in adverts. */
   private partialsDone = 0
   private busySeconds = 0
-  readonly stats = { started: 0, completed: 0, failed: 0, cancelled: 0, stalls: 0, restarts: 0, partials: 0, paused: 0 }
+  readonly stats = { started: 0, completed: 0, failed: 0, cancelled: 0, stalls: 0, restarts: 0, partials: 0 }
 
   constructor (init: StreamingQueueInit) {
     this.init = init
