@@ -10,7 +10,7 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { getSkillset } from '../skillsets/index.ts'
+import { getBatchSkillset as getSkillset } from '../skillsets/index.ts'
 import type { ExecutionPlan, SkillsetRunner } from '../src/interfaces/index.ts'
 import { ClientNode } from '../src/node/client-node.ts'
 import { CLI, ROOT, runProc, startWorker, stopProc, tempDir } from '../test/helpers/procs.ts'

@@ -225,3 +225,16 @@ export class CacheEntryError extends AccelerateError {
     super('ERR_CACHE_ENTRY', message, options)
   }
 }
+
+/**
+ * A streaming job lost its worker after some partials were delivered, and
+ * could not be resumed: it is not retried elsewhere (the caller has seen
+ * part of one run's output). The message says how far it got.
+ */
+export class StreamBrokenError extends AccelerateError {
+  readonly partials: number
+  constructor (message = 'The stream broke after some partials and could not be resumed: submit the job again if its output is still wanted', options: ErrorOptions & { partials?: number } = {}) {
+    super('ERR_STREAM_BROKEN', message, options)
+    this.partials = options.partials ?? 0
+  }
+}

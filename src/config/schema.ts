@@ -69,6 +69,8 @@ export const configSchema = z.strictObject({
     maxQueuedCost: z.number().int().min(1).max(10_000_000).default(4096),
     /** A batch running longer than max(this, 20 × its expected time) is declared stuck and its thread replaced. */
     stallMinMs: z.number().int().min(10).max(3_600_000).default(30_000),
+    /** Streaming skillsets (lm): KV-cache tokens (prompt + max new tokens) one runner holds at once; jobs past it wait. */
+    kvBudgetTokens: z.number().int().min(1).max(100_000_000).default(16_384),
     /** Inference threads per model. */
     threadsPerModel: z.number().int().min(1).max(64).default(1),
     /** At start-up, measure each model on its candidate plans (provider × dtype) and serve the fastest. */

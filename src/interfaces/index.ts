@@ -3,9 +3,14 @@
  * depend on these types only, never on libp2p or Helia.
  */
 
-/** `stand-in` is a timer-only skillset for tests and benchmarks (skillsets/stand-in). */
-export type SkillsetName = 'embed' | 'lm' | 'llava-next' | 'detr' | 'stand-in'
-export const SKILLSET_NAMES: readonly SkillsetName[] = Object.freeze(['embed', 'lm', 'llava-next', 'detr', 'stand-in'])
+/**
+ * `stand-in` is a timer-only skillset for tests and benchmarks
+ * (skillsets/stand-in); `stand-in-stream` is its streaming twin
+ * (skillsets/stand-in-stream), so the platform's streaming path is tested
+ * without a language model.
+ */
+export type SkillsetName = 'embed' | 'lm' | 'llava-next' | 'detr' | 'stand-in' | 'stand-in-stream'
+export const SKILLSET_NAMES: readonly SkillsetName[] = Object.freeze(['embed', 'lm', 'llava-next', 'detr', 'stand-in', 'stand-in-stream'])
 
 /** Weight formats a model may offer (transformers.js dtype names). */
 export type Dtype = 'fp32' | 'fp16' | 'q8' | 'int8' | 'uint8' | 'q4' | 'q4f16' | 'bnb4'
@@ -185,4 +190,12 @@ export interface StreamingSkillset<I = unknown, O = unknown, P = unknown> extend
   loadStreaming(model: ModelLocation, plan: ExecutionPlan, options?: SkillsetLoadOptions): Promise<StreamingRunner<I, O, P>>
   encodePartial(partial: P): Record<string, unknown>
   decodePartial(wire: unknown): P
+}
+
+/** Either kind of skillset, as the registry (skillsets/index.ts) holds them. */
+export type AnySkillset = Skillset | StreamingSkillset
+
+/** Whether a skillset streams (its jobs take the streaming path of the scheduler and the wire). */
+export function isStreamingSkillset (s: AnySkillset): s is StreamingSkillset {
+  return 'streaming' in s && s.streaming === true
 }

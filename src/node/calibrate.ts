@@ -20,6 +20,8 @@
  * fails with each reason.
  */
 import { getSkillset } from '../../skillsets/index.ts'
+import { isStreamingSkillset } from '../interfaces/index.ts'
+import { LocalStreamRunner } from '../scheduler/local-stream-runner.ts'
 import type { ExecutionPlan, ModelEntry } from '../interfaces/index.ts'
 import { errorMessage, InferenceStalledError, ModelLoadError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
@@ -102,6 +104,7 @@ export async function calibrate (entry: ModelEntry, candidates: readonly Executi
   }
   if (!config.scheduler.calibrate) return skip('scheduler.calibrate is off')
   if (skillset.inProcess === true) return skip(`the ${skillset.name} skillset runs in-process, with no inference to measure`)
+  if (isStreamingSkillset(skillset)) return skip(`the ${skillset.name} skillset streams: its throughput is measured on jobs`)
   if (skillset.sampleInput === undefined) return skip(`the ${skillset.name} skillset has no sampleInput`)
   if (measurable.length <= 1) return skip(candidates.length <= 1 ? 'only one candidate plan' : 'only one candidate has its weights in the store', measurable[0] ?? first)
 
@@ -116,6 +119,7 @@ export async function calibrate (entry: ModelEntry, candidates: readonly Executi
 
   const measure = async (plan: ExecutionPlan): Promise<CandidateFigure> => {
     const runner = createRunner(entry, plan, location, config, log)
+    if (runner instanceof LocalStreamRunner) throw new ModelLoadError(`${entry.id}: a streaming runner cannot be calibrated`)
     const t0 = performance.now()
     let loadMs: number | undefined
     let batches = 0

@@ -36,6 +36,17 @@ export interface ClientNodeInit {
   swarmKey?: Uint8Array
   /** Job client tuning (tests and benchmarks). */
   jobs?: Omit<JobClientInit, 'libp2p' | 'links' | 'adverts' | 'limits' | 'log'>
+  /** Job protocols to speak (default both, newest first); tests pass only 1.0.0 to play an old client. */
+  jobProtocols?: string[]
+}
+
+/** One partial of a streaming job, as `submitStream` yields it (wire form; the skillset's decodePartial reads it). */
+export interface StreamedPartial { seq: number, partial: Record<string, unknown> }
+
+/** A streaming job in flight: its partials as they come, and its result once every partial was read. */
+export interface StreamingSubmission {
+  partials: AsyncIterableIterator<StreamedPartial>
+  result: Promise<JobResponse>
 }
 
 export class ClientNode {
@@ -64,7 +75,7 @@ export class ClientNode {
       // Adverts only fill the table: the job client dials the few workers it offers a job to.
       this.adverts = new Adverts({ libp2p, log })
       await this.adverts.start()
-      this.links = new JobLinks({ libp2p, log })
+      this.links = new JobLinks({ libp2p, log, ...(this.init.jobProtocols === undefined ? {} : { protocols: this.init.jobProtocols }) })
       await this.links.start()
       this.client = new JobClient({ libp2p, links: this.links, adverts: this.adverts, limits: frameLimits, log, ...this.init.jobs })
       this.client.start()
@@ -110,9 +121,63 @@ export class ClientNode {
     }
   }
 
+  /** Submit a job; a streaming one hands each partial to `req.stream.onPartial` (awaited: a slow callback pauses the job). */
   async submit (req: JobRequest): Promise<JobResponse> {
     if (this.client === undefined) await this.start()
     return await this.client!.submit(req)
+  }
+
+  /**
+   * Submit a streaming job and read its partials as an async iterator. The
+   * job waits for the reader (one partial is handed over at a time, so a
+   * slow reader pauses it on the worker); leaving the loop early cancels
+   * it. The iterator ends when the job does (or throws its error);
+   * `result` resolves after the last partial was read.
+   */
+  submitStream (req: Omit<JobRequest, 'stream'> & { window?: number }): StreamingSubmission {
+    const cancel = new AbortController()
+    let waiting: ((v: IteratorResult<StreamedPartial>) => void) | undefined
+    let failWaiting: ((e: Error) => void) | undefined
+    let handOver: { item: StreamedPartial, taken: () => void } | undefined
+    let ended: { error?: Error } | undefined
+    const onPartial = async (partial: Record<string, unknown>, seq: number): Promise<void> => {
+      await new Promise<void>((resolve) => {
+        const item = { seq, partial }
+        if (waiting !== undefined) { const w = waiting; waiting = undefined; failWaiting = undefined; w({ value: item, done: false }); resolve(); return }
+        handOver = { item, taken: resolve }
+      })
+    }
+    const { window, ...rest } = req
+    const signal = req.signal === undefined ? cancel.signal : AbortSignal.any([req.signal, cancel.signal])
+    const result = this.submit({ ...rest, signal, stream: { onPartial, ...(window === undefined ? {} : { window }) } })
+    const finish = (error?: Error): void => {
+      ended = error === undefined ? {} : { error }
+      if (waiting !== undefined) {
+        if (error === undefined) waiting({ value: undefined, done: true })
+        else failWaiting?.(error)
+        waiting = undefined
+        failWaiting = undefined
+      }
+    }
+    result.then(() => { finish() }, (err: unknown) => { finish(err instanceof Error ? err : new Error(errorMessage(err))) })
+    const partials: AsyncIterableIterator<StreamedPartial> = {
+      [Symbol.asyncIterator] () { return this },
+      next: async () => {
+        if (handOver !== undefined) { const h = handOver; handOver = undefined; h.taken(); return { value: h.item, done: false } }
+        if (ended !== undefined) {
+          if (ended.error !== undefined) throw ended.error
+          return { value: undefined, done: true }
+        }
+        return await new Promise<IteratorResult<StreamedPartial>>((resolve, reject) => { waiting = resolve; failWaiting = reject })
+      },
+      return: async () => {
+        if (ended === undefined) cancel.abort(new Error('the reader stopped reading the stream'))
+        return { value: undefined, done: true }
+      }
+    }
+    // The caller may read only `result`: its rejection is theirs to handle; the iterator's copy is not unhandled.
+    result.catch(() => undefined)
+    return { partials, result }
   }
 
   /** Live workers heard in adverts. */

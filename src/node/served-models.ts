@@ -11,13 +11,16 @@ import { ensureGeneratedModel } from '../models/generate/index.ts'
 import { downloadFromHub } from '../models/hub.ts'
 import { dtypesOffered } from '../models/onnx-files.ts'
 import { getSkillset } from '../../skillsets/index.ts'
-import type { Dtype, ExecutionPlan, ModelEntry, Skillset, SkillsetName } from '../interfaces/index.ts'
+import { isStreamingSkillset } from '../interfaces/index.ts'
+import type { AnySkillset, Dtype, ExecutionPlan, ModelEntry, SkillsetName } from '../interfaces/index.ts'
 import { ConfigError, ModelIntegrityError, ModelNotFoundError, errorMessage } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { ModelCatalog } from '../models/catalog.ts'
 import { ModelQueue } from '../scheduler/model-queue.ts'
 import { InferenceThread } from '../scheduler/thread.ts'
 import { LocalRunner } from '../scheduler/local-runner.ts'
+import { LocalStreamRunner } from '../scheduler/local-stream-runner.ts'
+import { StreamingQueue } from '../scheduler/streaming-queue.ts'
 import type { NodeConfig } from '../config/schema.ts'
 import type { ModelStore, StoredModelLocation } from '../store/models/model-store.ts'
 import type { ModelRecord } from '../store/models/records.ts'
@@ -28,10 +31,11 @@ import { folderCid } from '../store/models/files.ts'
 export interface ServedModel {
   entry: ModelEntry
   plan: ExecutionPlan
-  skillset: Skillset
-  queue: ModelQueue
+  skillset: AnySkillset
+  /** A batching queue, or for a streaming skillset a StreamingQueue (jobs admitted by KV-cache tokens). */
+  queue: ModelQueue | StreamingQueue
   /** One runner per `scheduler.threadsPerModel`: inference threads, or main-thread runners for `inProcess` skillsets. */
-  threads: Array<InferenceThread | LocalRunner>
+  threads: Array<InferenceThread | LocalRunner | LocalStreamRunner>
   /** Root CID of the weights in the content store. */
   cid: string
   randomWeights: boolean
@@ -184,14 +188,15 @@ export interface ServedModelHooks {
  * the weights from the content store, or a main-thread runner for an
  * `inProcess` skillset. Serving and start-up calibration both build theirs here.
  */
-export function createRunner (entry: ModelEntry, plan: ExecutionPlan, location: StoredModelLocation, config: Readonly<NodeConfig>, log: Logger): InferenceThread | LocalRunner {
+export function createRunner (entry: ModelEntry, plan: ExecutionPlan, location: StoredModelLocation, config: Readonly<NodeConfig>, log: Logger): InferenceThread | LocalRunner | LocalStreamRunner {
   const skillset = getSkillset(entry.skillset)
   // transformers.js reads every file through the store's reader; the local path stays empty.
   const localModelPath = join(config.dataDir, 'store', 'no-local-files')
   const model = { id: entry.id, localModelPath, store: { blocksDir: location.blocksDir, cid: location.cid, files: location.files } }
-  return skillset.inProcess === true
-    ? new LocalRunner({ skillset, model, plan, loadOptions: { nodeConfig: config }, log })
-    : new InferenceThread({ skillset: entry.skillset, model, plan }, log)
+  if (skillset.inProcess !== true) return new InferenceThread({ skillset: entry.skillset, model, plan }, log)
+  return isStreamingSkillset(skillset)
+    ? new LocalStreamRunner({ skillset, model, plan, loadOptions: { nodeConfig: config }, log })
+    : new LocalRunner({ skillset, model, plan, loadOptions: { nodeConfig: config }, log })
 }
 
 /**
@@ -201,7 +206,7 @@ export function createRunner (entry: ModelEntry, plan: ExecutionPlan, location: 
  */
 export async function startServedModel (entry: ModelEntry, plan: ExecutionPlan, location: StoredModelLocation, config: Readonly<NodeConfig>, log: Logger, hooks: ServedModelHooks = {}): Promise<ServedModel> {
   const skillset = getSkillset(entry.skillset)
-  const threads: Array<InferenceThread | LocalRunner> = []
+  const threads: Array<InferenceThread | LocalRunner | LocalStreamRunner> = []
   const t0 = performance.now()
   try {
     for (let i = 0; i < config.scheduler.threadsPerModel; i++) {
@@ -213,15 +218,28 @@ export async function startServedModel (entry: ModelEntry, plan: ExecutionPlan, 
     await Promise.all(threads.map(async (t) => { await t.stop() }))
     throw err
   }
-  const queue = new ModelQueue({
+  const onReady = hooks.onReadyChange === undefined ? {} : { onReadyChange: hooks.onReadyChange }
+  const queue = isStreamingSkillset(skillset)
+    ? new StreamingQueue({
+      modelId: entry.id,
+      skillset,
+      runners: threads.filter((t): t is InferenceThread | LocalStreamRunner => !(t instanceof LocalRunner)),
+      budget: config.scheduler.kvBudgetTokens,
+      maxQueuedJobs: config.scheduler.maxQueuedJobs,
+      maxQueuedCost: config.scheduler.maxQueuedCost,
+      stallMs: config.scheduler.stallMinMs,
+      ...onReady,
+      log
+    })
+    : new ModelQueue({
     modelId: entry.id,
     skillset,
-    runners: threads,
+    runners: threads.filter((t): t is InferenceThread | LocalRunner => !(t instanceof LocalStreamRunner)),
     maxBatchCost: config.scheduler.maxBatchCost,
     maxQueuedJobs: config.scheduler.maxQueuedJobs,
     maxQueuedCost: config.scheduler.maxQueuedCost,
     stallMinMs: config.scheduler.stallMinMs,
-    ...(hooks.onReadyChange === undefined ? {} : { onReadyChange: hooks.onReadyChange }),
+    ...onReady,
     ...(hooks.initialThroughput === undefined ? {} : { initialThroughput: hooks.initialThroughput }),
     log
   })

@@ -12,8 +12,10 @@ import { batchDependenceReason, detectHardware, placement, planAll, summarizeHar
 import type { HardwareProfile } from '../../hardware/index.ts'
 import { SKILLSETS } from '../../skillsets/index.ts'
 import type { NodeConfig } from '../config/schema.ts'
-import { ConfigError, errorMessage, InvalidInputError, ModelNotFoundError } from '../errors.ts'
-import type { HardwareSummary, SkillsetName } from '../interfaces/index.ts'
+import { ConfigError, errorMessage, InvalidInputError, ModelNotFoundError, ProtocolError } from '../errors.ts'
+import { isStreamingSkillset } from '../interfaces/index.ts'
+import type { HardwareSummary, SkillsetName, StreamingSkillset } from '../interfaces/index.ts'
+import { StreamingQueue } from '../scheduler/streaming-queue.ts'
 import { forComponent } from '../logger.ts'
 import { loadCatalog } from '../models/catalog.ts'
 import { Adverts } from '../p2p/adverts.ts'
@@ -200,7 +202,7 @@ export class WorkerNode implements JobHandler {
             queueDepth: this.queueDepth(),
             models: this.info().models,
             jobs: this.jobWorker?.stats,
-            queues: Object.fromEntries([...this.served.values()].map((m) => [m.entry.id, { ready: m.queue.ready, depth: m.queue.depth, queuedCost: m.queue.queuedCost, throughput: m.queue.throughput, ...m.queue.stats }])),
+            queues: Object.fromEntries([...this.served.values()].map((m) => [m.entry.id, { ready: m.queue.ready, depth: m.queue.depth, queuedCost: m.queue.queuedCost, throughput: m.queue.throughput, streaming: m.queue instanceof StreamingQueue, ...m.queue.stats }])),
             links: this.links?.stats,
             adverts: this.adverts?.stats
           })
@@ -271,7 +273,14 @@ export class WorkerNode implements JobHandler {
     }
   }
 
-  async run (head: JobHead, assign: Assign, signal: AbortSignal): ReturnType<JobHandler['run']> {
+  /** Whether a skillset's jobs stream (the job worker bids for them only over 1.1.0 links). */
+  streams (skillset: SkillsetName): boolean {
+    const id = this.defaults.get(skillset)
+    const m = id === undefined ? undefined : this.served.get(id)
+    return m !== undefined && isStreamingSkillset(m.skillset)
+  }
+
+  async run (head: JobHead, assign: Assign, signal: AbortSignal, emit?: (partial: Record<string, unknown>) => Promise<void>): ReturnType<JobHandler['run']> {
     const m = this.modelFor(head)
     if (m === undefined) throw new ModelNotFoundError(`this node does not serve ${head.model ?? head.skillset}`)
     const input = m.skillset.parseInput(assign.input)
@@ -280,15 +289,22 @@ export class WorkerNode implements JobHandler {
     const opts = { deadline: performance.now() + assign.leaseMs, signal }
     // What the worker signs: the weights (root CID) and the provider and dtype they really ran on.
     const claim = { modelCid: m.cid, provider: m.plan.provider, dtype: m.plan.dtype }
+    if (m.queue instanceof StreamingQueue) {
+      const sk = m.skillset as StreamingSkillset
+      if (emit === undefined) throw new ProtocolError(`${m.entry.id} streams: its jobs need job protocol 1.1.0`)
+      const o = await m.queue.submit(input, { ...opts, emit: async (p) => { await emit(sk.encodePartial(p)) } })
+      return { model: m.entry.id, output: sk.encodeOutput(o.output), timings: { queueMs: o.queueMs, runMs: o.runMs, batchSize: 1 }, claim }
+    }
+    const queue = m.queue
     if (this.embedCache !== undefined && m.embedDims !== undefined) {
       const res = await this.embedCache.run({ modelCid: m.cid, dtype: m.plan.dtype, provider: m.plan.provider, dims: m.embedDims }, input as EmbedInput, async (misses) => {
-        const o = await m.queue.submit(misses, opts)
+        const o = await queue.submit(misses, opts)
         return { output: o.output as EmbedOutput, queueMs: o.queueMs, runMs: o.runMs, batchSize: o.batchSize }
       })
       const t = res.computed ?? { queueMs: 0, runMs: 0, batchSize: 1 }
       return { model: m.entry.id, output: m.skillset.encodeOutput(res.output), timings: { ...t, cacheHit: res.cachedItems === (input as EmbedInput).texts.length, cachedItems: res.cachedItems }, claim }
     }
-    const outcome = await m.queue.submit(input, opts)
+    const outcome = await queue.submit(input, opts)
     return {
       model: m.entry.id,
       output: m.skillset.encodeOutput(outcome.output),

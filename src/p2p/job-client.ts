@@ -24,28 +24,32 @@
  *    not a try: the job goes to the others, and only when every worker
  *    that serves it refused is the job's error ERR_FORBIDDEN.
  *
+ *    A streaming job that handed partials to its caller is the exception:
+ *    it is never retried elsewhere; it resumes on its worker from the last
+ *    seq after a lost link, or ends with ERR_STREAM_BROKEN.
+ *
  * Execution is at least once (a worker given up on may still finish);
  * delivery to the caller is exactly once: a job resolves once, and a late
- * or second answer is dropped.
+ * or second answer is dropped. The auction lives in job-auction.ts, the
+ * lease in job-lease.ts.
  */
 import { randomBytes } from 'node:crypto'
 import type { Libp2p } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
-import { AccelerateError, errorCode, errorMessage, ForbiddenError, JobFailedError, JobTimeoutError, NoWorkerError } from '../errors.ts'
+import { AccelerateError, errorCode, errorMessage, ForbiddenError, JobFailedError, JobTimeoutError, StreamBrokenError } from '../errors.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
 import type { Logger } from '../logger.ts'
-import type { Adverts, Serving } from './adverts.ts'
+import type { Adverts } from './adverts.ts'
 import { BoundedMap } from './bounded.ts'
 import { encodeMessage } from './codec.ts'
-import { bidMs, expectedMs, rankBids, recentFailures, typicalThroughput, weight, weightedPick } from './fit.ts'
 import type { WorkerRecord } from './fit.ts'
 import type { JobLink, JobLinks } from './job-link.ts'
+import { Auctioneer } from './job-auction.ts'
 import { leaseJob } from './job-lease.ts'
 import type { LeaseDeps, Pending } from './job-lease.ts'
 import type { FrameLimits } from './job-worker.ts'
 import type { NodeServices } from './libp2p.ts'
-import type { Bid, LinkFrame, Offer, Result } from './messages.ts'
-import { MAX_CONTROL_FRAME_BYTES, MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from './protocol.ts'
+import type { Bid, LinkFrame, Result } from './messages.ts'
+import { MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION } from './protocol.ts'
 
 export interface JobRequest {
   skillset: SkillsetName
@@ -56,6 +60,16 @@ export interface JobRequest {
   cost: number
   timeoutMs: number
   signal?: AbortSignal
+  /**
+   * A streaming skillset's job (job protocol 1.1.0): each partial (wire
+   * form) is handed to `onPartial` in order, one at a time; a slow callback
+   * pauses the job on the worker (`window` partials at most in flight,
+   * default 16). Only workers with 1.1.0 links are offered the job.
+   */
+  stream?: {
+    onPartial: (partial: Record<string, unknown>, seq: number) => void | Promise<void>
+    window?: number
+  }
 }
 
 /** One worker's go at a job that did not end in its result. */
@@ -71,7 +85,9 @@ export interface JobResponse {
   tries: JobTry[]
   /** How the result was computed, as the worker signed it (verified by the client). */
   provenance: Result['provenance'] & { worker: string }
-  timings: Result['timings'] & { totalMs: number, bidMs: number, attempts: number, rounds: number }
+  /** A streaming job: how many partials came before the result (all handed to `onPartial`). */
+  partials?: number
+  timings: Result['timings'] & { totalMs: number, bidMs: number, attempts: number, rounds: number, firstPartialMs?: number }
 }
 
 export interface JobClientInit {
@@ -114,9 +130,10 @@ export class JobClient {
   private readonly records = new BoundedMap<string, WorkerRecord>(4096, 10 * 60_000)
   private started = false
   private unlisten: (() => void) | undefined
-  readonly stats = { submitted: 0, answered: 0, failed: 0, rounds: 0, directOffers: 0, gossipOffers: 0, lost: 0, stalled: 0, expired: 0, queries: 0, recovered: 0, lateFrames: 0, badFrames: 0, badSignatures: 0 }
+  readonly stats = { submitted: 0, answered: 0, failed: 0, rounds: 0, directOffers: 0, gossipOffers: 0, lost: 0, stalled: 0, expired: 0, queries: 0, recovered: 0, lateFrames: 0, badFrames: 0, badSignatures: 0, partials: 0, streamsBroken: 0, oldLinks: 0 }
 
   private readonly leaseDeps: LeaseDeps
+  private readonly auctioneer: Auctioneer
 
   constructor (init: JobClientInit) {
     this.init = init
@@ -129,6 +146,7 @@ export class JobClient {
       record: (worker) => this.record(worker),
       send: async (peer, f) => { await this.send(peer, f) }
     }
+    this.auctioneer = new Auctioneer({ init, records: this.records, stats: this.stats, send: async (peer, f) => { await this.send(peer, f) } })
   }
 
 
@@ -171,8 +189,11 @@ export class JobClient {
   private onFrame (link: JobLink, f: LinkFrame): void {
     const p = this.pending.get(f.jobId)
     if (f.t === 'bid' || f.t === 'busy') {
-      if (p === undefined || p.lease !== undefined) {
+      // A streaming job goes only over 1.1.0 links: a bid over a 1.0.0 one is declined.
+      const old = p?.streaming === true && !link.streaming
+      if (p === undefined || p.lease !== undefined || (old && f.t === 'bid')) {
         if (f.t === 'bid') void this.send(link.peer, { v: PROTOCOL_VERSION, t: 'decline', jobId: f.jobId })
+        if (p !== undefined && old) { this.stats.oldLinks++; p.answered.add(link.peer); p.wake() }
         return
       }
       if (f.t === 'bid') p.bids.set(link.peer, f)
@@ -190,7 +211,19 @@ export class JobClient {
       return
     }
     p.lease.lastHeard = performance.now()
-    if (f.t === 'result') p.lease.outcome = { t: 'result', worker: link.peer, result: f }
+    if (f.t === 'partial') {
+      if (p.lease.stream === undefined) {
+        p.lease.outcome = { t: 'error', worker: link.peer, code: 'ERR_PROTOCOL', message: 'a partial for a job that does not stream' }
+      } else {
+        try {
+          p.lease.stream.receive(f.seq, f.data)
+          this.stats.partials++
+          return // the lease loop has nothing to do: the partial goes to the caller
+        } catch (err) {
+          p.lease.outcome = { t: 'error', worker: link.peer, code: 'ERR_PROTOCOL', message: errorMessage(err) }
+        }
+      }
+    } else if (f.t === 'result') p.lease.outcome = { t: 'result', worker: link.peer, result: f }
     else if (f.t === 'error') p.lease.outcome = { t: 'error', worker: link.peer, code: f.code, message: f.message }
     else if (f.t === 'status') p.lease.unknown = true
     p.wake()
@@ -224,7 +257,7 @@ export class JobClient {
     const limits = this.init.limits(req.skillset)
     if (head.inputBytes > limits.input) throw new AccelerateError('ERR_INPUT_TOO_LARGE', `the job's input is ${head.inputBytes} bytes, over the ${limits.input}-byte limit of \`${req.skillset}\` jobs: split it into smaller jobs`)
     let wake: () => void = () => undefined
-    const job: Pending = { head, bids: new Map(), answered: new Set(), excluded: new Set(), forbidden: new Map(), wake: () => { wake() } }
+    const job: Pending = { head, streaming: req.stream !== undefined, streamed: 0, bids: new Map(), answered: new Set(), excluded: new Set(), forbidden: new Map(), wake: () => { wake() } }
     const waitWake = async (until: number): Promise<void> => {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, Math.max(0, until - performance.now()))
@@ -242,7 +275,7 @@ export class JobClient {
       while (!signal.aborted) {
         let chosen: (Bid & { worker: string }) | undefined
         try {
-          chosen = await this.auction(job, req, excluded, deadline, signal, waitWake, () => rounds++)
+          chosen = await this.auctioneer.auction(job, req, excluded, deadline, signal, waitWake, () => rounds++)
         } catch (err) {
           if (job.forbidden.size > 0 && errorCode(err) === 'ERR_NO_WORKER') throw this.refused(job, req, tries, err)
           // No worker left after some failed it: the caller needs those failures, not a list of what the swarm serves.
@@ -262,10 +295,16 @@ export class JobClient {
             output: outcome.result.output,
             tries,
             provenance: { ...outcome.result.provenance, worker: outcome.worker },
-            timings: { ...outcome.result.timings, totalMs: performance.now() - t0, bidMs: bidAt, attempts: tries.length + 1, rounds }
+            ...(outcome.result.partials === undefined ? {} : { partials: outcome.result.partials }),
+            timings: { ...outcome.result.timings, totalMs: performance.now() - t0, bidMs: bidAt, attempts: tries.length + 1, rounds, ...(job.firstPartialAt === undefined ? {} : { firstPartialMs: job.firstPartialAt - t0 }) }
           }
         }
         if (CALLER_FAULTS.has(outcome.code)) throw new AccelerateError(outcome.code, `worker ${outcome.worker} refused the job: ${outcome.message}`)
+        if (job.streamed > 0) {
+          // The caller has seen part of this run's output: another worker's run would not continue it. No silent retry.
+          this.stats.streamsBroken++
+          throw new StreamBrokenError(`job ${head.jobId} streamed ${job.streamed} partial(s) (seq 0-${job.streamed - 1}) from worker ${outcome.worker}, then ended with ${outcome.code}: ${outcome.message}; it could not be resumed there, so it is not retried elsewhere: submit it again if its whole output is still wanted`, { partials: job.streamed })
+        }
         if (outcome.code === 'ERR_FORBIDDEN') { forbid(job, outcome.worker, outcome.message); continue }
         tries.push({ worker: outcome.worker, code: outcome.code, message: outcome.message })
         excluded.add(outcome.worker)
@@ -286,141 +325,6 @@ export class JobClient {
   }
 
   /** Workers to offer the job to, from adverts and hints, minus those excluded. */
-  private candidates (req: JobRequest, excluded: ReadonlySet<string>): Serving[] {
-    const self = this.init.libp2p.peerId.toString()
-    const known = this.init.adverts.serving(req.skillset, req.model).filter((s) => !excluded.has(s.peerId) && s.peerId !== self)
-    if (known.length > 0) return known
-    // Nothing advertised yet: the connected peers subscribed to the skillset's topic may serve it (each says busy if not),
-    // unless their adverts or hints say they do not.
-    return this.init.libp2p.services.pubsub.getSubscribers(jobsTopic(req.skillset))
-      .map((p) => p.toString())
-      .filter((p) => !excluded.has(p) && p !== self && this.init.adverts.mayServe(p, req.skillset, req.model))
-      .map((peerId) => ({ peerId, model: { id: req.model ?? '', skillset: req.skillset, provider: '', dtype: '', device: '', loaded: true }, addrs: [], source: 'hint' as const }))
-  }
-
-  private noWorker (req: JobRequest, excluded: ReadonlySet<string>): NoWorkerError {
-    const peers = this.init.libp2p.getPeers().length
-    if (peers === 0) return new NoWorkerError('no peer found: start a worker node (`npm start`), or pass --bootstrap with the multiaddr it printed (and --swarm-key with the swarm\'s key if it is private)')
-    const what = req.model ?? `\`${req.skillset}\` jobs`
-    const served = this.init.adverts.served()
-    const list = served.length === 0 ? 'no worker model at all' : served.map((s) => `${s.id} (${s.skillset})`).join(', ')
-    return new NoWorkerError(`no worker serves ${what}${excluded.size > 0 ? ` apart from the ${excluded.size} that failed it` : ''}; the swarm serves ${list}: pick one of those, or start a worker that serves it`)
-  }
-
-  /** Rounds of offers until a bid is chosen; undefined when the deadline or the caller ends it. */
-  private async auction (job: Pending, req: JobRequest, excluded: ReadonlySet<string>, deadline: number, signal: AbortSignal, waitWake: (until: number) => Promise<void>, countRound: () => void): Promise<Bid & { worker: string } | undefined> {
-    const { pubsub } = this.init.libp2p.services
-    const topic = jobsTopic(req.skillset)
-    const fanout = this.init.fanout ?? 3
-    const startedAt = performance.now()
-    const discoverUntil = Math.min(deadline, startedAt + (this.init.discoveryMs ?? 5000))
-    job.bids.clear()
-    job.answered.clear()
-    let offered = false
-    for (let round = 0; !signal.aborted && performance.now() < deadline; round++) {
-      let cands = this.candidates(req, excluded)
-      const topicPeers = pubsub.getSubscribers(topic).map((p) => p.toString()).filter((p) => !excluded.has(p))
-      const subscribers = topicPeers.length
-      // Subscribers whose adverts list no such model do not count: a model nobody serves fails at once.
-      if (cands.length === 0 && !topicPeers.some((p) => this.init.adverts.mayServe(p, req.skillset, req.model))) {
-        // Nothing known serves it: a directory answer or adverts already said so, or nobody answered yet.
-        if (this.init.adverts.stats.directoriesFetched > 0 || performance.now() >= discoverUntil - 1) throw this.noWorker(req, excluded)
-        await waitWake(Math.min(discoverUntil, performance.now() + 50))
-        round--
-        continue
-      }
-      countRound()
-      offered = true
-      this.stats.rounds++
-      job.answered.clear()
-      const records = cands.map((c) => this.records.get(c.peerId))
-      const typical = typicalThroughput(cands.map((c) => c.model))
-      const now = performance.now()
-      const picks = weightedPick(cands.map((c, i) => ({ item: c, weight: weight(expectedMs(c.model, req.cost, records[i], typical), recentFailures(records[i], now)) })), fanout)
-      const offer: Offer = { v: PROTOCOL_VERSION, t: 'offer', ...job.head, ttlMs: Math.max(1, Math.round(deadline - now)), round }
-      const direct = new Set(picks.map((p) => p.peerId))
-      // The round's clock starts once its offers are out: dials to new workers take time, more on a busy host.
-      let sentAt: number | undefined
-      void Promise.all(picks.map(async (p) => { await this.offerDirect(p, offer, signal) })).then(() => { sentAt = performance.now(); job.wake() })
-      this.stats.directOffers += picks.length
-      // Gossip reaches workers this client does not know of: from the second round on, or when nothing is advertised yet.
-      if ((round > 0 || cands.every((c) => c.source === 'hint' && c.model.provider === '')) && subscribers > 0) {
-        this.stats.gossipOffers++
-        pubsub.publish(topic, encodeMessage(offer, MAX_GOSSIP_BYTES)).catch((err: unknown) => {
-          this.init.log.debug('could not publish an offer', { jobId: job.head.jobId, error: errorMessage(err) })
-        })
-      }
-      // Wait for bids: the round's end, or every direct candidate answered, or a window after the first bid.
-      const roundMs = Math.min(this.init.maxRoundMs ?? 2000, (this.init.roundMs ?? 300) * 2 ** round)
-      let windowEnd = Infinity
-      for (;;) {
-        const roundEnd = Math.min(deadline, (sentAt ?? performance.now()) + roundMs)
-        const allAnswered = [...direct].every((d) => job.answered.has(d))
-        if (job.bids.size > 0) {
-          if (windowEnd === Infinity) {
-            const took = performance.now() - now
-            windowEnd = performance.now() + Math.min(this.init.maxBidWindowMs ?? 250, Math.max(this.init.bidWindowMs ?? 20, took))
-          }
-          if (allAnswered || performance.now() >= windowEnd) {
-            const chosen = this.choose(job, req, excluded)
-            if (chosen !== undefined) return chosen
-            // Every bid was unusable (another model, a worker given up on, a claim its advert contradicts): wait on for others.
-            windowEnd = Infinity
-          }
-        }
-        if (performance.now() >= roundEnd || signal.aborted) break
-        // Every direct candidate refused this client: on to the next round (other workers, or ERR_FORBIDDEN) now.
-        if (job.bids.size === 0 && allAnswered && direct.size > 0 && [...direct].every((d) => job.forbidden.has(d))) break
-        await waitWake(Math.min(roundEnd, windowEnd))
-      }
-      if (job.bids.size > 0) {
-        const chosen = this.choose(job, req, excluded)
-        if (chosen !== undefined) return chosen
-      }
-    }
-    // The deadline came while looking for a worker (a timeout shorter than discovery): nothing to offer it to is ERR_NO_WORKER, not a timeout.
-    if (!offered && req.signal?.aborted !== true) throw this.noWorker(req, excluded)
-    return undefined
-  }
-
-  /** Offer the job on a link to a candidate, dialling it if need be (bounded); a failure only loses this candidate. */
-  private async offerDirect (c: Serving, offer: Offer, signal: AbortSignal): Promise<void> {
-    try {
-      if (c.addrs.length > 0 && this.init.libp2p.getConnections(peerIdFromString(c.peerId)).length === 0) {
-        await this.init.libp2p.peerStore.merge(peerIdFromString(c.peerId), { multiaddrs: c.addrs })
-      }
-      const link = await this.init.links.get(c.peerId, AbortSignal.any([signal, AbortSignal.timeout(3000)]))
-      await link.send(offer)
-    } catch (err) {
-      this.init.log.debug('could not offer a job directly', { worker: c.peerId, jobId: offer.jobId, error: errorMessage(err) })
-    }
-  }
-
-  /** The winning bid; the others are declined. Bids from workers that fail the advert check rank last. */
-  private choose (job: Pending, req: JobRequest, excluded: ReadonlySet<string>): Bid & { worker: string } | undefined {
-    const serving = new Map(this.init.adverts.serving(req.skillset, req.model).map((s) => [s.peerId, s]))
-    // What is typical comes from the bids as well: an advert's figure may be older than a worker's first batch.
-    const typical = typicalThroughput([...[...serving.values()].map((s) => s.model), ...job.bids.values()])
-    const now = performance.now()
-    const entries = [...job.bids.entries()].filter(([w, b]) => {
-      if (excluded.has(w)) return false
-      if (req.model !== undefined && b.model !== req.model) return false
-      const ad = serving.get(w)
-      // A bid that contradicts the worker's own advert (another provider or dtype) is not believed.
-      return ad === undefined || ad.source === 'hint' || (ad.model.id === b.model && ad.model.provider === b.provider && ad.model.dtype === b.dtype)
-    })
-    const ranked = rankBids(entries.map(([w, b]) => {
-      const ad = serving.get(w)
-      const rec = this.records.get(w)
-      return { bid: { ...b, worker: w }, ms: bidMs(b, req.cost, ad?.model, rec, typical), failures: recentFailures(rec, now), advertised: ad !== undefined && ad.model.provider !== '' }
-    }))
-    const best = ranked[0]
-    for (const [w] of job.bids) if (w !== best?.worker) void this.send(w, { v: PROTOCOL_VERSION, t: 'decline', jobId: job.head.jobId })
-    job.bids.clear()
-    if (best !== undefined) this.init.log.debug('leasing a job', { jobId: job.head.jobId, traceId: job.head.traceId, bids: ranked.length, worker: best.worker, queuedCost: best.queuedCost })
-    return best
-  }
-
   /** The error for a job no worker would take: every one that serves it refused this client, or failed it. */
   private refused (job: Pending, req: JobRequest, tries: readonly JobTry[], cause: unknown): AccelerateError {
     const self = this.init.libp2p.peerId.toString()

@@ -5,6 +5,14 @@
  * gives the worker up when it goes silent (after a `query` it does not
  * answer), when its link breaks and it cannot be reached again, or when the
  * lease runs out. Split from job-client.ts, which runs the auctions; job-client.ts and this file share the `Pending` job state.
+ *
+ * A streaming job (1.1.0) hands its partials to the caller in order as they
+ * come (stream-flow.ts PartialIn), acknowledging them as the caller
+ * consumes them and on every heartbeat (which renews the worker's lease;
+ * each frame from the worker renews the client's). After a lost link the
+ * query carries `fromSeq`, so the worker resumes where the caller is.
+ * The result must name as many partials as arrived, with their hash
+ * signed; it is returned once the caller has consumed every partial.
  */
 import type { Bid, LinkFrame, Offer, Result } from './messages.ts'
 import type { JobLinks } from './job-link.ts'
@@ -12,6 +20,7 @@ import type { FrameLimits } from './job-worker.ts'
 import type { WorkerRecord } from './fit.ts'
 import type { JobRequest } from './job-client.ts'
 import { errorCode, errorMessage } from '../errors.ts'
+import { DEFAULT_STREAM_WINDOW, PartialIn } from './stream-flow.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
 import { MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION } from './protocol.ts'
 import { hashInput, hashOutput, verifyResult } from './provenance.ts'
@@ -31,8 +40,14 @@ export interface Pending {
   wake: () => void
   /** Hash of the input and params, computed once (checked against each result's provenance). */
   inputHash?: Uint8Array
+  /** The job streams (JobRequest.stream): only 1.1.0 links carry it. */
+  streaming: boolean
+  /** Partials the caller was handed over every lease (a job that streamed is not retried elsewhere). */
+  streamed: number
+  /** performance.now() of the first partial. */
+  firstPartialAt?: number
   /** The worker that holds the lease, and its frames. */
-  lease?: { worker: string, lastHeard: number, outcome?: Outcome, unknown?: boolean }
+  lease?: { worker: string, lastHeard: number, outcome?: Outcome, unknown?: boolean, stream?: PartialIn }
 }
 
 /** What a lease needs of its client. */
@@ -56,8 +71,18 @@ export async function leaseJob (deps: LeaseDeps, job: Pending, req: JobRequest, 
   const leasedAt = performance.now()
   const hb = (deps.init.heartbeatMs ?? 1000)
   const leaseMs = Math.max(1, Math.min(Math.round(deadline - leasedAt), (deps.init.minLeaseMs ?? 10_000) + 4 * (chosen.etaMs ?? 0)))
-  const leaseEnd = leasedAt + leaseMs
-  job.lease = { worker, lastHeard: leasedAt }
+  let leaseEnd = leasedAt + leaseMs
+  const onPartial = req.stream?.onPartial
+  const window = req.stream?.window ?? DEFAULT_STREAM_WINDOW
+  const stream = onPartial === undefined
+    ? undefined
+    : new PartialIn({
+      window,
+      onPartial: async (data, seq) => { job.firstPartialAt ??= performance.now(); job.streamed++; await onPartial(data, seq) },
+      sendAck: (next) => { void deps.send(worker, { v: PROTOCOL_VERSION, t: 'ack', jobId: job.head.jobId, next }) }
+    })
+  job.lease = { worker, lastHeard: leasedAt, ...(stream === undefined ? {} : { stream }) }
+  let ackedAt = leasedAt
   const lost = (code: string, message: string): Outcome => {
     rec.failures.push(performance.now())
     if (rec.failures.length > 16) rec.failures.shift()
@@ -68,7 +93,7 @@ export async function leaseJob (deps: LeaseDeps, job: Pending, req: JobRequest, 
     const link = deps.links.find(worker)
     if (link === undefined) return lost('ERR_WORKER_LOST', 'the link to the worker closed before the lease')
     try {
-      await link.send({ v: PROTOCOL_VERSION, t: 'assign', ...job.head, input: req.input, ...(req.params === undefined ? {} : { params: req.params }), leaseMs, heartbeatMs: hb }, deps.limits(req.skillset).input + MAX_CONTROL_FRAME_BYTES)
+      await link.send({ v: PROTOCOL_VERSION, t: 'assign', ...job.head, input: req.input, ...(req.params === undefined ? {} : { params: req.params }), leaseMs, heartbeatMs: hb, ...(stream === undefined ? {} : { window }) }, deps.limits(req.skillset).input + MAX_CONTROL_FRAME_BYTES)
     } catch (err) {
       if (errorCode(err) === 'ERR_MESSAGE_TOO_LARGE') return { t: 'error', worker, code: 'ERR_INPUT_TOO_LARGE', message: errorMessage(err) }
     }
@@ -76,12 +101,19 @@ export async function leaseJob (deps: LeaseDeps, job: Pending, req: JobRequest, 
     let queryAt: number | undefined
     for (;;) {
       const l = job.lease
+      if (stream?.error !== undefined) {
+        // The caller's own callback failed: the job ends with that error, and the worker stops.
+        void deps.send(worker, { v: PROTOCOL_VERSION, t: 'cancel', jobId: job.head.jobId })
+        throw stream.error
+      }
       if (l.outcome?.t === 'result') {
-        const why = await checkProvenance(deps.self, job, req, l.outcome.worker, l.outcome.result)
+        const why = await checkProvenance(deps.self, job, req, l.outcome.worker, l.outcome.result, stream)
         if (why !== undefined) {
           deps.stats.badSignatures++
           return lost('ERR_BAD_SIGNATURE', `the result's provenance does not hold: ${why}`)
         }
+        // Every partial reaches the caller before the result does.
+        await stream?.drained()
       }
       if (l.outcome !== undefined) {
         if (l.outcome.t === 'result') {
@@ -97,6 +129,11 @@ export async function leaseJob (deps: LeaseDeps, job: Pending, req: JobRequest, 
         return { t: 'error', worker, code: 'ERR_JOB_TIMEOUT', message: 'the job ran out of time at the worker' }
       }
       const now = performance.now()
+      if (stream !== undefined) {
+        // A stream's lease lives as long as the worker is heard from; the worker's, as long as we ack.
+        leaseEnd = Math.min(deadline, Math.max(leaseEnd, l.lastHeard + leaseMs))
+        if (now - ackedAt >= hb) { ackedAt = now; stream.ackNow() }
+      }
       if (l.unknown === true) {
         deps.stats.lost++
         return lost('ERR_WORKER_LOST', 'the worker no longer knows the job (it restarted, or gave the lease up)')
@@ -113,7 +150,7 @@ export async function leaseJob (deps: LeaseDeps, job: Pending, req: JobRequest, 
         deps.stats.queries++
         try {
           const again = await deps.links.get(worker, AbortSignal.any([signal, AbortSignal.timeout(Math.min(2000, 2 * hb))]))
-          await again.send({ v: PROTOCOL_VERSION, t: 'query', jobId: job.head.jobId })
+          await again.send({ v: PROTOCOL_VERSION, t: 'query', jobId: job.head.jobId, ...(stream === undefined ? {} : { fromSeq: stream.next }) })
         } catch (err) {
           if (job.lease.outcome !== undefined) continue
           deps.stats.lost++
@@ -126,18 +163,26 @@ export async function leaseJob (deps: LeaseDeps, job: Pending, req: JobRequest, 
         deps.stats.lost++
         return lost('ERR_WORKER_LOST', 'the link to the worker broke and the worker did not answer a query')
       }
-      await waitWake(Math.min(leaseEnd, queryAt !== undefined ? queryAt + 2 * hb + 1 : l.lastHeard + stallMs + 1))
+      await waitWake(Math.min(leaseEnd, queryAt !== undefined ? queryAt + 2 * hb + 1 : l.lastHeard + stallMs + 1, stream === undefined ? Infinity : ackedAt + hb))
     }
   } finally {
+    stream?.close()
     rec.inFlightCost = Math.max(0, rec.inFlightCost - req.cost)
     delete job.lease
   }
 }
 
-/** Check a result's signed provenance: the worker's signature over this job, this client, this input and the output. */
-async function checkProvenance (self: string, job: Pending, req: JobRequest, worker: string, r: Result): Promise<string | undefined> {
+/** Check a result's signed provenance: the worker's signature over this job, this client, this input, the output and (a stream) the partials received. */
+async function checkProvenance (self: string, job: Pending, req: JobRequest, worker: string, r: Result, stream: PartialIn | undefined): Promise<string | undefined> {
   const p = r.provenance
   job.inputHash ??= hashInput(req.input, req.params)
   if (!Buffer.from(p.inputHash).equals(Buffer.from(job.inputHash))) return 'it names another input'
-  return await verifyResult({ jobId: job.head.jobId, client: self, worker, model: r.model, modelCid: p.modelCid, provider: p.provider, dtype: p.dtype, inputHash: p.inputHash, outputHash: hashOutput(r.output) }, p.signature)
+  let partials: { partials: number, partialsHash: Uint8Array } | undefined
+  if (stream !== undefined) {
+    if (r.partials !== stream.next || p.partialsHash === undefined) return `it names ${String(r.partials)} partials, ${stream.next} arrived`
+    partials = { partials: stream.next, partialsHash: stream.hash.digest() }
+  } else if (r.partials !== undefined) {
+    return 'it names partials for a job that does not stream'
+  }
+  return await verifyResult({ jobId: job.head.jobId, client: self, worker, model: r.model, modelCid: p.modelCid, provider: p.provider, dtype: p.dtype, inputHash: p.inputHash, outputHash: hashOutput(r.output), ...partials }, p.signature)
 }

@@ -1,5 +1,5 @@
 /**
- * Job links: one `/ipfs-accelerate/job/1.0.0` stream per pair of peers,
+ * Job links: one `/ipfs-accelerate/job/1.x` stream per pair of peers,
  * opened by whichever side first needs it (a client to offer a job
  * directly, a worker to bid on a gossiped offer) and kept open for every
  * later job between them, in both directions: a node can be a worker and
@@ -7,9 +7,25 @@
  * small job's trip (~3 ms here).
  *
  * Frames are dispatched by type: frames for a worker (offer, assign,
- * decline, cancel, query) to the worker's handler, the others to the
+ * decline, cancel, query, ack) to the worker's handler, the others to the
  * client's. A frame that fails to decode, or is over its job's limit,
  * fails that job only (see frames.ts).
+ *
+ * Versions: a link speaks 1.1.0 (streaming: partial and ack frames) when
+ * both peers do, else 1.0.0; `streaming` says which. The opener proposes
+ * the newest it speaks (one round trip) unless the peer store already
+ * knows which the peer handles (identify), then that one alone, lazily.
+ * A frame 1.0.0 does not know is never sent on a 1.0.0 link, and refused
+ * from one.
+ *
+ * Fairness: frames queued together (in one turn of the event loop, or
+ * while the stream waits to drain) go out by a round robin over jobs, one
+ * frame per job in turn, so one job's partials (or a backlog of them) do
+ * not hold up other jobs' frames on the same link; each streaming job has
+ * at most its window of partials out anyway. Bytes already handed to the
+ * stream are not pre-empted: a large frame (an embed result of MiBs), or
+ * what yamux's send window already holds, still delays the frames behind
+ * it by its own transfer time.
  */
 import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -17,9 +33,12 @@ import { errorMessage, ProtocolError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import { decodeMessage } from './codec.ts'
 import { encodeFrame, FrameReader } from './frames.ts'
-import { linkFrameSchema, TO_WORKER } from './messages.ts'
+import { frameAllowed, linkFrameSchema, TO_WORKER } from './messages.ts'
 import type { LinkFrame } from './messages.ts'
-import { JOB_PROTOCOL, MAX_CONTROL_FRAME_BYTES, MAX_FRAME_BYTES } from './protocol.ts'
+import { JOB_PROTOCOL, JOB_PROTOCOL_STREAM, JOB_PROTOCOLS, MAX_CONTROL_FRAME_BYTES, MAX_FRAME_BYTES } from './protocol.ts'
+import type { Uint8ArrayList } from 'uint8arraylist'
+
+interface Outgoing { bytes: Uint8ArrayList, resolve: () => void, reject: (err: Error) => void }
 
 /** One side's view of frames: limits by job, handling, and bad frames. */
 export interface LinkHandler {
@@ -35,14 +54,20 @@ export class JobLink {
   readonly stream: Stream
   private readonly reader: FrameReader
   private closedWith: Error | undefined
-  private writing: Promise<void> = Promise.resolve()
+  /** Frames waiting to go, per job; the Map's order is the round robin's. */
+  private readonly outgoing = new Map<string, Outgoing[]>()
+  private pumping = false
   private readonly onEnd: (link: JobLink, err: Error) => void
+  /** This link speaks job protocol 1.1.0 (streaming frames). */
+  readonly streaming: boolean
   lastFrameAt = performance.now()
+  readonly stats = { sent: 0, queuedMax: 0 }
 
   constructor (stream: Stream, peer: string, handlers: { worker?: LinkHandler, client?: LinkHandler }, onEnd: (link: JobLink, err: Error) => void) {
     this.stream = stream
     this.peer = peer
     this.onEnd = onEnd
+    this.streaming = stream.protocol === JOB_PROTOCOL_STREAM
     // Until the body is read we cannot know its type: the larger of the two sides' limits applies.
     const limit = (jobId: string): number => Math.max(
       handlers.worker?.limitFor(this, jobId) ?? MAX_CONTROL_FRAME_BYTES,
@@ -62,6 +87,7 @@ export class JobLink {
         try {
           msg = decodeMessage(body, linkFrameSchema, MAX_FRAME_BYTES)
           if (msg.jobId !== jobId) throw new ProtocolError(`a frame's body names job ${msg.jobId}, its header ${jobId}`)
+          if (!frameAllowed(msg, this.streaming)) throw new ProtocolError(`a \`${msg.t}\` frame (or field) of job protocol 1.1.0 on a 1.0.0 link`)
         } catch (err) {
           either(jobId, err as Error)
           return
@@ -97,23 +123,66 @@ export class JobLink {
 
   get closed (): boolean { return this.closedWith !== undefined }
 
-  /** Send one frame; frames go out in order, waiting for the stream to drain when its buffer is full. */
+  /**
+   * Send one frame. A job's frames go out in order; frames of different
+   * jobs take turns (round robin), each waiting for the stream to drain
+   * when its buffer is full. Resolves when the frame is on the stream.
+   */
   async send (msg: LinkFrame, maxBytes: number = MAX_CONTROL_FRAME_BYTES): Promise<void> {
     if (this.closedWith !== undefined) throw this.closedWith
+    if (!frameAllowed(msg, this.streaming)) throw new ProtocolError(`a \`${msg.t}\` frame needs job protocol 1.1.0, and the link with ${this.peer} speaks 1.0.0`)
     const bytes = encodeFrame(msg, maxBytes)
-    const write = this.writing.then(async () => {
-      if (this.closedWith !== undefined) throw this.closedWith
-      if (!this.stream.send(bytes)) await this.stream.onDrain({ signal: AbortSignal.timeout(30_000) })
+    await new Promise<void>((resolve, reject) => {
+      let q = this.outgoing.get(msg.jobId)
+      if (q === undefined) { q = []; this.outgoing.set(msg.jobId, q) }
+      q.push({ bytes, resolve, reject })
+      this.stats.queuedMax = Math.max(this.stats.queuedMax, q.length)
+      if (!this.pumping) {
+        // Start on the next microtask: frames queued in the same turn (a burst of partials and a short job's answer) take turns.
+        this.pumping = true
+        queueMicrotask(() => { void this.pump() })
+      }
     })
-    // The error reaches this send's caller; later sends still queue behind it.
-    this.writing = write.catch(() => undefined)
-    await write
+  }
+
+  /** Frames waiting to go (all jobs). */
+  get queued (): number {
+    let n = 0
+    for (const q of this.outgoing.values()) n += q.length
+    return n
+  }
+
+  private async pump (): Promise<void> {
+    try {
+      for (;;) {
+        const first = this.outgoing.entries().next()
+        if (first.done === true) return
+        const [jobId, q] = first.value
+        const item = q.shift()!
+        // This job goes to the back of the turn order; a job with nothing left leaves it.
+        this.outgoing.delete(jobId)
+        if (q.length > 0) this.outgoing.set(jobId, q)
+        try {
+          if (this.closedWith !== undefined) throw this.closedWith
+          if (!this.stream.send(item.bytes)) await this.stream.onDrain({ signal: AbortSignal.timeout(30_000) })
+          this.stats.sent++
+          item.resolve()
+        } catch (err) {
+          // The error reaches this frame's sender; the other frames still go (or fail on a closed link).
+          item.reject(err as Error)
+        }
+      }
+    } finally {
+      this.pumping = false
+    }
   }
 
   /** End the link. With no error it closes gracefully, else it aborts the stream. */
   end (err?: Error): void {
     if (this.closedWith !== undefined) return
     this.closedWith = err ?? new ProtocolError(`the job link with ${this.peer} closed`)
+    for (const q of this.outgoing.values()) for (const o of q) o.reject(this.closedWith)
+    this.outgoing.clear()
     if (err === undefined) {
       this.stream.close({ signal: AbortSignal.timeout(2000) }).catch((e: unknown) => { this.stream.abort(e as Error) })
     } else if (this.stream.status === 'open') {
@@ -128,6 +197,8 @@ export interface JobLinksInit {
   log: Logger
   /** Most links held at once; past it new inbound links are refused. */
   maxLinks?: number
+  /** Job protocols spoken, newest first (default both; tests make a 1.0.0-only peer). */
+  protocols?: readonly string[]
 }
 
 /** Every job link of a node, one (or briefly two) per peer; worker and client register their handlers. */
@@ -144,6 +215,21 @@ export class JobLinks {
     this.init = init
   }
 
+  private get protocols (): readonly string[] { return this.init.protocols ?? JOB_PROTOCOLS }
+
+  /** What to propose to a peer: the newest both speak when the peer store knows its protocols (lazily, no round trip), else every one of ours. */
+  private async proposal (id: PeerId): Promise<{ protocols: string[], lazy: boolean }> {
+    const ours = [...this.protocols]
+    let theirs: string[] = []
+    try {
+      theirs = (await this.init.libp2p.peerStore.get(id)).protocols
+    } catch (err) {
+      this.init.log.debug('peer store has no protocols for the peer: negotiating', { peer: id.toString(), error: errorMessage(err) })
+    }
+    const best = ours.find((p) => theirs.includes(p))
+    return best === undefined ? { protocols: ours, lazy: ours.length === 1 } : { protocols: [best], lazy: true }
+  }
+
   setHandler (side: 'worker' | 'client', h: LinkHandler | undefined): void {
     if (h === undefined) delete this.handlers[side]
     else this.handlers[side] = h
@@ -158,7 +244,7 @@ export class JobLinks {
   async start (): Promise<void> {
     if (this.started) return
     this.started = true
-    await this.init.libp2p.handle(JOB_PROTOCOL, (stream, connection) => {
+    await this.init.libp2p.handle([...this.protocols], (stream, connection) => {
       const peer = connection.remotePeer.toString()
       if (this.count() >= (this.init.maxLinks ?? 4096)) {
         this.stats.refused++
@@ -173,7 +259,7 @@ export class JobLinks {
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
-    await this.init.libp2p.unhandle(JOB_PROTOCOL)
+    for (const p of this.protocols) await this.init.libp2p.unhandle(p)
     for (const set of [...this.links.values()]) for (const l of [...set]) l.end()
     this.links.clear()
   }
@@ -220,8 +306,9 @@ export class JobLinks {
     if (pending !== undefined) return await pending
     const opening = (async () => {
       const id = typeof peer === 'string' ? peerIdFromString(peer) : peer
-      // negotiateFully: false sends the protocol proposal with the first frame (saves a round trip).
-      const stream = await this.init.libp2p.dialProtocol(id, JOB_PROTOCOL, { signal, negotiateFully: false })
+      // negotiateFully: false sends a single protocol's proposal with the first frame (saves a round trip).
+      const { protocols, lazy } = await this.proposal(id)
+      const stream = await this.init.libp2p.dialProtocol(id, protocols, { signal, negotiateFully: !lazy })
       this.stats.opened++
       return this.add(stream, key)
     })()

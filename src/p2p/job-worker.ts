@@ -12,11 +12,17 @@
  * Outcomes are keyed by (client peer, job id): a job id another peer reuses
  * is another job, and no peer is ever handed another peer's outcome. A job
  * leased twice by the same client runs once. Every map here is bounded.
+ *
+ * Streaming jobs (a skillset for which `streams()` is true) are bid for and
+ * taken only over job protocol 1.1.0 links: their partials go out under the
+ * client's window (job-answers.ts, stream-flow.ts); each `ack` also renews
+ * the lease; a client that has no link to us for `resumeGraceMs` (it went
+ * away) and does not ask again has its job cancelled, so the runner stops.
  */
 import type { Message } from '@libp2p/gossipsub'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
-import { errorCode, errorMessage, JobCancelledError, ProtocolError } from '../errors.ts'
+import { errorCode, errorMessage, JobCancelledError, ProtocolError, ShuttingDownError } from '../errors.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
 import type { Logger } from '../logger.ts'
 import { BoundedMap, PeerBuckets } from './bounded.ts'
@@ -24,26 +30,28 @@ import { decodeMessage } from './codec.ts'
 import type { JobLink, JobLinks } from './job-link.ts'
 import type { NodeServices } from './libp2p.ts'
 import { offerSchema } from './messages.ts'
-import type { Assign, Bid, LinkFrame, Offer, Result } from './messages.ts'
+import type { Assign, Bid, LinkFrame, Offer } from './messages.ts'
 import { MAX_CONTROL_FRAME_BYTES, MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from './protocol.ts'
 import { hashInput, hashOutput, signResult } from './provenance.ts'
 import type { ProvenanceClaim } from './provenance.ts'
+import { answerQuery, deliver, heartbeats, openStream, sendQuiet } from './job-answers.ts'
+import type { AnswerDeps, FrameLimits, Held, JobHead, ResultBody } from './job-answers.ts'
+import { DEFAULT_STREAM_WINDOW } from './stream-flow.ts'
 
-/** What a worker knows of a job before its input arrives. */
-export type JobHead = Pick<Offer, 'jobId' | 'traceId' | 'skillset' | 'model' | 'cost' | 'inputBytes'>
+export type { FrameLimits, JobHead, ResultBody } from './job-answers.ts'
 export type BidTerms = Omit<Bid, 'v' | 't' | 'jobId'>
-export type ResultBody = Omit<Result, 'v' | 't' | 'jobId'>
 /** What the node's handler returns: the result, and how it was computed (the worker signs it). */
-export type RunOutcome = Omit<ResultBody, 'provenance'> & { claim: ProvenanceClaim }
+export type RunOutcome = Omit<ResultBody, 'provenance' | 'partials'> & { claim: ProvenanceClaim }
 
 /** What the node decides: whether to bid, and how to run a leased job. */
 export interface JobHandler {
   /** Terms of a bid; `{ busy }` when it serves the model but cannot start the job now; undefined when it does not serve it. */
   bid(head: JobHead): BidTerms | { busy: string } | undefined
-  run(head: JobHead, assign: Assign, signal: AbortSignal): Promise<RunOutcome>
+  /** Run a leased job; a streaming job also gets `emit` for its partials (wire form), which resolves when the client has room. */
+  run(head: JobHead, assign: Assign, signal: AbortSignal, emit?: (partial: Record<string, unknown>) => Promise<void>): Promise<RunOutcome>
+  /** Whether the skillset's jobs stream (absent: none do). */
+  streams?(skillset: SkillsetName): boolean
 }
-
-export interface FrameLimits { input: number, output: number }
 
 export interface JobWorkerInit {
   libp2p: Libp2p<NodeServices>
@@ -65,16 +73,8 @@ export interface JobWorkerInit {
    * ignored (no bid).
    */
   allow?: (peer: string) => boolean
-}
-
-interface Held {
-  client: string
-  head: JobHead
-  controller: AbortController
-  heartbeatMs: number
-  leaseEnd: number
-  lastSentAt: number
-  outcome?: { t: 'result', body: ResultBody } | { t: 'error', code: string, message: string }
+  /** How long a streaming job's client may be without a link to us before its job is cancelled (default 5000 ms). */
+  resumeGraceMs?: number
 }
 
 const OUTCOME_TTL_MS = 120_000
@@ -96,12 +96,19 @@ export class JobWorker {
   private readonly decoded = new WeakMap<Message, Offer>()
   private ticker: NodeJS.Timeout | undefined
   /** Counters for /healthz and tests. */
-  readonly stats = { offers: 0, directOffers: 0, dropped: 0, rateLimited: 0, bids: 0, busy: 0, unreachable: 0, leases: 0, executions: 0, declined: 0, results: 0, errors: 0, cancelled: 0, expired: 0, queries: 0, badFrames: 0, held: 0, forbidden: 0 }
+  readonly stats = { offers: 0, directOffers: 0, dropped: 0, rateLimited: 0, bids: 0, busy: 0, unreachable: 0, leases: 0, executions: 0, declined: 0, results: 0, errors: 0, cancelled: 0, expired: 0, queries: 0, badFrames: 0, held: 0, forbidden: 0, partials: 0, acks: 0, resumed: 0, orphaned: 0, oldLinks: 0 }
   private readonly onMessage = (evt: CustomEvent<Message>): void => { this.onGossip(evt.detail) }
+  private readonly answers: AnswerDeps
+  private unlisten: (() => void) | undefined
 
   constructor (init: JobWorkerInit) {
     this.init = init
     this.offerBuckets = new PeerBuckets(init.offerRate?.rate ?? 200, init.offerRate?.burst ?? 400)
+    this.answers = { links: init.links, limits: init.limits, log: init.log, stats: this.stats, shutdown: this.shutdown.signal }
+  }
+
+  private streams (skillset: SkillsetName): boolean {
+    return this.init.handler.streams?.(skillset) ?? false
   }
 
   start (): void {
@@ -121,6 +128,14 @@ export class JobWorker {
     })
     this.ticker = setInterval(() => { this.tick() }, 200)
     this.ticker.unref()
+    // A streaming job's client without a link: its partials pause, and it is cancelled unless the client asks again in time.
+    this.unlisten = this.init.links.onLinkEnd((peer) => {
+      for (const [, h] of this.jobs.entries()) {
+        if (h.client !== peer || h.stream === undefined || h.outcome !== undefined) continue
+        h.stream.broken = true
+        h.orphanedAt ??= performance.now()
+      }
+    })
   }
 
   /** Stop bidding at once; jobs already leased finish (the node drains its queues first). */
@@ -143,7 +158,8 @@ export class JobWorker {
       clearTimeout(timer)
     }
     clearInterval(this.ticker)
-    this.shutdown.abort()
+    this.unlisten?.()
+    this.shutdown.abort(new ShuttingDownError('the worker stopped while it ran this job: offer it to another'))
     this.init.links.setHandler('worker', undefined)
   }
 
@@ -198,7 +214,10 @@ export class JobWorker {
         return
       case 'query':
         this.stats.queries++
-        this.answerQuery(link, f.jobId)
+        answerQuery(this.answers, link, f.jobId, this.jobs.get(key), f.fromSeq)
+        return
+      case 'ack':
+        this.onAck(link, key, f.next)
         return
       default:
         this.onBadFrame(link, f.jobId, new ProtocolError(`a \`${f.t}\` frame is not for a worker`))
@@ -212,7 +231,22 @@ export class JobWorker {
     if (!this.bids.has(key) && this.jobs.get(key) === undefined) return
     this.bids.delete(key)
     this.init.log.info('a bad frame failed its job', { client: link.peer, jobId, error: err.message })
-    void this.sendQuiet(link, { v: PROTOCOL_VERSION, t: 'error', jobId, code: 'ERR_PROTOCOL', message: err.message.slice(0, 2000) })
+    void sendQuiet(this.answers, link, { v: PROTOCOL_VERSION, t: 'error', jobId, code: 'ERR_PROTOCOL', message: err.message.slice(0, 2000) })
+  }
+
+  /** The client consumed partials: credit for more, and the lease renewed (a live reader keeps a long job alive). */
+  private onAck (link: JobLink, key: string, next: number): void {
+    const held = this.jobs.get(key)
+    if (held?.stream === undefined || held.controller.signal.aborted) return
+    this.stats.acks++
+    try {
+      held.stream.ack(next)
+    } catch (err) {
+      this.onBadFrame(link, held.head.jobId, err as Error)
+      return
+    }
+    held.leaseEnd = Math.max(held.leaseEnd, performance.now() + held.leaseMs)
+    delete held.orphanedAt
   }
 
   private onOffer (offer: Offer, client: PeerId | string, link: JobLink | undefined): void {
@@ -244,6 +278,11 @@ export class JobWorker {
       if (link !== undefined) void this.sendBusy(link, offer.jobId, terms.busy)
       return
     }
+    if (link !== undefined && !link.streaming && this.streams(offer.skillset)) {
+      this.stats.oldLinks++
+      void this.sendBusy(link, offer.jobId, `\`${offer.skillset}\` jobs stream: they need job protocol 1.1.0, and this link speaks 1.0.0`)
+      return
+    }
     if (link === undefined && this.unreachable.has(peer)) return
     const task = this.sendBid(client, offer, terms, link).finally(() => { this.active.delete(task) })
     this.active.add(task)
@@ -263,6 +302,11 @@ export class JobWorker {
         return
       }
     }
+    if (!link.streaming && this.streams(offer.skillset)) {
+      // A peer that speaks only 1.0.0 cannot take a stream: no bid.
+      this.stats.oldLinks++
+      return
+    }
     this.bids.set(`${peer}/${offer.jobId}`, offer)
     try {
       await link.send({ v: PROTOCOL_VERSION, t: 'bid', jobId: offer.jobId, ...terms })
@@ -281,22 +325,11 @@ export class JobWorker {
 
   private async sendForbidden (link: JobLink, jobId: string): Promise<void> {
     this.init.log.debug('refused a job from a peer not allowed', { client: link.peer, jobId })
-    await this.sendQuiet(link, { v: PROTOCOL_VERSION, t: 'error', jobId, code: 'ERR_FORBIDDEN', message: `this worker takes jobs only from the peers it allows, and ${link.peer} is not one: ask its operator to add it (--allow-peer), or offer the job to another worker` })
+    await sendQuiet(this.answers, link, { v: PROTOCOL_VERSION, t: 'error', jobId, code: 'ERR_FORBIDDEN', message: `this worker takes jobs only from the peers it allows, and ${link.peer} is not one: ask its operator to add it (--allow-peer), or offer the job to another worker` })
   }
 
   private async sendBusy (link: JobLink, jobId: string, reason: string): Promise<void> {
-    await this.sendQuiet(link, { v: PROTOCOL_VERSION, t: 'busy', jobId, reason: reason.slice(0, 200) })
-  }
-
-  /** Send a frame whose loss the protocol recovers from (the client times out or asks again): log, do not throw. */
-  private async sendQuiet (link: JobLink, f: LinkFrame, maxBytes?: number): Promise<boolean> {
-    try {
-      await link.send(f, maxBytes)
-      return true
-    } catch (err) {
-      this.init.log.debug('could not send a frame', { client: link.peer, jobId: f.jobId, t: f.t, error: errorMessage(err) })
-      return false
-    }
+    await sendQuiet(this.answers, link, { v: PROTOCOL_VERSION, t: 'busy', jobId, reason: reason.slice(0, 200) })
   }
 
   private onAssign (link: JobLink, a: Assign): void {
@@ -308,28 +341,39 @@ export class JobWorker {
       // Leased again by the same client (it lost our link): never run twice; answer with what we have.
       existing.leaseEnd = performance.now() + a.leaseMs
       existing.heartbeatMs = a.heartbeatMs
-      if (existing.outcome !== undefined) void this.deliver(existing)
+      if (existing.outcome !== undefined) void deliver(this.answers, existing)
       return
     }
-    if (!this.started) { void this.sendQuiet(link, { v: PROTOCOL_VERSION, t: 'error', jobId: a.jobId, code: 'ERR_SHUTTING_DOWN', message: 'the worker is stopping: offer the job to another' }); return }
+    if (!this.started) { void sendQuiet(this.answers, link, { v: PROTOCOL_VERSION, t: 'error', jobId: a.jobId, code: 'ERR_SHUTTING_DOWN', message: 'the worker is stopping: offer the job to another' }); return }
+    const streaming = this.streams(a.skillset)
+    if (streaming && !link.streaming) {
+      this.stats.oldLinks++
+      void sendQuiet(this.answers, link, { v: PROTOCOL_VERSION, t: 'error', jobId: a.jobId, code: 'ERR_PROTOCOL', message: `\`${a.skillset}\` jobs stream: they need job protocol 1.1.0, and this link speaks 1.0.0: upgrade the client` })
+      return
+    }
     const perClient = this.heldPerClient.get(link.peer) ?? 0
     if (perClient >= (this.init.maxHeldPerClient ?? 1024)) {
-      void this.sendQuiet(link, { v: PROTOCOL_VERSION, t: 'error', jobId: a.jobId, code: 'ERR_QUEUE_FULL', message: `this worker holds ${perClient} jobs of yours already: offer it to another worker` })
+      void sendQuiet(this.answers, link, { v: PROTOCOL_VERSION, t: 'error', jobId: a.jobId, code: 'ERR_QUEUE_FULL', message: `this worker holds ${perClient} jobs of yours already: offer it to another worker` })
       return
     }
     this.stats.leases++
     this.stats.held++
     this.heldPerClient.set(link.peer, perClient + 1)
     const head: JobHead = { jobId: a.jobId, traceId: a.traceId, skillset: a.skillset, cost: a.cost, inputBytes: a.inputBytes, ...(a.model === undefined ? {} : { model: a.model }) }
-    const held: Held = { client: link.peer, head, controller: new AbortController(), heartbeatMs: a.heartbeatMs, leaseEnd: performance.now() + a.leaseMs, lastSentAt: performance.now() }
+    const held: Held = { client: link.peer, head, controller: new AbortController(), heartbeatMs: a.heartbeatMs, leaseMs: a.leaseMs, leaseEnd: performance.now() + a.leaseMs, lastSentAt: performance.now() }
+    const stream = streaming ? openStream(this.answers, held, a.window ?? DEFAULT_STREAM_WINDOW) : undefined
+    if (stream !== undefined) held.stream = stream
     this.jobs.set(key, held)
     this.init.log.debug('job leased', { jobId: a.jobId, traceId: a.traceId, client: link.peer })
     this.stats.executions++
     const signal = AbortSignal.any([held.controller.signal, this.shutdown.signal])
     const inputHash = hashInput(a.input, a.params)
-    const task = this.init.handler.run(head, a, signal).then(async ({ claim, ...body }) => {
-      const signature = await signResult(this.init.privateKey, { jobId: a.jobId, client: link.peer, worker: this.init.libp2p.peerId.toString(), model: body.model, ...claim, inputHash, outputHash: hashOutput(body.output) })
-      held.outcome = { t: 'result', body: { ...body, provenance: { ...claim, inputHash, signature } } }
+    const emit = stream === undefined ? undefined : async (data: Record<string, unknown>): Promise<void> => { await stream.emit(data, signal) }
+    const task = this.init.handler.run(head, a, signal, emit).then(async ({ claim, ...body }) => {
+      // A stream's partials are covered too: their count and running hash are signed with the output.
+      const partials = stream === undefined ? undefined : { partials: stream.next, partialsHash: stream.hash.digest() }
+      const signature = await signResult(this.init.privateKey, { jobId: a.jobId, client: link.peer, worker: this.init.libp2p.peerId.toString(), model: body.model, ...claim, inputHash, outputHash: hashOutput(body.output), ...partials })
+      held.outcome = { t: 'result', body: { ...body, ...(partials === undefined ? {} : { partials: partials.partials }), provenance: { ...claim, inputHash, ...(partials === undefined ? {} : { partialsHash: partials.partialsHash }), signature } } }
     }).catch((err: unknown) => {
       const code = /^ERR_[A-Z0-9_]{1,60}$/.test(errorCode(err)) ? errorCode(err) : 'ERR_INTERNAL'
       held.outcome = { t: 'error', code, message: errorMessage(err).slice(0, 2000) }
@@ -339,52 +383,9 @@ export class JobWorker {
       // Keep the outcome (for a query) for a while even when it could be sent.
       this.jobs.set(key, held)
       if (held.controller.signal.aborted) return // cancelled or expired: the client is not waiting
-      await this.deliver(held)
+      await deliver(this.answers, held)
     }).finally(() => { this.active.delete(task) })
     this.active.add(task)
-  }
-
-  /** Send a job's outcome on whatever link to its client is open, or one opened over its connection. */
-  private async deliver (held: Held): Promise<void> {
-    const o = held.outcome
-    if (o === undefined) return
-    const f: LinkFrame = o.t === 'result'
-      ? { v: PROTOCOL_VERSION, t: 'result', jobId: held.head.jobId, ...o.body }
-      : { v: PROTOCOL_VERSION, t: 'error', jobId: held.head.jobId, code: o.code, message: o.message }
-    let link = this.init.links.find(held.client)
-    if (link === undefined) {
-      try {
-        link = await this.init.links.get(held.client, AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(2000)]))
-      } catch (err) {
-        this.init.log.info('the client of a finished job is gone: keeping its outcome for its query', { jobId: held.head.jobId, client: held.client, error: errorMessage(err) })
-        return
-      }
-    }
-    const limit = this.init.limits(held.head.skillset).output + MAX_CONTROL_FRAME_BYTES
-    try {
-      await link.send(f, limit)
-      if (f.t === 'result') this.stats.results++
-      else this.stats.errors++
-    } catch (err) {
-      if (link.closed) {
-        this.init.log.info('lost the link while answering a job: keeping its outcome for its query', { jobId: held.head.jobId, client: held.client })
-        return
-      }
-      // The result itself is refused (over the frame limit): the client gets a typed error instead.
-      this.stats.errors++
-      await this.sendQuiet(link, { v: PROTOCOL_VERSION, t: 'error', jobId: held.head.jobId, code: errorCode(err) === 'ERR_MESSAGE_TOO_LARGE' ? 'ERR_MESSAGE_TOO_LARGE' : 'ERR_INTERNAL', message: errorMessage(err).slice(0, 2000) })
-    }
-  }
-
-  private answerQuery (link: JobLink, jobId: string): void {
-    const held = this.jobs.get(`${link.peer}/${jobId}`)
-    if (held === undefined || held.controller.signal.aborted) {
-      void this.sendQuiet(link, { v: PROTOCOL_VERSION, t: 'status', jobId, state: 'unknown' })
-      return
-    }
-    if (held.outcome !== undefined) { void this.deliver(held); return }
-    held.lastSentAt = performance.now()
-    void this.sendQuiet(link, { v: PROTOCOL_VERSION, t: 'progress', jobId, state: 'running' })
   }
 
   private cancel (key: string, why: string): void {
@@ -402,25 +403,14 @@ export class JobWorker {
     else this.heldPerClient.set(held.client, n)
   }
 
-  /** Heartbeats for jobs in hand; expired leases cancelled; old state pruned. */
+  /** Heartbeats for jobs in hand; expired leases and orphaned streams cancelled; old state pruned. */
   private tick (): void {
-    const now = performance.now()
-    const inHand: Array<[string, Held]> = []
-    for (const [key, h] of this.jobs.entries()) {
-      if (h.outcome !== undefined || h.controller.signal.aborted) continue
-      inHand.push([key, h])
-      if (now > h.leaseEnd) {
-        this.stats.expired++
-        this.cancel(key, 'its lease expired')
-        continue
-      }
-      if (now - h.lastSentAt < h.heartbeatMs) continue
-      const link = this.init.links.find(h.client)
-      if (link === undefined) continue
-      h.lastSentAt = now
-      void this.sendQuiet(link, { v: PROTOCOL_VERSION, t: 'progress', jobId: h.head.jobId, state: 'running' })
-    }
-    // Jobs in hand never age out: refresh them (outside the loop above, which a refresh would revisit).
+    const inHand = heartbeats(this.answers, this.jobs.entries(), this.init.resumeGraceMs ?? 5000, (key, why) => {
+      if (why === 'expired') this.stats.expired++
+      else this.stats.orphaned++
+      this.cancel(key, why === 'expired' ? 'its lease expired' : 'its client went away (no link, and it did not ask to resume)')
+    })
+    // Jobs in hand never age out: refresh them (outside the walk above, which a refresh would revisit).
     for (const [key, h] of inHand) this.jobs.set(key, h)
     this.jobs.prune()
     this.bids.prune()

@@ -12,6 +12,7 @@ import { SKILLSET_NAMES } from '../interfaces/index.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
 import { modelIdSchema } from '../models/catalog.ts'
 import { MAX_DIRECTORY_PEERS, PROTOCOL_VERSION } from './protocol.ts'
+import { MAX_STREAM_WINDOW } from './stream-flow.ts'
 
 const v = z.literal(PROTOCOL_VERSION)
 export const jobIdSchema = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, 'job ids are 8-64 characters of letters, digits, "_" and "-"')
@@ -19,6 +20,7 @@ const skillset = z.enum(SKILLSET_NAMES as [SkillsetName, ...SkillsetName[]])
 const record = z.record(z.string().max(64), z.unknown())
 const durationMs = z.number().int().nonnegative().max(24 * 3600_000)
 const codeSchema = z.string().regex(/^ERR_[A-Z0-9_]{1,60}$/)
+const seqSchema = z.number().int().nonnegative().max(2 ** 31)
 
 /** What a job is, without its input: enough for a worker to decide whether to bid. */
 const jobHead = {
@@ -81,7 +83,9 @@ export const assignSchema = z.strictObject({
   /** The lease lasts this long from arrival; past it the client has given the job up. */
   leaseMs: durationMs.min(1),
   /** Send a progress frame at least this often while holding the job. */
-  heartbeatMs: z.number().int().min(50).max(60_000)
+  heartbeatMs: z.number().int().min(50).max(60_000),
+  /** Streaming jobs only (1.1.0): unacknowledged partials the worker may have out (default 16). */
+  window: z.number().int().min(1).max(MAX_STREAM_WINDOW).optional()
 })
 export type Assign = z.infer<typeof assignSchema>
 
@@ -89,8 +93,18 @@ export type Assign = z.infer<typeof assignSchema>
 export const declineSchema = z.strictObject({ v, t: z.literal('decline'), jobId: jobIdSchema })
 /** Client → worker: drop the job (lease given up, or the caller cancelled). */
 export const cancelSchema = z.strictObject({ v, t: z.literal('cancel'), jobId: jobIdSchema })
-/** Client → worker, after a link broke: what became of this job? */
-export const querySchema = z.strictObject({ v, t: z.literal('query'), jobId: jobIdSchema })
+/**
+ * Client → worker, after a link broke: what became of this job? For a
+ * streaming job (1.1.0), `fromSeq` is the next partial the client wants:
+ * the worker sends again from there and carries on (resume).
+ */
+export const querySchema = z.strictObject({ v, t: z.literal('query'), jobId: jobIdSchema, fromSeq: seqSchema.optional() })
+
+/** Worker → client (1.1.0): one partial output of a streaming job, numbered from 0. */
+export const partialSchema = z.strictObject({ v, t: z.literal('partial'), jobId: jobIdSchema, seq: seqSchema, data: record })
+export type Partial = z.infer<typeof partialSchema>
+/** Client → worker (1.1.0): the client's caller consumed `next` partials (credit for more; also a keep-alive). */
+export const ackSchema = z.strictObject({ v, t: z.literal('ack'), jobId: jobIdSchema, next: seqSchema })
 
 /** Worker → client: a heartbeat while it holds the job. */
 export const progressSchema = z.strictObject({
@@ -122,6 +136,8 @@ export const provenanceSchema = z.strictObject({
   provider: z.string().max(32),
   dtype: z.string().max(16),
   inputHash: bytes(32, 32),
+  /** Streaming jobs (1.1.0): sha256 over the hashes of the partials, in order (see stream-flow.ts); signed. */
+  partialsHash: bytes(32, 32).optional(),
   signature: bytes(16, 1024)
 })
 
@@ -133,6 +149,8 @@ export const resultSchema = z.strictObject({
   model: modelIdSchema,
   output: record,
   timings: timingsSchema,
+  /** Streaming jobs (1.1.0): how many partials came before this result (seq 0 … partials-1). */
+  partials: seqSchema.optional(),
   provenance: provenanceSchema
 })
 export type Result = z.infer<typeof resultSchema>
@@ -148,12 +166,24 @@ export type JobErrorMessage = z.infer<typeof errorSchema>
 
 /** Every frame a job link carries, in either direction. */
 export const linkFrameSchema = z.discriminatedUnion('t', [
-  offerSchema, assignSchema, declineSchema, cancelSchema, querySchema,
-  bidSchema, busySchema, progressSchema, statusSchema, resultSchema, errorSchema
+  offerSchema, assignSchema, declineSchema, cancelSchema, querySchema, ackSchema,
+  bidSchema, busySchema, progressSchema, statusSchema, resultSchema, errorSchema, partialSchema
 ])
 export type LinkFrame = z.infer<typeof linkFrameSchema>
 /** Frames a worker receives. */
-export const TO_WORKER: ReadonlySet<LinkFrame['t']> = new Set(['offer', 'assign', 'decline', 'cancel', 'query'])
+export const TO_WORKER: ReadonlySet<LinkFrame['t']> = new Set(['offer', 'assign', 'decline', 'cancel', 'query', 'ack'])
+/** Frames (and fields) only job protocol 1.1.0 carries: never sent on, and refused from, a 1.0.0 link. */
+export const STREAM_ONLY: ReadonlySet<LinkFrame['t']> = new Set(['partial', 'ack'])
+
+/** Whether a frame may travel on a link of this job protocol version (1.0.0 peers know no streaming frames or fields). */
+export function frameAllowed (f: LinkFrame, streaming: boolean): boolean {
+  if (streaming) return true
+  if (STREAM_ONLY.has(f.t)) return false
+  if (f.t === 'assign') return f.window === undefined
+  if (f.t === 'query') return f.fromSeq === undefined
+  if (f.t === 'result') return f.partials === undefined && f.provenance.partialsHash === undefined
+  return true
+}
 
 const advertModel = z.strictObject({
   id: modelIdSchema,

@@ -3,7 +3,16 @@ import type { SkillsetName } from '../interfaces/index.ts'
 
 export const PROTOCOL_VERSION = 1
 export const ADVERTS_TOPIC = '/ipfs-accelerate/1/adverts'
+/** Job links, first version: one answer per job (`result` or `error`). */
 export const JOB_PROTOCOL = '/ipfs-accelerate/job/1.0.0'
+/**
+ * Job links with streaming (issue 9): adds `partial` frames (numbered),
+ * `ack` (credit) and resumable `query {fromSeq}`. Links negotiate the
+ * newest both speak; streaming jobs go only over 1.1.0 links.
+ */
+export const JOB_PROTOCOL_STREAM = '/ipfs-accelerate/job/1.1.0'
+/** Every job protocol this node speaks, newest first. */
+export const JOB_PROTOCOLS: readonly string[] = Object.freeze([JOB_PROTOCOL_STREAM, JOB_PROTOCOL])
 /** One request each: a peer's table of live workers, so a fresh client knows whom to dial. */
 export const DIRECTORY_PROTOCOL = '/ipfs-accelerate/directory/1.0.0'
 

@@ -37,6 +37,9 @@ export interface SignedFields extends ProvenanceClaim {
   model: string
   inputHash: Uint8Array
   outputHash: Uint8Array
+  /** Streaming jobs: how many partials came before the result, and their running hash (stream-flow.ts). */
+  partials?: number
+  partialsHash?: Uint8Array
 }
 
 const CONTEXT = 'ipfs-accelerate/result/1'
@@ -56,7 +59,10 @@ export function hashOutput (output: Record<string, unknown>): Uint8Array {
 
 /** The exact bytes signed: a context string and every field, canonically encoded. */
 export function signedBytes (f: SignedFields): Uint8Array {
-  return encode({ ctx: CONTEXT, jobId: f.jobId, client: f.client, worker: f.worker, model: f.model, modelCid: f.modelCid, provider: f.provider, dtype: f.dtype, inputHash: f.inputHash, outputHash: f.outputHash })
+  const base = { ctx: CONTEXT, jobId: f.jobId, client: f.client, worker: f.worker, model: f.model, modelCid: f.modelCid, provider: f.provider, dtype: f.dtype, inputHash: f.inputHash, outputHash: f.outputHash }
+  // A non-streaming result signs exactly what 1.0.0 signed; a stream adds its partials.
+  if (f.partials === undefined && f.partialsHash === undefined) return encode(base)
+  return encode({ ...base, partials: f.partials ?? null, partialsHash: f.partialsHash ?? null })
 }
 
 /*

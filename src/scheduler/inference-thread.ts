@@ -6,9 +6,11 @@ import { closeSync, openSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
 import type { TransferListItem } from 'node:worker_threads'
 import { getSkillset } from '../../skillsets/index.ts'
-import type { SkillsetRunner } from '../interfaces/index.ts'
+import { isStreamingSkillset } from '../interfaces/index.ts'
+import type { SkillsetRunner, StreamingRunner } from '../interfaces/index.ts'
 import { AccelerateError, errorCode, errorMessage, InferenceError } from '../errors.ts'
 import { openModelReader, transformersCache } from '../store/models/reader.ts'
+import { STREAM_THREAD_CREDITS } from './thread-protocol.ts'
 import type { FromThread, ThreadInit, ToThread } from './thread-protocol.ts'
 
 const port = parentPort
@@ -67,19 +69,69 @@ function takeTestFault (): 'hang' | 'crash' | undefined {
 let faultChecked = false
 
 let runner: SkillsetRunner | undefined
+let streamer: StreamingRunner | undefined
 const t0 = performance.now()
 try {
   await useStore(init.model)
-  runner = await getSkillset(init.skillset).load(init.model, init.plan)
+  const skillset = getSkillset(init.skillset)
+  if (isStreamingSkillset(skillset)) streamer = await skillset.loadStreaming(init.model, init.plan)
+  else runner = await skillset.load(init.model, init.plan)
   post({ type: 'ready', loadMs: performance.now() - t0 })
 } catch (err) {
   post({ type: 'load-error', code: errorCode(err), message: errorMessage(err) })
 }
 
+/** A streaming job in this thread: its abort controller and its credit for partials. */
+interface ThreadJob { controller: AbortController, credits: number, wake: (() => void) | undefined }
+const jobs = new Map<number, ThreadJob>()
+
+function toError (err: unknown): AccelerateError {
+  // ONNX Runtime and transformers.js throw plain errors: they reach clients as ERR_INFERENCE.
+  return err instanceof AccelerateError ? err : new InferenceError(`inference on ${init.model.id} failed: ${errorMessage(err)}`, { cause: err })
+}
+
+function startStream (msg: Extract<ToThread, { type: 'start' }>): void {
+  if (streamer === undefined) {
+    post({ type: 'error', id: msg.id, code: 'ERR_MODEL_LOAD', message: 'this thread has no streaming runner (the model failed to load, or its skillset does not stream)' })
+    return
+  }
+  const job: ThreadJob = { controller: new AbortController(), credits: STREAM_THREAD_CREDITS, wake: undefined }
+  jobs.set(msg.id, job)
+  const signal = job.controller.signal
+  const start = performance.now()
+  streamer.start(msg.input, {
+    signal,
+    emit: async (partial: unknown): Promise<void> => {
+      signal.throwIfAborted()
+      post({ type: 'partial', id: msg.id, partial })
+      job.credits--
+      while (job.credits <= 0 && !signal.aborted) await new Promise<void>((resolve) => { job.wake = resolve })
+      signal.throwIfAborted()
+    }
+  }).then((output) => {
+    post({ type: 'done', id: msg.id, output, runMs: performance.now() - start }, transferables([output]))
+  }, (err: unknown) => {
+    const e = toError(err)
+    post({ type: 'error', id: msg.id, code: e.code, message: e.message })
+  }).finally(() => { jobs.delete(msg.id) })
+}
+
 port.on('message', (msg: ToThread) => {
   if (msg.type === 'dispose') {
-    const done = runner === undefined ? Promise.resolve() : runner.dispose()
+    for (const j of jobs.values()) j.controller.abort(new InferenceError('the inference thread is stopping'))
+    const done = runner?.dispose() ?? streamer?.dispose() ?? Promise.resolve()
     done.then(() => { post({ type: 'disposed' }) }, () => { post({ type: 'disposed' }) })
+    return
+  }
+  if (msg.type === 'start') { startStream(msg); return }
+  if (msg.type === 'cancel' || msg.type === 'credit') {
+    const job = jobs.get(msg.id)
+    if (job === undefined) return // ended already
+    if (msg.type === 'cancel') job.controller.abort(new AccelerateError(msg.code, msg.message))
+    else job.credits += msg.n
+    const wake = job.wake
+    job.wake = undefined
+    wake?.()
     return
   }
   if (runner === undefined) {
@@ -96,8 +148,7 @@ port.on('message', (msg: ToThread) => {
   runner.run(msg.inputs).then((outputs) => {
     post({ type: 'result', id: msg.id, outputs, runMs: performance.now() - start }, transferables(outputs))
   }, (err: unknown) => {
-    // ONNX Runtime and transformers.js throw plain errors: they reach clients as ERR_INFERENCE.
-    const e = err instanceof AccelerateError ? err : new InferenceError(`inference on ${init.model.id} failed: ${errorMessage(err)}`, { cause: err })
+    const e = toError(err)
     post({ type: 'error', id: msg.id, code: e.code, message: e.message })
   })
 })

@@ -1,5 +1,20 @@
-/** Messages between the scheduler and an inference thread (structured clone). */
+/**
+ * Messages between the scheduler and an inference thread (structured clone).
+ *
+ * Batch skillsets: `run` → `result` | `error`.
+ * Streaming skillsets (issue 9): `start` a job → any number of `partial` →
+ * `done` | `error`. `cancel` aborts the job's JobContext signal (the runner
+ * stops at its next step and the job ends with `error`). Flow control is
+ * by credit: a job starts with STREAM_THREAD_CREDITS; each `partial` spends
+ * one, and the runner's `emit` waits while the job has none; the main
+ * thread sends `credit` once it has handed a partial on (to the job's
+ * consumer, whose own window decides when). So a thread holds no unsent
+ * partials and the main thread at most STREAM_THREAD_CREDITS per job.
+ */
 import type { ExecutionPlan, ModelLocation, SkillsetName } from '../interfaces/index.ts'
+
+/** Partials a streaming job may have in flight from its thread to the main thread. */
+export const STREAM_THREAD_CREDITS = 4
 
 export interface ThreadInit {
   skillset: SkillsetName
@@ -11,11 +26,16 @@ export interface ThreadInit {
 
 export type ToThread =
   | { type: 'run', id: number, inputs: unknown[] }
+  | { type: 'start', id: number, input: unknown }
+  | { type: 'cancel', id: number, code: string, message: string }
+  | { type: 'credit', id: number, n: number }
   | { type: 'dispose' }
 
 export type FromThread =
   | { type: 'ready', loadMs: number }
   | { type: 'load-error', code: string, message: string }
   | { type: 'result', id: number, outputs: unknown[], runMs: number }
+  | { type: 'partial', id: number, partial: unknown }
+  | { type: 'done', id: number, output: unknown, runMs: number }
   | { type: 'error', id: number, code: string, message: string }
   | { type: 'disposed' }

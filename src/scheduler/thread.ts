@@ -8,11 +8,19 @@
  * that worked), each attempt logged. `restart()` (the queue's stall
  * watchdog) replaces the thread at once. While it is down, `ready` is false,
  * and every change of `ready` is reported through `onReadyChange`.
+ *
+ * For a streaming skillset the same thread runs many jobs at once
+ * (`startJob`, the StreamHost of a StreamingQueue): partials come back one
+ * message each and are handed to the job's JobContext in order; a credit
+ * goes back once each is taken (thread-protocol.ts). A crash or restart
+ * fails every job of the thread.
  */
 import { Worker } from 'node:worker_threads'
 import { AccelerateError, errorMessage, InferenceError, ModelLoadError, NotStartedError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
+import type { JobContext } from '../interfaces/index.ts'
 import type { Runner } from './model-queue.ts'
+import type { StreamHost } from './streaming-queue.ts'
 import type { FromThread, ThreadInit, ToThread } from './thread-protocol.ts'
 
 const THREAD_ENTRY = new URL('./inference-thread.ts', import.meta.url)
@@ -31,13 +39,16 @@ export interface InferenceThreadOptions {
 }
 
 interface Pending { resolve: (r: BatchResult) => void, reject: (e: Error) => void }
+/** A streaming job in the thread: partials are handed to `ctx.emit` one after another (`chain`). */
+interface StreamPending { ctx: JobContext, chain: Promise<void>, resolve: (r: { output: unknown, runMs: number }) => void, reject: (e: Error) => void, detach: () => void }
 
-export class InferenceThread implements Runner {
+export class InferenceThread implements Runner, StreamHost {
   /** The worker that loaded its model and serves runs; undefined while down. */
   private worker: Worker | undefined
   /** A worker being started, so stop() can end it. */
   private loading: Worker | undefined
   private readonly pending = new Map<number, Pending>()
+  private readonly streams = new Map<number, StreamPending>()
   private nextId = 1
   private generation = 0
   private stopped = false
@@ -121,6 +132,7 @@ export class InferenceThread implements Runner {
   }
 
   private onMessage (msg: FromThread): void {
+    if (msg.type === 'partial' || msg.type === 'done' || (msg.type === 'error' && this.streams.has(msg.id))) { this.onStreamMessage(msg); return }
     if (msg.type !== 'result' && msg.type !== 'error') return
     const p = this.pending.get(msg.id)
     if (p === undefined) return
@@ -188,6 +200,47 @@ export class InferenceThread implements Runner {
   private failAll (err: Error): void {
     for (const p of this.pending.values()) p.reject(err)
     this.pending.clear()
+    for (const s of this.streams.values()) { s.detach(); s.reject(err) }
+    this.streams.clear()
+  }
+
+  private onStreamMessage (msg: Extract<FromThread, { type: 'partial' | 'done' | 'error' }>): void {
+    const s = this.streams.get(msg.id)
+    if (s === undefined) return // failed already (crash, restart)
+    const worker = this.worker
+    if (msg.type === 'partial') {
+      // In order: each partial waits for the one before to be taken, then gives the thread one credit back.
+      s.chain = s.chain.then(async () => { await s.ctx.emit(msg.partial) }).then(() => {
+        worker?.postMessage({ type: 'credit', id: msg.id, n: 1 } satisfies ToThread)
+      }, (err: unknown) => {
+        worker?.postMessage({ type: 'cancel', id: msg.id, code: 'ERR_JOB_CANCELLED', message: errorMessage(err) } satisfies ToThread)
+        throw err
+      })
+      return
+    }
+    this.streams.delete(msg.id)
+    s.detach()
+    if (msg.type === 'done') {
+      s.chain.then(() => { s.resolve({ output: msg.output, runMs: msg.runMs }) }, (err: unknown) => { s.reject(err as Error) })
+    } else {
+      s.chain.catch(() => undefined).then(() => { s.reject(new AccelerateError(msg.code, msg.message)) }, () => undefined)
+    }
+  }
+
+  /** Run one streaming job in the thread (StreamHost). */
+  async startJob (input: unknown, ctx: JobContext): Promise<{ output: unknown, runMs: number }> {
+    const worker = this.worker
+    if (worker === undefined) throw new NotStartedError(`inference thread for ${this.model} is not running`)
+    const id = this.nextId++
+    return await new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        const why = ctx.signal.reason as unknown
+        worker.postMessage({ type: 'cancel', id, code: 'ERR_JOB_CANCELLED', message: errorMessage(why) } satisfies ToThread)
+      }
+      ctx.signal.addEventListener('abort', onAbort, { once: true })
+      this.streams.set(id, { ctx, chain: Promise.resolve(), resolve, reject, detach: () => { ctx.signal.removeEventListener('abort', onAbort) } })
+      worker.postMessage({ type: 'start', id, input } satisfies ToThread)
+    })
   }
 
   async run (inputs: unknown[]): Promise<BatchResult> {

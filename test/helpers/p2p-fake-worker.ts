@@ -31,6 +31,8 @@ export interface FakeWorkerInit {
   /** Subscribe to the stand-in jobs topic, as a real worker does (default false). */
   subscribe?: boolean
   name?: string
+  /** Job protocols its links speak (default both; ['/ipfs-accelerate/job/1.0.0'] makes an old peer). */
+  protocols?: string[]
 }
 
 export class FakeWorker {
@@ -45,7 +47,7 @@ export class FakeWorker {
     this.node = node
     this.init = init
     this.name = init.name ?? 'fake'
-    this.links = new JobLinks({ libp2p: node, log: silentLog })
+    this.links = new JobLinks({ libp2p: node, log: silentLog, ...(init.protocols === undefined ? {} : { protocols: init.protocols }) })
     const models = init.models ?? [standInModel('test/model')]
     this.adverts = new Adverts({ libp2p: node, log: silentLog, intervalMs: 1000, build: () => advertBody(node, models) })
   }
@@ -111,10 +113,10 @@ export class FakeWorker {
 export interface TestClient { node: Node, links: JobLinks, adverts: Adverts, client: JobClient, stop: () => Promise<void> }
 
 /** JobLinks + Adverts + JobClient on a node that listens nowhere, joined to `workers` (directory fetched from each, as ClientNode does). */
-export async function startClient (workers: FakeWorker[], tuning: Partial<Omit<JobClientInit, 'libp2p' | 'links' | 'adverts' | 'limits' | 'log'>> = {}): Promise<TestClient> {
+export async function startClient (workers: Array<{ node: Node }>, tuning: Partial<Omit<JobClientInit, 'libp2p' | 'links' | 'adverts' | 'limits' | 'log'>> = {}, protocols?: string[]): Promise<TestClient> {
   const node = await startNode({ listen: false })
   const adverts = new Adverts({ libp2p: node, log: silentLog })
-  const links = new JobLinks({ libp2p: node, log: silentLog })
+  const links = new JobLinks({ libp2p: node, log: silentLog, ...(protocols === undefined ? {} : { protocols }) })
   const client = new JobClient({ libp2p: node, links, adverts, limits: frameLimits, log: silentLog, ...tuning })
   const stop = async (): Promise<void> => {
     client.stop()

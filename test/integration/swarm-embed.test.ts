@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { getSkillset } from '../../skillsets/index.ts'
+import { getBatchSkillset as getSkillset } from '../../skillsets/index.ts'
 import type { ExecutionPlan, SkillsetRunner } from '../../src/interfaces/index.ts'
 import { CLI, ROOT, runProc, startWorker, stopProc, tempDir } from '../helpers/procs.ts'
 import type { WorkerProc } from '../helpers/procs.ts'

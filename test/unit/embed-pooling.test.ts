@@ -121,7 +121,7 @@ test('batchKey groups by pooling and normalisation; cost is the number of texts'
 test('the registry has embed and the stand-in, frozen, and refuses unknown names', () => {
   assert.equal(getSkillset('embed'), embedSkillset)
   assert.ok(Object.isFrozen(SKILLSETS))
-  assert.deepEqual(Object.keys(SKILLSETS), ['embed', 'stand-in'])
+  assert.deepEqual(Object.keys(SKILLSETS), ['embed', 'stand-in', 'stand-in-stream'])
   for (const name of ['lm', 'detr', 'toString', '__proto__', '']) {
     assert.throws(() => getSkillset(name), hasCode('ERR_SKILLSET_NOT_FOUND'), name)
   }

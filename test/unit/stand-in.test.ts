@@ -167,6 +167,7 @@ test('demo/stand-in: in the catalog, generated deterministically, imported with 
       assert.ok(served.threads.every((t) => t instanceof LocalRunner), 'an inProcess skillset gets LocalRunners, no worker thread')
       assert.equal(served.threads.length, 2)
       const input = served.skillset.parseInput({ items: 4, tag: 'served' })
+      assert.ok(served.queue instanceof ModelQueue)
       const out = await served.queue.submit(input, later())
       const wire = served.skillset.encodeOutput(out.output)
       assert.deepEqual(served.skillset.decodeOutput(wire), { digest: standInDigest({ items: 4, tag: 'served' }) })

@@ -1,30 +1,10 @@
 import type { Command, ParsedArgs } from '../command.ts'
 import { bool, str, strs } from '../command.ts'
-import { defaultDataDir } from '../../config/schema.ts'
 import { UsageError } from '../../errors.ts'
 import { getSkillset } from '../../../skillsets/index.ts'
-import { readLiveNodeFile } from '../../node/node-file.ts'
 import { modelIdSchema } from '../../models/catalog.ts'
-
-const MAX_TIMEOUT_S = 3600
-
-function timeoutMs (args: ParsedArgs): number {
-  const raw = str(args, 'timeout') ?? '30'
-  const s = Number(raw)
-  if (!Number.isFinite(s) || s <= 0 || s > MAX_TIMEOUT_S) throw new UsageError(`--timeout ${raw}: expected seconds between 0 and ${MAX_TIMEOUT_S}`)
-  return Math.round(s * 1000)
-}
-
-/** Where to find workers: --bootstrap, else the node running from this data dir. */
-async function bootstrapAddrs (args: ParsedArgs): Promise<string[]> {
-  const given = strs(args, 'bootstrap')
-  if (given.length > 0) return given
-  const dataDir = str(args, 'data-dir') ?? process.env.IPFS_ACCELERATE_DATA_DIR ?? defaultDataDir()
-  const local = await readLiveNodeFile(dataDir)
-  const all = local?.multiaddrs ?? []
-  const loopback = all.filter((a) => a.startsWith('/ip4/127.') || a.startsWith('/ip6/::1/'))
-  return loopback.length > 0 ? loopback : all
-}
+import { standInStreamCommand } from './submit-stream.ts'
+import { bootstrapAddrs, timeoutMs } from './submit-common.ts'
 
 const embedCommand: Command = {
   name: 'embed',
@@ -132,5 +112,5 @@ export const submitCommand: Command = {
   summary: 'submit a job to the swarm and print its result',
   help: 'Usage: ipfs-accelerate submit <skillset> [options]',
   options: {},
-  subcommands: Object.freeze([embedCommand])
+  subcommands: Object.freeze([embedCommand, standInStreamCommand])
 }

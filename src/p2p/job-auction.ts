@@ -1,0 +1,177 @@
+/**
+ * The auction of a job, seen from the client (split from job-client.ts,
+ * which leases and answers): the workers that serve the job's model, rounds
+ * of direct and gossip offers, and the choice among bids. A streaming job
+ * is offered only over job protocol 1.1.0 links: a worker whose link
+ * speaks 1.0.0 counts as having answered, and is not offered it.
+ */
+import { peerIdFromString } from '@libp2p/peer-id'
+import { errorMessage, NoWorkerError } from '../errors.ts'
+import type { Adverts, Serving } from './adverts.ts'
+import type { BoundedMap } from './bounded.ts'
+import { encodeMessage } from './codec.ts'
+import { bidMs, expectedMs, rankBids, recentFailures, typicalThroughput, weight, weightedPick } from './fit.ts'
+import type { WorkerRecord } from './fit.ts'
+import type { JobClientInit, JobRequest } from './job-client.ts'
+import type { Pending } from './job-lease.ts'
+import type { Bid, LinkFrame, Offer } from './messages.ts'
+import { MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from './protocol.ts'
+
+export interface AuctionDeps {
+  init: JobClientInit
+  records: BoundedMap<string, WorkerRecord>
+  stats: { rounds: number, directOffers: number, gossipOffers: number, oldLinks: number }
+  /** Send a frame the protocol can do without (declines): never throws. */
+  send: (peer: string, f: LinkFrame) => Promise<void>
+}
+
+export class Auctioneer {
+  private readonly deps: AuctionDeps
+
+  constructor (deps: AuctionDeps) {
+    this.deps = deps
+  }
+
+  candidates (req: JobRequest, excluded: ReadonlySet<string>): Serving[] {
+    const self = this.deps.init.libp2p.peerId.toString()
+    const known = this.deps.init.adverts.serving(req.skillset, req.model).filter((s) => !excluded.has(s.peerId) && s.peerId !== self)
+    if (known.length > 0) return known
+    // Nothing advertised yet: the connected peers subscribed to the skillset's topic may serve it (each says busy if not),
+    // unless their adverts or hints say they do not.
+    return this.deps.init.libp2p.services.pubsub.getSubscribers(jobsTopic(req.skillset))
+      .map((p) => p.toString())
+      .filter((p) => !excluded.has(p) && p !== self && this.deps.init.adverts.mayServe(p, req.skillset, req.model))
+      .map((peerId) => ({ peerId, model: { id: req.model ?? '', skillset: req.skillset, provider: '', dtype: '', device: '', loaded: true }, addrs: [], source: 'hint' as const }))
+  }
+
+  noWorker (req: JobRequest, excluded: ReadonlySet<string>): NoWorkerError {
+    const peers = this.deps.init.libp2p.getPeers().length
+    if (peers === 0) return new NoWorkerError('no peer found: start a worker node (`npm start`), or pass --bootstrap with the multiaddr it printed (and --swarm-key with the swarm\'s key if it is private)')
+    const what = req.model ?? `\`${req.skillset}\` jobs`
+    const served = this.deps.init.adverts.served()
+    const list = served.length === 0 ? 'no worker model at all' : served.map((s) => `${s.id} (${s.skillset})`).join(', ')
+    return new NoWorkerError(`no worker serves ${what}${excluded.size > 0 ? ` apart from the ${excluded.size} that failed it` : ''}; the swarm serves ${list}: pick one of those, or start a worker that serves it`)
+  }
+
+  /** Rounds of offers until a bid is chosen; undefined when the deadline or the caller ends it. */
+  async auction (job: Pending, req: JobRequest, excluded: ReadonlySet<string>, deadline: number, signal: AbortSignal, waitWake: (until: number) => Promise<void>, countRound: () => void): Promise<Bid & { worker: string } | undefined> {
+    const { pubsub } = this.deps.init.libp2p.services
+    const topic = jobsTopic(req.skillset)
+    const fanout = this.deps.init.fanout ?? 3
+    const startedAt = performance.now()
+    const discoverUntil = Math.min(deadline, startedAt + (this.deps.init.discoveryMs ?? 5000))
+    job.bids.clear()
+    job.answered.clear()
+    let offered = false
+    for (let round = 0; !signal.aborted && performance.now() < deadline; round++) {
+      let cands = this.candidates(req, excluded)
+      const topicPeers = pubsub.getSubscribers(topic).map((p) => p.toString()).filter((p) => !excluded.has(p))
+      const subscribers = topicPeers.length
+      // Subscribers whose adverts list no such model do not count: a model nobody serves fails at once.
+      if (cands.length === 0 && !topicPeers.some((p) => this.deps.init.adverts.mayServe(p, req.skillset, req.model))) {
+        // Nothing known serves it: a directory answer or adverts already said so, or nobody answered yet.
+        if (this.deps.init.adverts.stats.directoriesFetched > 0 || performance.now() >= discoverUntil - 1) throw this.noWorker(req, excluded)
+        await waitWake(Math.min(discoverUntil, performance.now() + 50))
+        round--
+        continue
+      }
+      countRound()
+      offered = true
+      this.deps.stats.rounds++
+      job.answered.clear()
+      const records = cands.map((c) => this.deps.records.get(c.peerId))
+      const typical = typicalThroughput(cands.map((c) => c.model))
+      const now = performance.now()
+      const picks = weightedPick(cands.map((c, i) => ({ item: c, weight: weight(expectedMs(c.model, req.cost, records[i], typical), recentFailures(records[i], now)) })), fanout)
+      const offer: Offer = { v: PROTOCOL_VERSION, t: 'offer', ...job.head, ttlMs: Math.max(1, Math.round(deadline - now)), round }
+      const direct = new Set(picks.map((p) => p.peerId))
+      // The round's clock starts once its offers are out: dials to new workers take time, more on a busy host.
+      let sentAt: number | undefined
+      void Promise.all(picks.map(async (p) => { await this.offerDirect(p, offer, signal, job) })).then(() => { sentAt = performance.now(); job.wake() })
+      this.deps.stats.directOffers += picks.length
+      // Gossip reaches workers this client does not know of: from the second round on, or when nothing is advertised yet.
+      if ((round > 0 || cands.every((c) => c.source === 'hint' && c.model.provider === '')) && subscribers > 0) {
+        this.deps.stats.gossipOffers++
+        pubsub.publish(topic, encodeMessage(offer, MAX_GOSSIP_BYTES)).catch((err: unknown) => {
+          this.deps.init.log.debug('could not publish an offer', { jobId: job.head.jobId, error: errorMessage(err) })
+        })
+      }
+      // Wait for bids: the round's end, or every direct candidate answered, or a window after the first bid.
+      const roundMs = Math.min(this.deps.init.maxRoundMs ?? 2000, (this.deps.init.roundMs ?? 300) * 2 ** round)
+      let windowEnd = Infinity
+      for (;;) {
+        const roundEnd = Math.min(deadline, (sentAt ?? performance.now()) + roundMs)
+        const allAnswered = [...direct].every((d) => job.answered.has(d))
+        if (job.bids.size > 0) {
+          if (windowEnd === Infinity) {
+            const took = performance.now() - now
+            windowEnd = performance.now() + Math.min(this.deps.init.maxBidWindowMs ?? 250, Math.max(this.deps.init.bidWindowMs ?? 20, took))
+          }
+          if (allAnswered || performance.now() >= windowEnd) {
+            const chosen = this.choose(job, req, excluded)
+            if (chosen !== undefined) return chosen
+            // Every bid was unusable (another model, a worker given up on, a claim its advert contradicts): wait on for others.
+            windowEnd = Infinity
+          }
+        }
+        if (performance.now() >= roundEnd || signal.aborted) break
+        // Every direct candidate refused this client: on to the next round (other workers, or ERR_FORBIDDEN) now.
+        if (job.bids.size === 0 && allAnswered && direct.size > 0 && [...direct].every((d) => job.forbidden.has(d))) break
+        await waitWake(Math.min(roundEnd, windowEnd))
+      }
+      if (job.bids.size > 0) {
+        const chosen = this.choose(job, req, excluded)
+        if (chosen !== undefined) return chosen
+      }
+    }
+    // The deadline came while looking for a worker (a timeout shorter than discovery): nothing to offer it to is ERR_NO_WORKER, not a timeout.
+    if (!offered && req.signal?.aborted !== true) throw this.noWorker(req, excluded)
+    return undefined
+  }
+
+  /** Offer the job on a link to a candidate, dialling it if need be (bounded); a failure only loses this candidate. */
+  private async offerDirect (c: Serving, offer: Offer, signal: AbortSignal, job: Pending): Promise<void> {
+    try {
+      if (c.addrs.length > 0 && this.deps.init.libp2p.getConnections(peerIdFromString(c.peerId)).length === 0) {
+        await this.deps.init.libp2p.peerStore.merge(peerIdFromString(c.peerId), { multiaddrs: c.addrs })
+      }
+      const link = await this.deps.init.links.get(c.peerId, AbortSignal.any([signal, AbortSignal.timeout(3000)]))
+      if (job.streaming && !link.streaming) {
+        // A peer that speaks only job protocol 1.0.0 is never offered a stream: it counts as an answer.
+        this.deps.stats.oldLinks++
+        job.answered.add(c.peerId)
+        job.wake()
+        return
+      }
+      await link.send(offer)
+    } catch (err) {
+      this.deps.init.log.debug('could not offer a job directly', { worker: c.peerId, jobId: offer.jobId, error: errorMessage(err) })
+    }
+  }
+
+  /** The winning bid; the others are declined. Bids from workers that fail the advert check rank last. */
+  private choose (job: Pending, req: JobRequest, excluded: ReadonlySet<string>): Bid & { worker: string } | undefined {
+    const serving = new Map(this.deps.init.adverts.serving(req.skillset, req.model).map((s) => [s.peerId, s]))
+    // What is typical comes from the bids as well: an advert's figure may be older than a worker's first batch.
+    const typical = typicalThroughput([...[...serving.values()].map((s) => s.model), ...job.bids.values()])
+    const now = performance.now()
+    const entries = [...job.bids.entries()].filter(([w, b]) => {
+      if (excluded.has(w)) return false
+      if (req.model !== undefined && b.model !== req.model) return false
+      const ad = serving.get(w)
+      // A bid that contradicts the worker's own advert (another provider or dtype) is not believed.
+      return ad === undefined || ad.source === 'hint' || (ad.model.id === b.model && ad.model.provider === b.provider && ad.model.dtype === b.dtype)
+    })
+    const ranked = rankBids(entries.map(([w, b]) => {
+      const ad = serving.get(w)
+      const rec = this.deps.records.get(w)
+      return { bid: { ...b, worker: w }, ms: bidMs(b, req.cost, ad?.model, rec, typical), failures: recentFailures(rec, now), advertised: ad !== undefined && ad.model.provider !== '' }
+    }))
+    const best = ranked[0]
+    for (const [w] of job.bids) if (w !== best?.worker) void this.deps.send(w, { v: PROTOCOL_VERSION, t: 'decline', jobId: job.head.jobId })
+    job.bids.clear()
+    if (best !== undefined) this.deps.init.log.debug('leasing a job', { jobId: job.head.jobId, traceId: job.head.traceId, bids: ranked.length, worker: best.worker, queuedCost: best.queuedCost })
+    return best
+  }
+
+}

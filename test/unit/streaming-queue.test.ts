@@ -1,0 +1,145 @@
+/**
+ * The scheduler's streaming path: StreamingQueue on the streaming stand-in,
+ * in-process (LocalStreamRunner) and in a real inference thread
+ * (inference-thread.ts speaking start/partial/credit/cancel/done): partials
+ * arrive in order and join into the output; a slow consumer pauses its job
+ * (only its job); cancel stops the runner's steps; jobs are admitted by
+ * KV-cache tokens against the budget; a job that stops making progress
+ * fails with ERR_INFERENCE_STALLED; a thread crash fails its jobs with
+ * ERR_INFERENCE.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { tmpdir } from 'node:os'
+import { expectedText, standInStreamSkillset, StandInStreamRunner } from '../../skillsets/stand-in-stream/index.ts'
+import type { StreamPartial } from '../../skillsets/stand-in-stream/index.ts'
+import type { ExecutionPlan } from '../../src/interfaces/index.ts'
+import { LocalStreamRunner } from '../../src/scheduler/local-stream-runner.ts'
+import { StreamingQueue } from '../../src/scheduler/streaming-queue.ts'
+import type { StreamHost, StreamingQueueInit } from '../../src/scheduler/streaming-queue.ts'
+import { InferenceThread } from '../../src/scheduler/thread.ts'
+import { silentLog, sleep, waitFor } from '../helpers/p2p-nodes.ts'
+
+const plan: ExecutionPlan = { modelId: 'demo/stand-in-stream', device: 'cpu', provider: 'cpu', dtype: 'fp32', intraOpThreads: 1, reasons: [], fallbacks: [] }
+const model = { id: 'demo/stand-in-stream', localModelPath: tmpdir() }
+
+async function local (): Promise<LocalStreamRunner> {
+  const r = new LocalStreamRunner({ skillset: standInStreamSkillset, model, plan, log: silentLog })
+  await r.start()
+  return r
+}
+
+function queue (runners: StreamHost[], over: Partial<StreamingQueueInit> = {}): StreamingQueue {
+  return new StreamingQueue({ modelId: model.id, skillset: standInStreamSkillset, runners, budget: 100_000, maxQueuedJobs: 100, maxQueuedCost: 100_000, stallMs: 30_000, log: silentLog, ...over })
+}
+
+const later = (): number => performance.now() + 60_000
+
+test('partials arrive in order and join into the final output; two jobs interleave step by step', async () => {
+  const runner = await local()
+  const q = queue([runner])
+  const got: Record<string, string[]> = { a: [], b: [] }
+  const order: string[] = []
+  const run = async (tag: string): Promise<unknown> => await q.submit({ steps: 20, tag }, { deadline: later(), emit: async (p) => { got[tag]!.push((p as StreamPartial).text); order.push(tag) } })
+  const [a, b] = await Promise.all([run('a'), run('b')]) as Array<{ output: { text: string, steps: number }, partials: number }>
+  assert.equal(a!.output.text, expectedText({ steps: 20, tag: 'a' }))
+  assert.equal(got.a!.join(''), a!.output.text, 'the partials join into the output')
+  assert.equal(got.b!.join(''), expectedText({ steps: 20, tag: 'b' }))
+  assert.equal(a!.partials, 20)
+  assert.ok(order.slice(0, 10).includes('b'), `job b streams while a runs: ${order.join('')}`)
+  assert.equal(q.stats.completed, 2)
+  await runner.stop()
+})
+
+test('a slow consumer pauses its own job only; the other job runs on', async () => {
+  const runner = await local()
+  const q = queue([runner])
+  let release: () => void = () => {}
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  let slowSeen = 0
+  const slow = q.submit({ steps: 50, tag: 'slow' }, { deadline: later(), emit: async () => { slowSeen++; if (slowSeen === 3) await gate } })
+  const fast = await q.submit({ steps: 40, tag: 'fast' }, { deadline: later(), emit: async () => {} })
+  assert.equal(fast.partials, 40, 'the other job finished while the slow one was paused')
+  assert.equal(slowSeen, 3, 'the slow job did not step past its blocked emit')
+  await sleep(20)
+  assert.equal(slowSeen, 3, 'still paused')
+  release()
+  assert.equal((await slow).partials, 50)
+  await runner.stop()
+})
+
+test('cancel aborts ctx.signal and the runner takes no more steps', async () => {
+  const runner = await local()
+  const q = queue([runner])
+  const ctl = new AbortController()
+  let seen = 0
+  const job = q.submit({ steps: 4000, tag: 'c', msPerStep: 1 }, { deadline: later(), signal: ctl.signal, emit: async () => { seen++ } })
+  await waitFor('some partials', () => seen >= 5)
+  ctl.abort(new Error('client went away'))
+  await assert.rejects(job, /client went away/)
+  const inner = runner.current as StandInStreamRunner
+  const steps = inner.steps
+  await sleep(50)
+  assert.equal(inner.steps, steps, 'no step after the cancel')
+  assert.equal(inner.running, 0, 'the runner let the job go')
+  assert.equal(q.stats.cancelled, 1)
+  await runner.stop()
+})
+
+test('jobs are admitted by KV-cache tokens: past the budget a job waits for room', async () => {
+  const runner = await local()
+  const q = queue([runner], { budget: 100 })
+  assert.equal(q.admits(101), false, 'a job over the whole budget is never admitted')
+  let secondStartedWhileFirstRan = false
+  let firstDone = false
+  const first = q.submit({ steps: 60, tag: '1', msPerStep: 1 }, { deadline: later(), emit: async () => {} }).then((o) => { firstDone = true; return o })
+  const second = q.submit({ steps: 60, tag: '2' }, { deadline: later(), emit: async () => { if (!firstDone) secondStartedWhileFirstRan = true } })
+  await waitFor('the second job queued', () => q.queuedCost === 60)
+  await Promise.all([first, second])
+  assert.equal(secondStartedWhileFirstRan, false, 'the second job started only when the first gave its tokens back')
+  await runner.stop()
+})
+
+test('a job that makes no progress fails with ERR_INFERENCE_STALLED; others carry on', async () => {
+  const runner = await local()
+  const q = queue([runner], { stallMs: 100 })
+  const stuck = q.submit({ steps: 10, tag: 'h', hangAt: 3 }, { deadline: later(), emit: async () => {} })
+  const ok = q.submit({ steps: 200, tag: 'ok', msPerStep: 1 }, { deadline: later(), emit: async () => {} })
+  await assert.rejects(stuck, (e: Error & { code?: string }) => e.code === 'ERR_INFERENCE_STALLED')
+  assert.equal((await ok).partials, 200)
+  assert.equal(q.stats.stalls, 1)
+  await runner.stop()
+})
+
+test('in a real inference thread: partials with credit, cancel, and a crash fails the jobs with ERR_INFERENCE', async () => {
+  const thread = new InferenceThread({ skillset: 'stand-in-stream', model, plan }, silentLog, { backoff: { initialMs: 20, maxMs: 40 } })
+  await thread.start()
+  const q = queue([thread])
+  try {
+    const parts: string[] = []
+    const done = await q.submit({ steps: 30, tag: 't' }, { deadline: later(), emit: async (p) => { parts.push((p as StreamPartial).text); await sleep(1) } })
+    assert.equal(parts.join(''), expectedText({ steps: 30, tag: 't' }))
+    assert.deepEqual(done.output, { text: parts.join(''), steps: 30 })
+
+    // Back-pressure crosses the thread: with the consumer stuck, the thread sends no more than its credit.
+    let held = 0
+    const ctl = new AbortController()
+    const blocked = q.submit({ steps: 1000, tag: 'b' }, { deadline: later(), signal: ctl.signal, emit: async () => { held++; await new Promise(() => {}) } })
+    await waitFor('the first partial', () => held === 1)
+    await sleep(50)
+    assert.equal(held, 1, 'the consumer holds one partial; the rest wait in the thread')
+    ctl.abort(new Error('cancelled by the test'))
+    await assert.rejects(blocked, /cancelled by the test/)
+
+    let seen = 0
+    const crashing = q.submit({ steps: 4000, tag: 'x', msPerStep: 1 }, { deadline: later(), emit: async () => { seen++ } })
+    await waitFor('partials before the crash', () => seen >= 3)
+    await (thread as unknown as { worker: { terminate: () => Promise<number> } }).worker.terminate()
+    await assert.rejects(crashing, (e: Error & { code?: string }) => e.code === 'ERR_INFERENCE')
+    await waitFor('the thread back', () => thread.ready)
+    assert.equal((await q.submit({ steps: 3 }, { deadline: later(), emit: async () => {} })).partials, 3, 'the restarted thread runs jobs')
+  } finally {
+    await q.drain(0)
+    await thread.stop()
+  }
+})
