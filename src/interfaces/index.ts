@@ -17,6 +17,8 @@ export type ProviderName = 'cuda' | 'tensorrt' | 'webgpu' | 'cpu'
 /** Where a model's files come from. */
 export type ModelSource =
   | { kind: 'generated', generator: 'bert', size: 'tiny' | 'minilm', seed: number }
+  /** A Qwen2-shaped decoder LM with a KV cache (src/models/generate/lm). */
+  | { kind: 'generated', generator: 'qwen2', size: 'tiny' | 'small' | 'bench', seed: number }
   /** A placeholder folder for the stand-in skillset (no weights); `size` never set, kept so code reading `source.size` still types. */
   | { kind: 'generated', generator: 'stand-in', seed: number, size?: undefined }
   | { kind: 'hub', repo: string, revision?: string }

@@ -5,11 +5,17 @@ import { defaultDataDir } from '../../config/schema.ts'
 import { UsageError } from '../../errors.ts'
 import type { ModelEntry } from '../../interfaces/index.ts'
 import { DEFAULT_CATALOG_PATH, loadCatalog, modelIdSchema } from '../../models/catalog.ts'
-import type { GenerateProgress, GraphDtype } from '../../models/generate/index.ts'
-import { ensureGeneratedModel, isGeneratedModelComplete, modelDir } from '../../models/generate/index.ts'
+import type { GenerateProgress } from '../../models/generate/index.ts'
+import { ensureGeneratedModel, generatedDtypes, isGeneratedModelComplete, modelDir } from '../../models/generate/index.ts'
 import { folderCid } from '../../store/models/files.ts'
 
 interface Result { id: string, dir: string, status: 'generated' | 'present', ms: number, cid: string, pinned: 'matches' | 'differs' | 'none' }
+
+const GENERATOR_WORDS: Readonly<Record<Extract<ModelEntry['source'], { kind: 'generated' }>['generator'], (size: string | undefined) => string>> = Object.freeze({
+  bert: (size) => `${size ?? ''} BERT`,
+  qwen2: (size) => `${size ?? ''} Qwen2-shaped LM`,
+  'stand-in': () => 'stand-in placeholder'
+})
 
 function targets (args: ParsedArgs, all: readonly ModelEntry[]): ModelEntry[] {
   const ids = strs(args, 'id')
@@ -36,15 +42,15 @@ async function run (args: ParsedArgs): Promise<number> {
   const results: Result[] = []
   for (const entry of entries) {
     if (entry.source.kind !== 'generated') continue
-    const { size, seed } = entry.source
+    const { generator, size, seed } = entry.source
     const dir = modelDir(modelsDir, entry.id)
-    const dtypes = (['fp32', 'q8', 'int8'] as GraphDtype[]).filter((d) => entry.dtypes.includes(d))
+    const dtypes = generatedDtypes(entry)
     let status: Result['status'] = 'present'
     let ms = 0
     if (!force && await isGeneratedModelComplete(dir, entry.source, dtypes)) {
       say(`${entry.id}: present in ${dir} (--force regenerates it)`)
     } else {
-      say(`${entry.id}: generating ${entry.source.generator === 'bert' ? `${size} BERT` : entry.source.generator}, seed ${seed} → ${dir}`)
+      say(`${entry.id}: generating ${GENERATOR_WORDS[generator](size)}, seed ${seed} → ${dir}`)
       const t0 = performance.now()
       const onProgress = (e: GenerateProgress): void => { say(`  ${(e.elapsedMs / 1000).toFixed(1).padStart(5)}s  ${e.step.padEnd(9)} ${e.detail}`) }
       await ensureGeneratedModel(entry, modelsDir, { force, onProgress })
@@ -67,13 +73,16 @@ export const modelsGenerateCommand: Command = {
   help: `Usage: ipfs-accelerate models generate [--id ID]... [options]
 
 Writes the catalog's generated models (source kind "generated": BERT encoders
-with seeded RANDOM weights, real ONNX in the Hugging Face layout) into the
-models directory, one directory per model id:
+and Qwen2-shaped decoder LMs with seeded RANDOM weights, real ONNX in the
+Hugging Face layout) into the models directory, one directory per model id:
 
   <models-dir>/<id>/config.json, tokenizer.json, tokenizer_config.json,
                     special_tokens_map.json, generated.json,
                     onnx/model.onnx (fp32), onnx/model_quantized.onnx (q8),
                     onnx/model_int8.onnx (int8, static scales)
+  LMs (generator qwen2): generation_config.json and onnx/model.onnx only
+                    (a merged decoder with a KV cache; byte-level BPE with a
+                    ChatML chat template)
 
 The same seed always gives byte-identical files, so the same root CID on every
 host: each model's CID is printed, and checked against the one models.json
@@ -81,7 +90,8 @@ pins (a node refuses to serve a generated model whose CID differs). A model that
 complete is left alone; an incomplete or stale one is regenerated. Each model
 is written to a temporary directory first and renamed into place, so an
 interrupted run never leaves half a model. demo/minilm-random (all-MiniLM-L6-v2's
-shape, 86 MiB fp32 + 22 MiB q8) takes a few seconds.
+shape, 86 MiB fp32 + 22 MiB q8) takes a few seconds; demo/lm-bench-random
+(75 M parameters, 288 MiB) takes longer: name the models you want with --id.
 
 Options:
   --id ID           a model to generate, repeatable (default: every generated

@@ -10,7 +10,7 @@ export const OPSET = 17
 export const IR_VERSION = 8
 
 /** ONNX TensorProto.DataType numbers used here. */
-export const DT = Object.freeze({ FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7 })
+export const DT = Object.freeze({ FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, BOOL: 9 })
 const AT = Object.freeze({ FLOAT: 1, INT: 2, INTS: 7 })
 
 export type AttrValue = number | number[] | { float: number }

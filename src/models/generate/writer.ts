@@ -1,6 +1,6 @@
 /**
- * Writes a generated BERT model (or the stand-in skillset's placeholder
- * model) in the Hugging Face layout, and makes sure
+ * Writes a generated BERT encoder or Qwen2-shaped LM (or the stand-in
+ * skillset's placeholder model) in the Hugging Face layout, and makes sure
  * the generated entries of models.json exist on disk (atomically: a crash
  * never leaves half a model where a loader would find it).
  */
@@ -17,6 +17,8 @@ import { buildBertOnnx } from './graph.ts'
 import { generateBertWeights, parameterCount } from './weights.ts'
 import { buildVocab, specialTokensMapJson, tokenizerConfigJson, tokenizerJson } from './vocab.ts'
 import { standInFiles } from './stand-in.ts'
+import type { LmSize } from './lm/config.ts'
+import { lmModelFiles } from './lm/files.ts'
 
 const log = forComponent('ipfs-accelerate:models:generate')
 
@@ -50,7 +52,7 @@ export interface GeneratedModel {
   ms: number
 }
 
-interface Manifest { generator: 'bert' | 'stand-in', version: number, size?: BertSize, seed: number, files: GeneratedFile[] }
+interface Manifest { generator: 'bert' | 'stand-in' | 'qwen2', version: number, size?: BertSize | LmSize, seed: number, files: GeneratedFile[] }
 
 function json (v: unknown): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(v, null, 2) + '\n')
@@ -103,6 +105,22 @@ async function writeModelFiles (outDir: string, contents: ReadonlyMap<string, Ui
   return files
 }
 
+export interface GeneratedLm { dir: string, size: LmSize, seed: number, parameters: number, files: GeneratedFile[], ms: number }
+
+/** Generate a Qwen2-shaped decoder LM (fp32 only) into `outDir` (created; existing files are overwritten). */
+export async function generateLmModel (opts: { size: LmSize, seed: number, outDir: string, onProgress?: (event: GenerateProgress) => void, signal?: AbortSignal }): Promise<GeneratedLm> {
+  const t0 = performance.now()
+  const progress = (step: GenerateProgress['step'], detail: string): void => {
+    opts.signal?.throwIfAborted()
+    opts.onProgress?.({ step, detail, elapsedMs: performance.now() - t0 })
+  }
+  const { files: contents, parameters } = lmModelFiles(opts.size, opts.seed, progress)
+  const files = await writeModelFiles(opts.outDir, contents, (path, bytes) => { progress('write', `${path} (${(bytes.byteLength / 1048576).toFixed(1)} MiB)`) })
+  await writeFile(join(opts.outDir, MANIFEST_FILE), json({ generator: 'qwen2', version: GENERATOR_VERSION, size: opts.size, seed: opts.seed, files } satisfies Manifest))
+  progress('done', `${files.length} files`)
+  return { dir: opts.outDir, size: opts.size, seed: opts.seed, parameters, files, ms: performance.now() - t0 }
+}
+
 /** Write the stand-in skillset's placeholder model (config.json, onnx/model.onnx, manifest) into `outDir`. */
 export async function generateStandInModel (opts: { seed: number, outDir: string, onProgress?: (event: GenerateProgress) => void, signal?: AbortSignal }): Promise<GeneratedFile[]> {
   const t0 = performance.now()
@@ -150,6 +168,23 @@ export async function isGeneratedModelComplete (dir: string, source: GeneratedSo
   return true
 }
 
+/** The ONNX variants each generator writes (the stand-in writes a placeholder in fp32's place). */
+export const WRITTEN_DTYPES: Readonly<Record<GeneratedSource['generator'], readonly GraphDtype[]>> = Object.freeze({
+  bert: GRAPH_DTYPES,
+  qwen2: Object.freeze(['fp32' as const]),
+  'stand-in': Object.freeze(['fp32' as const])
+})
+
+/** The ONNX variants generated for a catalog entry: those of its dtypes the generator writes (the stand-in: its placeholder). */
+export function generatedDtypes (entry: ModelEntry): GraphDtype[] {
+  const source = entry.source
+  if (source.kind !== 'generated') throw new ModelLoadError(`model "${entry.id}" is not a generated model (source kind "${source.kind}")`)
+  const written = WRITTEN_DTYPES[source.generator]
+  const dtypes = source.generator === 'stand-in' ? [...written] : written.filter((d) => entry.dtypes.includes(d))
+  if (dtypes.length === 0) throw new ModelLoadError(`model "${entry.id}": the ${source.generator} generator writes ${written.join(', ')} only, the entry lists ${entry.dtypes.join(', ')}`)
+  return dtypes
+}
+
 export interface EnsureOptions {
   /** Regenerate even when a complete model is there. */
   force?: boolean
@@ -166,8 +201,7 @@ export async function ensureGeneratedModel (entry: ModelEntry, modelsRoot: strin
   const source = entry.source
   if (source.kind !== 'generated') throw new ModelLoadError(`model "${entry.id}" is not a generated model (source kind "${source.kind}")`)
   const dir = modelDir(modelsRoot, entry.id)
-  const dtypes = source.generator === 'stand-in' ? ['fp32' as const] : GRAPH_DTYPES.filter((d) => entry.dtypes.includes(d))
-  if (dtypes.length === 0) throw new ModelLoadError(`model "${entry.id}": the generator writes ${GRAPH_DTYPES.join(', ')} only, the entry lists ${entry.dtypes.join(', ')}`)
+  const dtypes = generatedDtypes(entry)
   if (options.force !== true && await isGeneratedModelComplete(dir, source, dtypes)) return dir
 
   const suffix = `${process.pid}-${randomBytes(4).toString('hex')}`
@@ -177,8 +211,10 @@ export async function ensureGeneratedModel (entry: ModelEntry, modelsRoot: strin
   try {
     log.info('generating model', { model: entry.id, generator: source.generator, ...(source.size === undefined ? {} : { size: source.size }), seed: source.seed })
     const t0 = performance.now()
-    if (source.generator === 'stand-in') await generateStandInModel({ seed: source.seed, outDir: tmp, onProgress: options.onProgress, signal: options.signal })
-    else await generateBertModel({ size: source.size, seed: source.seed, outDir: tmp, dtypes, onProgress: options.onProgress, signal: options.signal })
+    const common = { seed: source.seed, outDir: tmp, onProgress: options.onProgress, signal: options.signal }
+    if (source.generator === 'stand-in') await generateStandInModel(common)
+    else if (source.generator === 'qwen2') await generateLmModel({ ...common, size: source.size })
+    else await generateBertModel({ ...common, size: source.size, dtypes })
     // Move a stale or incomplete copy aside, then put the new one in place.
     const hadOld = await rename(dir, old).then(() => true, (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return false
