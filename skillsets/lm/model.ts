@@ -6,8 +6,9 @@
  * `prefill` runs one prompt alone, `decode` one token for each row of a
  * left-padded batch. The contract is docs/architecture.md's (Inside
  * src/models/generate): keys after RoPE, an empty past on the first step.
+ * onnxruntime-node is imported by `loadLm`, not when this module loads.
  */
-import * as ort from 'onnxruntime-node'
+import type * as ort from 'onnxruntime-node'
 import type { ExecutionPlan, ModelLocation } from '../../src/interfaces/index.ts'
 import { ModelLoadError } from '../../src/errors.ts'
 import { pipelineOptions } from '../embed/runner.ts'
@@ -42,8 +43,10 @@ export class LoadedLm {
   private readonly lm: TfLm
   private readonly pastNames: string[]
   private readonly presentNames: string[]
+  private readonly Tensor: typeof ort.Tensor
 
-  constructor (tokenizer: TfTokenizer, lm: TfLm) {
+  constructor (tokenizer: TfTokenizer, lm: TfLm, Tensor: typeof ort.Tensor) {
+    this.Tensor = Tensor
     this.tokenizer = tokenizer
     this.lm = lm
     const session = lm.sessions.model
@@ -97,11 +100,11 @@ export class LoadedLm {
     const t = ids.length
     const { kvHeads, headDim, vocab } = this.shape
     const feeds: Record<string, ort.Tensor> = {
-      input_ids: int64(ids, [1, t]),
-      attention_mask: new ort.Tensor('int64', new BigInt64Array(t).fill(1n), [1, t]),
-      position_ids: int64(ids.map((_, i) => i), [1, t])
+      input_ids: new this.Tensor('int64', BigInt64Array.from(ids, (v) => BigInt(v)), [1, t]),
+      attention_mask: new this.Tensor('int64', new BigInt64Array(t).fill(1n), [1, t]),
+      position_ids: new this.Tensor('int64', BigInt64Array.from(ids, (_, i) => BigInt(i)), [1, t])
     }
-    for (const name of this.pastNames) feeds[name] = new ort.Tensor('float32', new Float32Array(0), [1, kvHeads, 0, headDim])
+    for (const name of this.pastNames) feeds[name] = new this.Tensor('float32', new Float32Array(0), [1, kvHeads, 0, headDim])
     const out = await this.session.run(feeds)
     const logits = (out.logits as ort.Tensor).data as Float32Array
     return { logits: logits.slice((t - 1) * vocab, t * vocab), kv: { tensors: this.presentNames.map((n) => out[n] as ort.Tensor), rows: 1, row: 0, length: t } }
@@ -128,9 +131,9 @@ export class LoadedLm {
       pos[i] = BigInt(r.n)
     })
     const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor('int64', ids, [b, 1]),
-      attention_mask: new ort.Tensor('int64', mask, [b, L + 1]),
-      position_ids: new ort.Tensor('int64', pos, [b, 1])
+      input_ids: new this.Tensor('int64', ids, [b, 1]),
+      attention_mask: new this.Tensor('int64', mask, [b, L + 1]),
+      position_ids: new this.Tensor('int64', pos, [b, 1])
     }
     this.pastNames.forEach((name, k) => { feeds[name] = past[k] as ort.Tensor })
     const out = await this.session.run(feeds)
@@ -152,7 +155,7 @@ export class LoadedLm {
           dst.set(src.subarray(from, from + r.n * headDim), to)
         }
       })
-      return new ort.Tensor('float32', dst, [rows.length, kvHeads, L, headDim])
+      return new this.Tensor('float32', dst, [rows.length, kvHeads, L, headDim])
     })
   }
 
@@ -161,20 +164,17 @@ export class LoadedLm {
   }
 }
 
-function int64 (values: readonly number[], dims: number[]): ort.Tensor {
-  return new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims)
-}
-
 /** Load the tokenizer and the decoder session of `model` for `plan` (transformers.js imported here, not at module load). */
 export async function loadLm (model: ModelLocation, plan: ExecutionPlan): Promise<LoadedLm> {
   try {
+    const { Tensor } = await import('onnxruntime-node')
     const tf = await import('@huggingface/transformers')
     tf.env.allowRemoteModels = false
     tf.env.allowLocalModels = true
     tf.env.localModelPath = model.localModelPath
     const tokenizer = await tf.AutoTokenizer.from_pretrained(model.id) as unknown as TfTokenizer
     const lm = await tf.AutoModelForCausalLM.from_pretrained(model.id, pipelineOptions(plan)) as unknown as TfLm
-    return new LoadedLm(tokenizer, lm)
+    return new LoadedLm(tokenizer, lm, Tensor)
   } catch (err) {
     if (err instanceof ModelLoadError) throw err
     throw new ModelLoadError(`cannot load lm model "${model.id}" from ${model.localModelPath} (${plan.provider}, ${plan.dtype}): ${(err as Error).message}`, { cause: err })
