@@ -131,6 +131,7 @@ export function nextToken (logits: ArrayLike<number>, seen: readonly number[], p
   const scores = Float64Array.from(logits as ArrayLike<number>)
   applyRepetitionPenalty(scores, seen, p.repetitionPenalty)
   if (p.temperature === 0) return argmax(scores)
+  if (p.topK === 0 && p.topP === 1) return drawAll(scores, p.temperature, rng.nextFloat())
   const { ids, probs } = candidates(scores, p)
   const u = rng.nextFloat()
   let acc = 0
@@ -139,4 +140,18 @@ export function nextToken (logits: ArrayLike<number>, seen: readonly number[], p
     if (u < acc) return ids[i] as number
   }
   return ids[ids.length - 1] as number
+}
+
+/** A draw over every id, in id order: no sort over the vocabulary when neither top_k nor top_p cuts it. */
+function drawAll (scores: Float64Array, temperature: number, u: number): number {
+  const max = scores[argmax(scores)] as number
+  let sum = 0
+  for (let i = 0; i < scores.length; i++) { const w = Math.exp(((scores[i] as number) - max) / temperature); scores[i] = w; sum += w }
+  const target = u * sum
+  let acc = 0
+  for (let i = 0; i < scores.length; i++) {
+    acc += scores[i] as number
+    if (target < acc) return i
+  }
+  return scores.length - 1
 }
