@@ -1,18 +1,21 @@
 /**
  * The skillsets this node can run: a frozen name → skillset table. Add a
- * skillset here when it is built (lm, llava-next and detr are not yet).
- * Streaming skillsets (`streaming: true`, see StreamingSkillset) sit in the
- * same table; `isStreamingSkillset` tells them apart.
+ * skillset here when it is built (llava-next and detr are not yet).
+ * Streaming skillsets (`streaming: true`, see StreamingSkillset: `lm`, the
+ * streaming stand-in) sit in the same table; `isStreamingSkillset` tells
+ * them apart.
  */
 import type { AnySkillset, Skillset, StreamingSkillset } from '../src/interfaces/index.ts'
 import { isStreamingSkillset } from '../src/interfaces/index.ts'
 import { SkillsetNotFoundError } from '../src/errors.ts'
 import { embedSkillset } from './embed/index.ts'
+import { lmSkillset } from './lm/index.ts'
 import { standInSkillset } from './stand-in/index.ts'
 import { standInStreamSkillset } from './stand-in-stream/index.ts'
 
 export const SKILLSETS: Readonly<Record<string, AnySkillset>> = Object.freeze({
   embed: embedSkillset,
+  lm: lmSkillset as unknown as StreamingSkillset,
   /** Timers only, for tests and benchmarks; serves only models asked for by id (no offline default). */
   'stand-in': standInSkillset as Skillset,
   /** The streaming twin of the stand-in (timers only), for tests of the streaming path. */

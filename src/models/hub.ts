@@ -38,7 +38,8 @@ const SUPPORT_FILES: Readonly<Record<SkillsetName, { required: readonly string[]
   lm: { required: ['config.json', 'tokenizer.json', 'tokenizer_config.json'], optional: ['special_tokens_map.json', 'generation_config.json', 'chat_template.jinja', 'chat_template.json'] },
   'llava-next': { required: ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json'], optional: ['special_tokens_map.json', 'generation_config.json', 'processor_config.json', 'chat_template.jinja', 'chat_template.json'] },
   detr: { required: ['config.json', 'preprocessor_config.json'], optional: [] },
-  'stand-in': { required: ['config.json'], optional: [] }
+  'stand-in': { required: ['config.json'], optional: [] },
+  'stand-in-stream': { required: ['config.json'], optional: [] }
 })
 
 const MAX_FILE_BYTES = 32 * 1024 ** 3

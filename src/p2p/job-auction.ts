@@ -7,7 +7,7 @@
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { errorMessage, NoWorkerError } from '../errors.ts'
-import type { Adverts, Serving } from './adverts.ts'
+import type { Serving } from './adverts.ts'
 import type { BoundedMap } from './bounded.ts'
 import { encodeMessage } from './codec.ts'
 import { bidMs, expectedMs, rankBids, recentFailures, typicalThroughput, weight, weightedPick } from './fit.ts'

@@ -35,7 +35,7 @@ import { decodeMessage } from './codec.ts'
 import { encodeFrame, FrameReader } from './frames.ts'
 import { frameAllowed, linkFrameSchema, TO_WORKER } from './messages.ts'
 import type { LinkFrame } from './messages.ts'
-import { JOB_PROTOCOL, JOB_PROTOCOL_STREAM, JOB_PROTOCOLS, MAX_CONTROL_FRAME_BYTES, MAX_FRAME_BYTES } from './protocol.ts'
+import { JOB_PROTOCOL_STREAM, JOB_PROTOCOLS, MAX_CONTROL_FRAME_BYTES, MAX_FRAME_BYTES } from './protocol.ts'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
 interface Outgoing { bytes: Uint8ArrayList, resolve: () => void, reject: (err: Error) => void }

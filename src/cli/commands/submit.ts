@@ -1,4 +1,4 @@
-import type { Command, ParsedArgs } from '../command.ts'
+import type { Command } from '../command.ts'
 import { bool, str, strs } from '../command.ts'
 import { UsageError } from '../../errors.ts'
 import { getSkillset } from '../../../skillsets/index.ts'
