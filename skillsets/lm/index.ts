@@ -5,7 +5,7 @@
  * Jobs share one loaded model through the runner's step-level batching
  * (runner.ts); a job's cost is its KV-cache tokens (input.ts `lmCost`).
  */
-import type { ExecutionPlan, ModelLocation, StreamingSkillset } from '../../src/interfaces/index.ts'
+import type { ExecutionPlan, ModelLocation, SkillsetLoadOptions, StreamingSkillset } from '../../src/interfaces/index.ts'
 import { DEFAULT_KV_BUDGET_TOKENS, MAX_MESSAGES, MAX_NEW_TOKENS, MAX_PROMPT_BYTES, MAX_STOP_BYTES, MAX_STOPS } from './constants.ts'
 import type { LmInput, LmLimits } from './input.ts'
 import { lmCost, parseLmInput } from './input.ts'
@@ -31,7 +31,7 @@ export interface LmSkillsetInit extends Partial<LmLimits> {
 
 export interface LmSkillset extends StreamingSkillset<LmInput, LmOutput, LmPartial> {
   readonly limits: Readonly<LmLimits & { kvBudgetTokens: number }>
-  loadStreaming(model: ModelLocation, plan: ExecutionPlan): Promise<LmRunner>
+  loadStreaming(model: ModelLocation, plan: ExecutionPlan, options?: SkillsetLoadOptions): Promise<LmRunner>
 }
 
 function positiveInt (name: string, v: number | undefined, dflt: number): number {
@@ -57,8 +57,9 @@ export function createLmSkillset (init: LmSkillsetInit = {}): LmSkillset {
     cost: lmCost,
     /** About `n` KV tokens: a 16-byte prompt and the rest new tokens, greedy. */
     sampleInput: (n: number): unknown => ({ prompt: 'The quick brown ', max_new_tokens: Math.max(1, Math.min(limits.maxNewTokens, Math.floor(n) - 16)) }),
-    loadStreaming: async (model: ModelLocation, plan: ExecutionPlan): Promise<LmRunner> =>
-      new LmRunner(await loadLm(model, plan), { kvBudgetTokens: limits.kvBudgetTokens, policy: init.policy, exact: init.exact }),
+    // The node's budget (scheduler.kvBudgetTokens, which its queue admits against) wins over the skillset's default.
+    loadStreaming: async (model: ModelLocation, plan: ExecutionPlan, options?: SkillsetLoadOptions): Promise<LmRunner> =>
+      new LmRunner(await loadLm(model, plan), { kvBudgetTokens: positiveInt('kvBudgetTokens', options?.kvBudgetTokens, limits.kvBudgetTokens), policy: init.policy, exact: init.exact }),
     encodeOutput: encodeLmOutput,
     decodeOutput: decodeLmOutput,
     encodePartial: encodeLmPartial,

@@ -146,6 +146,12 @@ export interface SkillsetLoadOptions {
    * inference threads do not receive it.
    */
   nodeConfig?: Readonly<Record<string, unknown>>
+  /**
+   * For a streaming runner: the KV-cache tokens it may hold at once. The
+   * node's StreamingQueue admits jobs against the same budget
+   * (scheduler.kvBudgetTokens), so the two agree. Inference threads get it.
+   */
+  kvBudgetTokens?: number
 }
 
 /**

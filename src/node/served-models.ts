@@ -193,9 +193,9 @@ export function createRunner (entry: ModelEntry, plan: ExecutionPlan, location: 
   // transformers.js reads every file through the store's reader; the local path stays empty.
   const localModelPath = join(config.dataDir, 'store', 'no-local-files')
   const model = { id: entry.id, localModelPath, store: { blocksDir: location.blocksDir, cid: location.cid, files: location.files } }
-  if (skillset.inProcess !== true) return new InferenceThread({ skillset: entry.skillset, model, plan }, log)
+  if (skillset.inProcess !== true) return new InferenceThread({ skillset: entry.skillset, model, plan, ...(isStreamingSkillset(skillset) ? { loadOptions: { kvBudgetTokens: config.scheduler.kvBudgetTokens } } : {}) }, log)
   return isStreamingSkillset(skillset)
-    ? new LocalStreamRunner({ skillset, model, plan, loadOptions: { nodeConfig: config }, log })
+    ? new LocalStreamRunner({ skillset, model, plan, loadOptions: { nodeConfig: config, kvBudgetTokens: config.scheduler.kvBudgetTokens }, log })
     : new LocalRunner({ skillset, model, plan, loadOptions: { nodeConfig: config }, log })
 }
 

@@ -74,7 +74,7 @@ const t0 = performance.now()
 try {
   await useStore(init.model)
   const skillset = getSkillset(init.skillset)
-  if (isStreamingSkillset(skillset)) streamer = await skillset.loadStreaming(init.model, init.plan)
+  if (isStreamingSkillset(skillset)) streamer = await skillset.loadStreaming(init.model, init.plan, init.loadOptions)
   else runner = await skillset.load(init.model, init.plan)
   post({ type: 'ready', loadMs: performance.now() - t0 })
 } catch (err) {

@@ -22,6 +22,8 @@ export interface ThreadInit {
   plan: ExecutionPlan
   /** Which worker of its InferenceThread this is: 0 first, +1 per restart (the test fault hook fires in 0 only). */
   generation?: number
+  /** What a streaming skillset's loadStreaming gets (structured-cloneable: no nodeConfig). */
+  loadOptions?: { kvBudgetTokens?: number }
 }
 
 export type ToThread =

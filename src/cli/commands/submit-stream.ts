@@ -51,7 +51,7 @@ its worker was lost after some partials and it could not resume there: it is
 not retried elsewhere), or no worker answered; 2 for invalid usage.`
 
 /** Submit a streaming job from parsed flags; `raw` is the job's input in wire form. Returns the exit code. */
-export async function runStreamingSubmit (args: ParsedArgs, name: SkillsetName, raw: Record<string, unknown>): Promise<number> {
+export async function runStreamingSubmit (args: ParsedArgs, name: SkillsetName, raw: Record<string, unknown>, extra: { timings?: (output: Record<string, unknown>, timings: { totalMs: number, firstPartialMs?: number }) => Record<string, number> } = {}): Promise<number> {
   const skillset = getStreamingSkillset(name)
   const model = str(args, 'model')
   if (model !== undefined && !modelIdSchema.safeParse(model).success) throw new UsageError(`--model ${JSON.stringify(model)} is not a model id (OWNER/NAME)`)
@@ -88,7 +88,7 @@ export async function runStreamingSubmit (args: ParsedArgs, name: SkillsetName, 
     })
     const output = skillset.encodeOutput(skillset.decodeOutput(res.output))
     if (json) {
-      process.stdout.write(JSON.stringify({ jobId: res.jobId, traceId: res.traceId, worker: res.worker, skillset: name, model: res.model, output, partials: res.partials ?? 0, tries: res.tries, provenance: { worker: res.provenance.worker, modelCid: res.provenance.modelCid, provider: res.provenance.provider, dtype: res.provenance.dtype, inputHash: Buffer.from(res.provenance.inputHash).toString('hex'), ...(res.provenance.partialsHash === undefined ? {} : { partialsHash: Buffer.from(res.provenance.partialsHash).toString('hex') }), signature: Buffer.from(res.provenance.signature).toString('base64') }, timings: res.timings }) + '\n')
+      process.stdout.write(JSON.stringify({ jobId: res.jobId, traceId: res.traceId, worker: res.worker, skillset: name, model: res.model, output, partials: res.partials ?? 0, tries: res.tries, provenance: { worker: res.provenance.worker, modelCid: res.provenance.modelCid, provider: res.provenance.provider, dtype: res.provenance.dtype, inputHash: Buffer.from(res.provenance.inputHash).toString('hex'), ...(res.provenance.partialsHash === undefined ? {} : { partialsHash: Buffer.from(res.provenance.partialsHash).toString('hex') }), signature: Buffer.from(res.provenance.signature).toString('base64') }, timings: { ...res.timings, ...extra.timings?.(output, res.timings) } }) + '\n')
     } else {
       if (stream) process.stdout.write('\n')
       process.stdout.write(`job ${res.jobId} ran on ${res.worker}: ${res.partials ?? 0} partial(s), first after ${(res.timings.firstPartialMs ?? 0).toFixed(1)} ms, ${res.timings.totalMs.toFixed(1)} ms in all\n`)

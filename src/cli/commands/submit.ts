@@ -4,6 +4,7 @@ import { UsageError } from '../../errors.ts'
 import { getSkillset } from '../../../skillsets/index.ts'
 import { modelIdSchema } from '../../models/catalog.ts'
 import { standInStreamCommand } from './submit-stream.ts'
+import { lmCommand } from './submit-lm.ts'
 import { bootstrapAddrs, timeoutMs } from './submit-common.ts'
 
 const embedCommand: Command = {
@@ -112,5 +113,5 @@ export const submitCommand: Command = {
   summary: 'submit a job to the swarm and print its result',
   help: 'Usage: ipfs-accelerate submit <skillset> [options]',
   options: {},
-  subcommands: Object.freeze([embedCommand, standInStreamCommand])
+  subcommands: Object.freeze([embedCommand, lmCommand, standInStreamCommand])
 }
