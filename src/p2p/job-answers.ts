@@ -20,7 +20,7 @@ export type ResultBody = Omit<Result, 'v' | 't' | 'jobId'>
 export interface FrameLimits {
   input: number
   output: number
-  /** Streaming skillsets: the largest partial frame body. */
+  /** Streaming skillsets: the largest `partial` frame body (its envelope included). */
   partial?: number
 }
 
@@ -37,6 +37,8 @@ export interface Held {
   stream?: PartialOut
   /** A streaming job's client has no link to us since then: cancelled after the resume grace unless it asks again. */
   orphanedAt?: number
+  /** Ends a streaming job whose partial cannot be sent at all (over its frame limit): the job fails, its client is told. */
+  streamFailed?: AbortController
   outcome?: { t: 'result', body: ResultBody } | { t: 'error', code: string, message: string }
 }
 
@@ -61,14 +63,21 @@ export async function sendQuiet (deps: Pick<AnswerDeps, 'log'>, link: JobLink, f
 
 /** The partial stream of a streaming job: frames go on whatever 1.1.0 link to the client is open. */
 export function openStream (deps: AnswerDeps, held: Held, window: number): PartialOut {
-  const limit = (deps.limits(held.head.skillset).partial ?? MAX_CONTROL_FRAME_BYTES) + MAX_CONTROL_FRAME_BYTES
+  const limit = deps.limits(held.head.skillset).partial ?? MAX_CONTROL_FRAME_BYTES
   return new PartialOut({
     window,
     send: async (seq, data) => {
       const link = deps.links.find(held.client)
       if (link === undefined || !link.streaming) return false
       held.lastSentAt = performance.now()
-      if (!await sendQuiet(deps, link, { v: PROTOCOL_VERSION, t: 'partial', jobId: held.head.jobId, seq, data }, limit)) return false
+      try {
+        await link.send({ v: PROTOCOL_VERSION, t: 'partial', jobId: held.head.jobId, seq, data }, limit)
+      } catch (err) {
+        // A closed link pauses the stream until the client resumes; a partial refused on an open link never goes: the job fails.
+        if (!link.closed) held.streamFailed?.abort(err)
+        deps.log.debug('could not send a partial', { client: link.peer, jobId: held.head.jobId, seq, error: errorMessage(err) })
+        return false
+      }
       deps.stats.partials++
       return true
     }
@@ -80,7 +89,7 @@ export async function deliver (deps: AnswerDeps, held: Held): Promise<void> {
   const o = held.outcome
   if (o === undefined) return
   // A streaming job's result follows its partials: while some are not on the wire, it waits for the client's resume.
-  if (held.stream !== undefined && !held.stream.flushed) return
+  if (o.t === 'result' && held.stream !== undefined && !held.stream.flushed) return
   const f: LinkFrame = o.t === 'result'
     ? { v: PROTOCOL_VERSION, t: 'result', jobId: held.head.jobId, ...o.body }
     : { v: PROTOCOL_VERSION, t: 'error', jobId: held.head.jobId, code: o.code, message: o.message }

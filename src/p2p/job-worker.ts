@@ -366,7 +366,8 @@ export class JobWorker {
     this.jobs.set(key, held)
     this.init.log.debug('job leased', { jobId: a.jobId, traceId: a.traceId, client: link.peer })
     this.stats.executions++
-    const signal = AbortSignal.any([held.controller.signal, this.shutdown.signal])
+    if (stream !== undefined) held.streamFailed = new AbortController()
+    const signal = AbortSignal.any([held.controller.signal, this.shutdown.signal, ...(held.streamFailed === undefined ? [] : [held.streamFailed.signal])])
     const inputHash = hashInput(a.input, a.params)
     const emit = stream === undefined ? undefined : async (data: Record<string, unknown>): Promise<void> => { await stream.emit(data, signal) }
     const task = this.init.handler.run(head, a, signal, emit).then(async ({ claim, ...body }) => {

@@ -38,7 +38,7 @@ export interface StreamWorker {
   stop: () => Promise<void>
 }
 
-export async function startStreamWorker (opts: { protocols?: string[], resumeGraceMs?: number, stallMs?: number } = {}): Promise<StreamWorker> {
+export async function startStreamWorker (opts: { protocols?: string[], resumeGraceMs?: number, stallMs?: number, limits?: JobWorkerInit['limits'] } = {}): Promise<StreamWorker> {
   const node = await startNode()
   const links = new JobLinks({ libp2p: node, log: silentLog, ...(opts.protocols === undefined ? {} : { protocols: opts.protocols }) })
   const model = { id: STREAM_MODEL, localModelPath: '/nonexistent' }
@@ -64,7 +64,7 @@ export async function startStreamWorker (opts: { protocols?: string[], resumeGra
       return { model: BATCH_MODEL, output: standIn.encodeOutput(o.output as { digest: Uint8Array }), timings: { queueMs: o.queueMs, runMs: o.runMs, batchSize: o.batchSize }, claim }
     }
   }
-  const init: JobWorkerInit = { libp2p: node, privateKey: keyOf(node), links, handler, skillsets: ['stand-in-stream', 'stand-in'], limits: frameLimits, log: silentLog, ...(opts.resumeGraceMs === undefined ? {} : { resumeGraceMs: opts.resumeGraceMs }) }
+  const init: JobWorkerInit = { libp2p: node, privateKey: keyOf(node), links, handler, skillsets: ['stand-in-stream', 'stand-in'], limits: opts.limits ?? frameLimits, log: silentLog, ...(opts.resumeGraceMs === undefined ? {} : { resumeGraceMs: opts.resumeGraceMs }) }
   const jobs = new JobWorker(init)
   const adverts = new Adverts({ libp2p: node, log: silentLog, intervalMs: 1000, build: () => advertBody(node, [standInModel(STREAM_MODEL, { skillset: 'stand-in-stream' }), standInModel(BATCH_MODEL)]) })
   await links.start()

@@ -154,3 +154,12 @@ test('a worker lost after some partials: ERR_STREAM_BROKEN naming how far it got
     assert.equal(other.jobs.stats.leases, 0, 'not silently retried on the other worker')
   })
 })
+
+test('a partial over its frame limit fails the job with ERR_MESSAGE_TOO_LARGE instead of hanging it', async () => {
+  await swarm(1, async ([w], c) => {
+    const texts: Texts = []
+    await assert.rejects(c.client.submit(streamJob(50, 'big', texts)), (e: Error & { code?: string }) => e.code === 'ERR_MESSAGE_TOO_LARGE')
+    assert.equal(texts.length, 0)
+    await waitFor('the runner to let the job go', () => w!.queue.depth === 0)
+  }, { limits: () => ({ input: 4096, output: 4096, partial: 16 }) })
+})
