@@ -24,9 +24,17 @@ export const CHAT_TOKENS_FIXED = 8
  */
 export const DEFAULT_KV_BUDGET_TOKENS = 8192
 /**
- * Batches are padded only by whole multiples of this many cache positions:
- * ONNX Runtime's CPU MatMul sums over 256-long blocks of K, and its softmax
- * over 16-float lanes, so a row padded by a multiple of 256 gives the same
- * bits as the row alone (measured; other amounts change the last bits).
+ * Exact batching pads a row's KV cache only by whole multiples of this many
+ * positions. ONNX Runtime's CPU softmax sums in 16-float lanes, so a shift
+ * by another amount moves scores between lanes and changes logits in their
+ * last bits; a shift by a multiple of 16 changed no bit in any measurement
+ * (lengths 43-279, padding up to 745 positions, across the 256-long blocks
+ * of its MatMul). The exact runner therefore runs every decode step, alone
+ * or batched, with each row's attention length a multiple of 16.
  */
-export const EXACT_PAD_MULTIPLE = 256
+export const EXACT_PAD_MULTIPLE = 16
+
+/** The past length an exact decode step gives a row whose cache holds `n` positions: past + the new token is a multiple of EXACT_PAD_MULTIPLE. */
+export function canonicalPast (n: number): number {
+  return Math.ceil((n + 1) / EXACT_PAD_MULTIPLE) * EXACT_PAD_MULTIPLE - 1
+}

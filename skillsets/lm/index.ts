@@ -25,7 +25,7 @@ export interface LmSkillsetInit extends Partial<LmLimits> {
   /** KV-cache tokens the runner holds at once (default DEFAULT_KV_BUDGET_TOKENS). */
   kvBudgetTokens?: number
   policy?: BatchPolicy
-  /** Batch only rows whose padding leaves their logits bit-identical (default true). */
+  /** Pad every decode row to a canonical length, so its logits are bit-identical alone or in any batch (default true). */
   exact?: boolean
 }
 

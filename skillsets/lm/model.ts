@@ -111,13 +111,14 @@ export class LoadedLm {
   }
 
   /**
-   * One token for each row: rows are left-padded to the longest cache (a
-   * row whose cache already sits in one shared batch of this exact layout
-   * is not copied). Returns each row's logits and new cache.
+   * One token for each row: rows are left-padded to the longest cache, or to
+   * `pastLength` positions when that is longer (a row whose cache already
+   * sits in one shared batch of this exact layout is not copied). Returns
+   * each row's logits and new cache.
    */
-  async decode1 (rows: readonly DecodeRow[]): Promise<Array<{ logits: Float32Array, kv: KvView }>> {
+  async decode1 (rows: readonly DecodeRow[], pastLength = 0): Promise<Array<{ logits: Float32Array, kv: KvView }>> {
     const b = rows.length
-    const L = Math.max(...rows.map((r) => r.n))
+    const L = Math.max(pastLength, ...rows.map((r) => r.n))
     const { vocab } = this.shape
     const first = rows[0]?.kv
     const shared = first !== undefined && first.rows === b && first.length === L && rows.every((r, i) => r.kv.tensors === first.tensors && r.kv.row === i)

@@ -6,13 +6,17 @@
  * `session.run` per group of rows that can share a batch; a job's cost is
  * its KV-cache tokens, admitted against `kvBudgetTokens`.
  *
- * Exactness (`exact`, the default): rows are batched only when padding them
- * to a common length changes none of their logits' bits, i.e. when their
- * cache lengths differ by multiples of EXACT_PAD_MULTIPLE (measured on
- * ONNX Runtime's CPU kernels). So a seeded job gives the same tokens alone,
- * beside others, and on another worker with the same CPU kind. With
- * `exact: false` every ready row shares one padded batch, and logits move
- * in their last bits (≤ 3e-6 measured) with the company a row keeps.
+ * Exactness (`exact`, the default) by canonical padding: every decode step
+ * left-pads each row's cache so that its attention length is a multiple of
+ * EXACT_PAD_MULTIPLE, alone or batched; a batch runs at its longest row's
+ * canonical length, so a shorter row is padded by a further multiple of
+ * EXACT_PAD_MULTIPLE, which changes none of its logits' bits (measured on
+ * ONNX Runtime's CPU kernels). So all ready rows share one batch, and a
+ * seeded job gives the same tokens alone, beside others, and on another
+ * worker with the same CPU kind. Prefill runs each prompt alone, unpadded,
+ * in every case. With `exact: false` rows are padded only to the longest
+ * cache (no copy while the batch keeps its rows), and logits move in their
+ * last bits (≤ 3e-6 measured) with the company a row keeps.
  */
 import type { JobContext, StreamingRunner } from '../../src/interfaces/index.ts'
 import { InferenceError, InputTooLargeError, JobCancelledError } from '../../src/errors.ts'
@@ -22,7 +26,7 @@ import type { LmOutput, LmPartial } from './codec.ts'
 import type { KvView, LoadedLm } from './model.ts'
 import { JobRandom, nextToken } from './sampling.ts'
 import { StopMatcher } from './stop.ts'
-import { DEFAULT_KV_BUDGET_TOKENS, EXACT_PAD_MULTIPLE } from './constants.ts'
+import { canonicalPast, DEFAULT_KV_BUDGET_TOKENS } from './constants.ts'
 
 /** continuous: join between steps; static: a batch runs to its end before the next is admitted; serial: one job at a time. */
 export type BatchPolicy = 'continuous' | 'static' | 'serial'
@@ -144,8 +148,10 @@ export class LmRunner implements StreamingRunner<LmInput, LmOutput, LmPartial> {
         this.take(job, logits)
       }
       const ready = this.active.filter((j) => j.pending === undefined && !j.ctx.signal.aborted)
-      for (const rows of this.groups(joined.length > 0 ? ready.filter((j) => !joined.includes(j)) : ready)) {
-        const results = await this.lm.decode1(rows.map((j) => ({ kv: j.kv as KvView, n: j.n, token: j.token })))
+      const rows = joined.length > 0 ? ready.filter((j) => !joined.includes(j)) : ready
+      if (rows.length > 0) {
+        const past = this.exact ? canonicalPast(Math.max(...rows.map((j) => j.n))) : 0
+        const results = await this.lm.decode1(rows.map((j) => ({ kv: j.kv as KvView, n: j.n, token: j.token })), past)
         this.stats.runs++; this.stats.rows += rows.length
         rows.forEach((job, i) => {
           const r = results[i] as { logits: Float32Array, kv: KvView }
@@ -156,18 +162,6 @@ export class LmRunner implements StreamingRunner<LmInput, LmOutput, LmPartial> {
       }
       await this.settle()
     }
-  }
-
-  /** Rows that may share a batch: all of them, or (exact) those whose cache lengths differ by multiples of EXACT_PAD_MULTIPLE. */
-  private groups (jobs: Job[]): Job[][] {
-    if (!this.exact) return jobs.length === 0 ? [] : [jobs]
-    const byKey = new Map<number, Job[]>()
-    for (const j of jobs) {
-      const key = j.n % EXACT_PAD_MULTIPLE
-      const g = byKey.get(key)
-      if (g === undefined) byKey.set(key, [j]); else g.push(j)
-    }
-    return [...byKey.values()]
   }
 
   /** Choose a job's next token from its logits, release its text, emit, and end it when it is done. */

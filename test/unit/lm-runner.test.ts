@@ -1,6 +1,6 @@
 /**
  * The lm runner on a generated tiny decoder (demo/lm-tiny-random's shape and
- * seed): cache against recompute, seeds alone / beside 7 others / in a fresh
+ * seed): cache against recompute, canonical padding bit for bit, seeds alone / beside 7 others / in a fresh
  * runner, stop and length, emit order and text deltas, abort, chat template.
  */
 import { after, before, test } from 'node:test'
@@ -15,6 +15,7 @@ import type { LmOutput, LmPartial, LmRunner } from '../../skillsets/lm/index.ts'
 import { loadLm } from '../../skillsets/lm/model.ts'
 import type { LoadedLm } from '../../skillsets/lm/model.ts'
 import { argmax } from '../../skillsets/lm/sampling.ts'
+import { canonicalPast, EXACT_PAD_MULTIPLE } from '../../skillsets/lm/constants.ts'
 
 const ID = 'demo/lm-tiny-random'
 const plan: ExecutionPlan = { modelId: ID, device: 'cpu', provider: 'cpu', dtype: 'fp32', intraOpThreads: 1, reasons: [], fallbacks: [] }
@@ -64,21 +65,42 @@ test('greedy with the KV cache gives the tokens of recomputing the whole sequenc
   }
 })
 
+test('a decode row padded to its canonical length gives the same logit bits alone and in a batch of mixed lengths', async () => {
+  const prompts = ['Hi', 'Once upon a time', 'Something else entirely, longer.', 'x y z', '你好 🙂 and a much longer prompt than the others here, on purpose']
+  const rows = await Promise.all(prompts.map(async (prompt) => {
+    const ids = bare.encode({ prompt })
+    return { kv: (await bare.prefill(ids)).kv, n: ids.length, token: 3 }
+  }))
+  assert.ok(new Set(rows.map((r) => r.n % EXACT_PAD_MULTIPLE)).size > 2, 'the lengths differ modulo the pad multiple')
+  const longest = canonicalPast(Math.max(...rows.map((r) => r.n)))
+  const batch = await bare.decode1(rows, longest)
+  const wider = await bare.decode1(rows, longest + EXACT_PAD_MULTIPLE * 3)
+  for (const [i, row] of rows.entries()) {
+    const [alone] = await bare.decode1([row], canonicalPast(row.n))
+    assert.deepEqual(batch[i]?.logits, alone?.logits, `row ${i} (n=${row.n}) in the batch`)
+    assert.deepEqual(wider[i]?.logits, alone?.logits, `row ${i} (n=${row.n}) in a wider batch`)
+  }
+})
+
 const sampled = { prompt: 'Once upon a time', max_new_tokens: 40, temperature: 1.1, top_k: 50, top_p: 0.95, repetition_penalty: 1.1, seed: 1234 }
 
-test('a seed gives the same text alone, beside 7 other jobs (sharing batches), and in a fresh runner', async () => {
+test('a seed gives the same text alone, beside 7 jobs of other prompt lengths (sharing batches), and in a fresh runner', async () => {
   const alone = (await gen(sampled)).out
   const before = { ...runner.stats }
   const others = [
-    { ...sampled, seed: 1 }, { ...sampled, seed: 2 }, { ...sampled, seed: 3 }, // same length: they share its batches
+    { ...sampled, prompt: 'Once', seed: 1 }, { ...sampled, prompt: 'Once upon a time, far away, there', seed: 2 },
+    { ...sampled, prompt: 'A long time ago in a galaxy far, far away, a story began with one word', seed: 3 },
     { prompt: 'A', max_new_tokens: 30, temperature: 0.7, seed: 5 }, { prompt: 'Something else entirely, longer.', max_new_tokens: 45 },
-    { messages: [{ role: 'user', content: 'hi' }], max_new_tokens: 20, temperature: 1, seed: 6 }, { prompt: 'x y z', max_new_tokens: 10, temperature: 2, seed: 7 }
+    { messages: [{ role: 'user' as const, content: 'hi' }], max_new_tokens: 20, temperature: 1, seed: 6 }, { prompt: 'x y z', max_new_tokens: 10, temperature: 2, seed: 7 }
   ]
+  const lengths = [sampled, ...others].map((o) => bare.encode(o).length)
+  assert.equal(new Set(lengths).size, lengths.length, `every prompt has its own length (${lengths.join(', ')})`)
   const all = await Promise.all([gen(sampled), ...others.map(async (o) => await gen(o))])
   assert.deepEqual(all[0]?.out, alone)
-  const rows = runner.stats.rows - before.rows
-  const runs = runner.stats.runs - before.runs
-  assert.ok(rows > runs, `batches were shared (${rows} rows in ${runs} runs)`)
+  const prefills = runner.stats.prefills - before.prefills
+  const rows = runner.stats.rows - before.rows - prefills
+  const runs = runner.stats.runs - before.runs - prefills
+  assert.ok(rows >= 3 * runs, `decode steps were shared (${rows} rows in ${runs} runs)`)
   const fresh = await lm.loadStreaming(model, plan)
   try {
     assert.deepEqual((await gen(sampled, fresh)).out, alone)
