@@ -223,6 +223,7 @@ export class InferenceThread implements Runner, StreamHost {
     if (msg.type === 'done') {
       s.chain.then(() => { s.resolve({ output: msg.output, runMs: msg.runMs }) }, (err: unknown) => { s.reject(err as Error) })
     } else {
+      // A failed emit earlier in the chain already cancelled the job in the thread; the thread's error is what the job ends with.
       s.chain.catch(() => undefined).then(() => { s.reject(new AccelerateError(msg.code, msg.message)) }, () => undefined)
     }
   }
