@@ -14,6 +14,7 @@
  * get no work; `onReadyChange` tells the node when the model has no ready
  * runner left, and when it has one again.
  */
+import { announceReadiness } from './readiness.ts'
 import type { Skillset } from '../interfaces/index.ts'
 import { errorMessage, InferenceStalledError, JobCancelledError, JobTimeoutError, QueueFullError, ShuttingDownError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
@@ -329,13 +330,7 @@ export class ModelQueue {
     const now = this.ready
     if (now !== this.wasReady) {
       this.wasReady = now
-      if (!this.accepting) this.init.log.debug(`model runners ${now ? 'up' : 'down'} while draining`, { model: this.init.modelId })
-      else this.init.log.info(now ? 'model has a ready runner again' : 'model has no ready runner: not taking work until one is back', { model: this.init.modelId })
-      try {
-        this.init.onReadyChange?.(now)
-      } catch (err) {
-        this.init.log.error('onReadyChange handler failed', { model: this.init.modelId, error: errorMessage(err) })
-      }
+      announceReadiness(this.init, now, 'model', !this.accepting)
     }
     this.pump()
   }

@@ -23,6 +23,7 @@
  *
  * Every time here is monotonic (`performance.now()`).
  */
+import { announceReadiness } from './readiness.ts'
 import type { JobContext, StreamingSkillset } from '../interfaces/index.ts'
 import { errorMessage, InferenceStalledError, JobCancelledError, JobTimeoutError, QueueFullError, ShuttingDownError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
@@ -283,12 +284,7 @@ export class StreamingQueue {
     const now = this.ready
     if (now !== this.wasReady) {
       this.wasReady = now
-      this.init.log.info(now ? 'streaming model has a ready runner again' : 'streaming model has no ready runner: not taking work until one is back', { model: this.init.modelId })
-      try {
-        this.init.onReadyChange?.(now)
-      } catch (err) {
-        this.init.log.error('onReadyChange handler failed', { model: this.init.modelId, error: errorMessage(err) })
-      }
+      announceReadiness(this.init, now, 'streaming model')
     }
     this.pump()
   }
