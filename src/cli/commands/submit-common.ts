@@ -7,6 +7,19 @@ import { readLiveNodeFile } from '../../node/node-file.ts'
 
 const MAX_TIMEOUT_S = 3600
 
+/** A result's provenance as `submit --json` prints it: hashes in hex, the signature in base64. */
+export function provenanceJson (p: { worker: string, modelCid: string, provider: string, dtype: string, inputHash: Uint8Array, partialsHash?: Uint8Array, signature: Uint8Array }): Record<string, string> {
+  return {
+    worker: p.worker,
+    modelCid: p.modelCid,
+    provider: p.provider,
+    dtype: p.dtype,
+    inputHash: Buffer.from(p.inputHash).toString('hex'),
+    ...(p.partialsHash === undefined ? {} : { partialsHash: Buffer.from(p.partialsHash).toString('hex') }),
+    signature: Buffer.from(p.signature).toString('base64')
+  }
+}
+
 export function timeoutMs (args: ParsedArgs): number {
   const raw = str(args, 'timeout') ?? '30'
   const s = Number(raw)

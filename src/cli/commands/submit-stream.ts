@@ -16,7 +16,7 @@ import { UsageError } from '../../errors.ts'
 import { getStreamingSkillset } from '../../../skillsets/index.ts'
 import type { SkillsetName } from '../../interfaces/index.ts'
 import { modelIdSchema } from '../../models/catalog.ts'
-import { bootstrapAddrs, timeoutMs } from './submit-common.ts'
+import { bootstrapAddrs, provenanceJson, timeoutMs } from './submit-common.ts'
 
 /** Options every streaming submit takes. */
 export const STREAM_SUBMIT_OPTIONS: OptionSpec = Object.freeze({
@@ -88,7 +88,7 @@ export async function runStreamingSubmit (args: ParsedArgs, name: SkillsetName, 
     })
     const output = skillset.encodeOutput(skillset.decodeOutput(res.output))
     if (json) {
-      process.stdout.write(JSON.stringify({ jobId: res.jobId, traceId: res.traceId, worker: res.worker, skillset: name, model: res.model, output, partials: res.partials ?? 0, tries: res.tries, provenance: { worker: res.provenance.worker, modelCid: res.provenance.modelCid, provider: res.provenance.provider, dtype: res.provenance.dtype, inputHash: Buffer.from(res.provenance.inputHash).toString('hex'), ...(res.provenance.partialsHash === undefined ? {} : { partialsHash: Buffer.from(res.provenance.partialsHash).toString('hex') }), signature: Buffer.from(res.provenance.signature).toString('base64') }, timings: { ...res.timings, ...extra.timings?.(output, res.timings) } }) + '\n')
+      process.stdout.write(JSON.stringify({ jobId: res.jobId, traceId: res.traceId, worker: res.worker, skillset: name, model: res.model, output, partials: res.partials ?? 0, tries: res.tries, provenance: provenanceJson(res.provenance), timings: { ...res.timings, ...extra.timings?.(output, res.timings) } }) + '\n')
     } else {
       if (stream) process.stdout.write('\n')
       process.stdout.write(`job ${res.jobId} ran on ${res.worker}: ${res.partials ?? 0} partial(s), first after ${(res.timings.firstPartialMs ?? 0).toFixed(1)} ms, ${res.timings.totalMs.toFixed(1)} ms in all\n`)

@@ -5,7 +5,7 @@ import { getSkillset } from '../../../skillsets/index.ts'
 import { modelIdSchema } from '../../models/catalog.ts'
 import { standInStreamCommand } from './submit-stream.ts'
 import { lmCommand } from './submit-lm.ts'
-import { bootstrapAddrs, timeoutMs } from './submit-common.ts'
+import { bootstrapAddrs, provenanceJson, timeoutMs } from './submit-common.ts'
 
 const embedCommand: Command = {
   name: 'embed',
@@ -91,7 +91,7 @@ every worker that serves it refused this client (ERR_FORBIDDEN: their
       const embeddings: number[][] = []
       for (let i = 0; i < out.count; i++) embeddings.push(Array.from(out.embeddings.subarray(i * out.dims, (i + 1) * out.dims)))
       if (bool(args, 'json') === true) {
-        process.stdout.write(JSON.stringify({ jobId: res.jobId, traceId: res.traceId, worker: res.worker, skillset: 'embed', model: res.model, output: { embeddings, dims: out.dims, ...(out.truncated === undefined ? {} : { truncated: out.truncated }) }, tries: res.tries, provenance: { worker: res.provenance.worker, modelCid: res.provenance.modelCid, provider: res.provenance.provider, dtype: res.provenance.dtype, inputHash: Buffer.from(res.provenance.inputHash).toString('hex'), signature: Buffer.from(res.provenance.signature).toString('base64') }, timings: res.timings }) + '\n')
+        process.stdout.write(JSON.stringify({ jobId: res.jobId, traceId: res.traceId, worker: res.worker, skillset: 'embed', model: res.model, output: { embeddings, dims: out.dims, ...(out.truncated === undefined ? {} : { truncated: out.truncated }) }, tries: res.tries, provenance: provenanceJson(res.provenance), timings: res.timings }) + '\n')
       } else {
         process.stdout.write(`job ${res.jobId} ran on ${res.worker} (${res.timings.rounds} offer round(s))\n`)
         for (const t of res.tries) process.stdout.write(`  tried first: ${t.worker}: ${t.code} ${t.message}\n`)
