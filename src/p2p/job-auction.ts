@@ -69,8 +69,12 @@ export class Auctioneer {
       const subscribers = topicPeers.length
       // Subscribers whose adverts list no such model do not count: a model nobody serves fails at once.
       if (cands.length === 0 && !topicPeers.some((p) => this.deps.init.adverts.mayServe(p, req.skillset, req.model))) {
-        // Nothing known serves it: a directory answer or adverts already said so, or nobody answered yet.
-        if (this.deps.init.adverts.stats.directoriesFetched > 0 || performance.now() >= discoverUntil - 1) throw this.noWorker(req, excluded)
+        // Nothing known serves it: a directory answer or adverts already said so, or nobody answered yet. After a
+        // worker failed the job (a retry; a refusal is final), the directory read at join time is old news: others
+        // may be joining, so wait for discovery (bounded by discoveryMs) before saying no other worker serves it.
+        const retrying = [...excluded].some((w) => !job.forbidden.has(w))
+        const settled = !retrying && this.deps.init.adverts.stats.directoriesFetched > 0
+        if (settled || performance.now() >= discoverUntil - 1) throw this.noWorker(req, excluded)
         await waitWake(Math.min(discoverUntil, performance.now() + 50))
         round--
         continue
