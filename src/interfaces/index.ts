@@ -152,6 +152,33 @@ export interface SkillsetLoadOptions {
    * (scheduler.kvBudgetTokens), so the two agree. Inference threads get it.
    */
   kvBudgetTokens?: number
+  /** For an image skillset (detr, llava-next): the node's image limits (config `images`), applied when the thread decodes. Inference threads get it. */
+  images?: ImageLimits
+}
+
+/** Bounds on one image as a job input (config `images`; defaults in skillsets/image/limits.ts). */
+export interface ImageLimits {
+  /** Encoded bytes of one image. */
+  maxBytes: number
+  /** Width × height of one decoded image: a decompression bomb (a small file that claims a huge canvas) is refused before it is decoded. */
+  maxPixels: number
+  /** Width or height of one image, in pixels. */
+  maxSide: number
+}
+
+/** An image as a job carries it: its encoded bytes inline, or a UnixFS file in the content store (`{ cid, size }`) the worker fetches from the client. */
+export type ImageSource = { bytes: Uint8Array } | { cid: string, size: number }
+
+/**
+ * The images of a skillset's input, for the worker: it lists them, fetches
+ * those given by CID (from the client, through the content store), and
+ * gives the input back with every image inline before the job is queued.
+ */
+export interface ImageInputs<I> {
+  /** The input's images, in order. */
+  list(input: I): ImageSource[]
+  /** The input with its images replaced by these bytes, in the order of `list`. */
+  withBytes(input: I, bytes: Uint8Array[]): I
 }
 
 /**
@@ -180,6 +207,8 @@ export interface Skillset<I = unknown, O = unknown> {
    * not measured.
    */
   sampleInput?(n: number): unknown
+  /** For a skillset whose inputs carry images: where they are, so the worker can fetch those sent by CID. */
+  readonly images?: ImageInputs<I>
   /** Convert an output to its wire form (binary-safe) and back. */
   encodeOutput(output: O): Record<string, unknown>
   decodeOutput(wire: unknown): O

@@ -11,7 +11,7 @@
  * consumer, whose own window decides when). So a thread holds no unsent
  * partials and the main thread at most STREAM_THREAD_CREDITS per job.
  */
-import type { ExecutionPlan, ModelLocation, SkillsetName } from '../interfaces/index.ts'
+import type { ExecutionPlan, ImageLimits, ModelLocation, SkillsetName } from '../interfaces/index.ts'
 
 /** Partials a streaming job may have in flight from its thread to the main thread. */
 export const STREAM_THREAD_CREDITS = 4
@@ -23,7 +23,7 @@ export interface ThreadInit {
   /** Which worker of its InferenceThread this is: 0 first, +1 per restart (the test fault hook fires in 0 only). */
   generation?: number
   /** What a streaming skillset's loadStreaming gets (structured-cloneable: no nodeConfig). */
-  loadOptions?: { kvBudgetTokens?: number }
+  loadOptions?: { kvBudgetTokens?: number, images?: ImageLimits }
 }
 
 export type ToThread =
