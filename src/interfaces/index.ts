@@ -100,8 +100,12 @@ export interface ModelLocation {
 
 /** What a skillset's runner does inside an inference thread. */
 export interface SkillsetRunner<I = unknown, O = unknown> {
-  /** Run a batch of compatible inputs; returns one output per input, in order. */
-  run(inputs: I[]): Promise<O[]>
+  /**
+   * Run a batch of compatible inputs; returns one output per input, in
+   * order. An Error in an input's place (a broken image, say) fails that
+   * input's job only, with the error's code; throwing fails the whole batch.
+   */
+  run(inputs: I[]): Promise<Array<O | Error>>
   dispose(): Promise<void>
 }
 
