@@ -1,9 +1,11 @@
-/** What every `submit` subcommand shares: the timeout flag and where to find workers. */
+/** What every `submit` subcommand shares: the timeout flag, where to find workers, and image files. */
+import { readFile, stat } from 'node:fs/promises'
 import type { ParsedArgs } from '../command.ts'
 import { str, strs } from '../command.ts'
 import { defaultDataDir } from '../../config/schema.ts'
 import { UsageError } from '../../errors.ts'
 import { readLiveNodeFile } from '../../node/node-file.ts'
+import { checkImageBytes, DEFAULT_INLINE_IMAGE_BYTES, IMAGE_LIMIT_CEILINGS } from '../../../skillsets/image/index.ts'
 
 const MAX_TIMEOUT_S = 3600
 
@@ -38,3 +40,34 @@ export async function bootstrapAddrs (args: ParsedArgs): Promise<string[]> {
   return loopback.length > 0 ? loopback : all
 }
 
+
+/** An image a job carries, read from a file: `key` is its field in the job's input. */
+export interface JobImage { key: string, bytes: Uint8Array }
+
+/** The bytes of the image file `file` (a PNG, JPEG or WebP), bounded; a UsageError names the flag. */
+export async function readImageFile (flag: string, file: string): Promise<Uint8Array> {
+  let bytes: Uint8Array
+  try {
+    const size = (await stat(file)).size
+    if (size > IMAGE_LIMIT_CEILINGS.maxBytes) throw new UsageError(`--${flag} ${file}: ${size} bytes, over the ${IMAGE_LIMIT_CEILINGS.maxBytes}-byte limit on images: scale it down`)
+    bytes = new Uint8Array(await readFile(file))
+  } catch (err) {
+    if (err instanceof UsageError) throw err
+    throw new UsageError(`--${flag} ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+  }
+  try {
+    checkImageBytes(bytes, IMAGE_LIMIT_CEILINGS, `--${flag} ${file}`)
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
+  return bytes
+}
+
+/**
+ * The image field of a job: the bytes themselves up to the inline limit,
+ * else a reference the client serves (the worker fetches it from the
+ * client by CID; `detach` it when the job is over).
+ */
+export async function imageField (client: { attach: (bytes: Uint8Array) => Promise<{ cid: string, size: number }> }, bytes: Uint8Array): Promise<Uint8Array | { cid: string, size: number }> {
+  return bytes.byteLength <= DEFAULT_INLINE_IMAGE_BYTES ? bytes : await client.attach(bytes)
+}

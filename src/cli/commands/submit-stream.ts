@@ -16,7 +16,8 @@ import { UsageError } from '../../errors.ts'
 import { getStreamingSkillset } from '../../../skillsets/index.ts'
 import type { SkillsetName } from '../../interfaces/index.ts'
 import { modelIdSchema } from '../../models/catalog.ts'
-import { bootstrapAddrs, provenanceJson, timeoutMs } from './submit-common.ts'
+import { bootstrapAddrs, imageField, provenanceJson, timeoutMs } from './submit-common.ts'
+import type { JobImage } from './submit-common.ts'
 
 /** Options every streaming submit takes. */
 export const STREAM_SUBMIT_OPTIONS: OptionSpec = Object.freeze({
@@ -51,11 +52,11 @@ its worker was lost after some partials and it could not resume there: it is
 not retried elsewhere), or no worker answered; 2 for invalid usage.`
 
 /** Submit a streaming job from parsed flags; `raw` is the job's input in wire form. Returns the exit code. */
-export async function runStreamingSubmit (args: ParsedArgs, name: SkillsetName, raw: Record<string, unknown>, extra: { timings?: (output: Record<string, unknown>, timings: { totalMs: number, firstPartialMs?: number }) => Record<string, number> } = {}): Promise<number> {
+export async function runStreamingSubmit (args: ParsedArgs, name: SkillsetName, raw: Record<string, unknown>, extra: { timings?: (output: Record<string, unknown>, timings: { totalMs: number, firstPartialMs?: number }) => Record<string, number>, image?: JobImage } = {}): Promise<number> {
   const skillset = getStreamingSkillset(name)
   const model = str(args, 'model')
   if (model !== undefined && !modelIdSchema.safeParse(model).success) throw new UsageError(`--model ${JSON.stringify(model)} is not a model id (OWNER/NAME)`)
-  const input = skillset.parseInput(raw)
+  const input = skillset.parseInput(extra.image === undefined ? raw : { ...raw, [extra.image.key]: extra.image.bytes })
   const windowRaw = str(args, 'window')
   const window = windowRaw === undefined ? undefined : Number(windowRaw)
   if (window !== undefined && (!Number.isInteger(window) || window < 1 || window > 256)) throw new UsageError(`--window ${String(windowRaw)}: expected a whole number from 1 to 256`)
@@ -66,13 +67,20 @@ export async function runStreamingSubmit (args: ParsedArgs, name: SkillsetName, 
   const swarm = keyFile === undefined ? undefined : await (await import('../../p2p/swarm-key.ts')).readSwarmKey(keyFile)
   const { ClientNode } = await import('../../node/client-node.ts')
   const client = new ClientNode({ bootstrap: await bootstrapAddrs(args), mdns: bool(args, 'mdns') ?? true, joinMs: ms, ...(swarm === undefined ? {} : { swarmKey: swarm.key }) })
+  let attached: string | undefined
   try {
     const joinedAt = performance.now()
     await client.start()
+    let wire = raw
+    if (extra.image !== undefined) {
+      const field = await imageField(client, extra.image.bytes)
+      if (!(field instanceof Uint8Array)) attached = field.cid
+      wire = { ...raw, [extra.image.key]: field }
+    }
     const res = await client.submit({
       skillset: name,
       ...(model === undefined ? {} : { model }),
-      input: raw,
+      input: wire,
       cost: skillset.cost(input),
       timeoutMs: Math.max(1, Math.round(ms - (performance.now() - joinedAt))),
       stream: {
@@ -96,6 +104,7 @@ export async function runStreamingSubmit (args: ParsedArgs, name: SkillsetName, 
     }
     return 0
   } finally {
+    if (attached !== undefined) await client.detach(attached)
     await client.stop()
   }
 }

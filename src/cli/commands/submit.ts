@@ -5,6 +5,7 @@ import { getSkillset } from '../../../skillsets/index.ts'
 import { modelIdSchema } from '../../models/catalog.ts'
 import { standInStreamCommand } from './submit-stream.ts'
 import { lmCommand } from './submit-lm.ts'
+import { detrCommand, llavaNextCommand } from './submit-image.ts'
 import { bootstrapAddrs, provenanceJson, timeoutMs } from './submit-common.ts'
 
 const embedCommand: Command = {
@@ -113,5 +114,5 @@ export const submitCommand: Command = {
   summary: 'submit a job to the swarm and print its result',
   help: 'Usage: ipfs-accelerate submit <skillset> [options]',
   options: {},
-  subcommands: Object.freeze([embedCommand, lmCommand, standInStreamCommand])
+  subcommands: Object.freeze([embedCommand, lmCommand, detrCommand, llavaNextCommand, standInStreamCommand])
 }
