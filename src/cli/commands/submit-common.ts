@@ -1,7 +1,8 @@
 /** What every `submit` subcommand shares: the timeout flag, where to find workers, and image files. */
 import { readFile, stat } from 'node:fs/promises'
-import type { ParsedArgs } from '../command.ts'
-import { str, strs } from '../command.ts'
+import type { OptionSpec, ParsedArgs } from '../command.ts'
+import { bool, str, strs } from '../command.ts'
+import type { ClientNode } from '../../node/client-node.ts'
 import { defaultDataDir } from '../../config/schema.ts'
 import { UsageError } from '../../errors.ts'
 import { readLiveNodeFile } from '../../node/node-file.ts'
@@ -70,4 +71,52 @@ export async function readImageFile (flag: string, file: string): Promise<Uint8A
  */
 export async function imageField (client: { attach: (bytes: Uint8Array) => Promise<{ cid: string, size: number }> }, bytes: Uint8Array): Promise<Uint8Array | { cid: string, size: number }> {
   return bytes.byteLength <= DEFAULT_INLINE_IMAGE_BYTES ? bytes : await client.attach(bytes)
+}
+
+/** The flags of every submit: where workers are, the swarm key, the timeout and --json. */
+export const CLIENT_OPTIONS: OptionSpec = Object.freeze({
+  bootstrap: { type: 'string', multiple: true },
+  'data-dir': { type: 'string' },
+  mdns: { type: 'boolean' },
+  'swarm-key': { type: 'string' },
+  timeout: { type: 'string' },
+  json: { type: 'boolean' }
+})
+
+export interface SubmitSession {
+  client: ClientNode
+  /** What is left of --timeout, which covers joining and the job together. */
+  remainingMs: () => number
+  /** An image's job field (inline, or served by CID until the session ends). */
+  image: (bytes: Uint8Array) => Promise<Uint8Array | { cid: string, size: number }>
+}
+
+/**
+ * Join the swarm as a client for one submit (keep trying to join for as
+ * long as the job may take: a node busy with a burst of clients answers
+ * late, not never), run `fn`, and leave: attachments detached, libp2p stopped.
+ */
+export async function withClient<T> (args: ParsedArgs, fn: (session: SubmitSession) => Promise<T>): Promise<T> {
+  const ms = timeoutMs(args)
+  const keyFile = str(args, 'swarm-key') ?? process.env.IPFS_ACCELERATE_SWARM_KEY
+  const swarm = keyFile === undefined ? undefined : await (await import('../../p2p/swarm-key.ts')).readSwarmKey(keyFile)
+  const { ClientNode } = await import('../../node/client-node.ts')
+  const client = new ClientNode({ bootstrap: await bootstrapAddrs(args), mdns: bool(args, 'mdns') ?? true, joinMs: ms, ...(swarm === undefined ? {} : { swarmKey: swarm.key }) })
+  const attached: string[] = []
+  try {
+    const joinedAt = performance.now()
+    await client.start()
+    return await fn({
+      client,
+      remainingMs: () => Math.max(1, Math.round(ms - (performance.now() - joinedAt))),
+      image: async (bytes) => {
+        const field = await imageField(client, bytes)
+        if (!(field instanceof Uint8Array)) attached.push(field.cid)
+        return field
+      }
+    })
+  } finally {
+    for (const cid of attached) await client.detach(cid)
+    await client.stop()
+  }
 }

@@ -9,7 +9,7 @@ import { bool, str } from '../command.ts'
 import { UsageError } from '../../errors.ts'
 import { getSkillset } from '../../../skillsets/index.ts'
 import { modelIdSchema } from '../../models/catalog.ts'
-import { bootstrapAddrs, imageField, provenanceJson, readImageFile, timeoutMs } from './submit-common.ts'
+import { CLIENT_OPTIONS, provenanceJson, readImageFile, withClient } from './submit-common.ts'
 import { runStreamingSubmit, STREAM_SUBMIT_HELP, STREAM_SUBMIT_OPTIONS } from './submit-stream.ts'
 import { GENERATION_HELP, GENERATION_OPTIONS, generationInput, tokenTimings } from './submit-lm.ts'
 
@@ -50,18 +50,7 @@ Exit status: 0 with a result; 1 when the job failed (a broken or oversized
 image: ERR_INVALID_INPUT or ERR_INPUT_TOO_LARGE) or no worker answered;
 2 for invalid usage (an unreadable file, or not an image).
 `,
-  options: {
-    image: { type: 'string' },
-    threshold: { type: 'string' },
-    'top-k': { type: 'string' },
-    model: { type: 'string' },
-    bootstrap: { type: 'string', multiple: true },
-    'data-dir': { type: 'string' },
-    mdns: { type: 'boolean' },
-    'swarm-key': { type: 'string' },
-    timeout: { type: 'string' },
-    json: { type: 'boolean' }
-  },
+  options: { ...CLIENT_OPTIONS, image: { type: 'string' }, threshold: { type: 'string' }, 'top-k': { type: 'string' }, model: { type: 'string' } },
   async run (args) {
     const file = str(args, 'image')
     if (file === undefined) throw new UsageError('give --image PATH (a PNG, JPEG or WebP file)')
@@ -83,35 +72,22 @@ image: ERR_INVALID_INPUT or ERR_INPUT_TOO_LARGE) or no worker answered;
     }
     const skillset = getSkillset('detr')
     const input = skillset.parseInput({ ...raw, image: bytes })
-    const ms = timeoutMs(args)
-    const keyFile = str(args, 'swarm-key') ?? process.env.IPFS_ACCELERATE_SWARM_KEY
-    const swarm = keyFile === undefined ? undefined : await (await import('../../p2p/swarm-key.ts')).readSwarmKey(keyFile)
-    const { ClientNode } = await import('../../node/client-node.ts')
-    const client = new ClientNode({ bootstrap: await bootstrapAddrs(args), mdns: bool(args, 'mdns') ?? true, joinMs: ms, ...(swarm === undefined ? {} : { swarmKey: swarm.key }) })
-    let attached: string | undefined
-    try {
-      const joinedAt = performance.now()
-      await client.start()
-      const image = await imageField(client, bytes)
-      if (!(image instanceof Uint8Array)) attached = image.cid
-      const res = await client.submit({ skillset: 'detr', ...(model === undefined ? {} : { model }), input: { ...raw, image }, cost: skillset.cost(input), timeoutMs: Math.max(1, Math.round(ms - (performance.now() - joinedAt))) })
+    return await withClient(args, async ({ client, remainingMs, image }) => {
+      const res = await client.submit({ skillset: 'detr', ...(model === undefined ? {} : { model }), input: { ...raw, image: await image(bytes) }, cost: skillset.cost(input), timeoutMs: remainingMs() })
       const output = skillset.encodeOutput(skillset.decodeOutput(res.output))
       if (bool(args, 'json') === true) {
         process.stdout.write(JSON.stringify({ jobId: res.jobId, traceId: res.traceId, worker: res.worker, skillset: 'detr', model: res.model, output, tries: res.tries, provenance: provenanceJson(res.provenance), timings: res.timings }) + '\n')
-      } else {
-        const detections = (output.detections ?? []) as Detection[]
-        process.stdout.write(`job ${res.jobId} ran on ${res.worker}: model ${res.model}, ${detections.length} detection(s), ${res.timings.totalMs.toFixed(1)} ms\n`)
-        for (const t of res.tries) process.stdout.write(`  tried first: ${t.worker}: ${t.code} ${t.message}\n`)
-        for (const d of detections) {
-          const b = d.box
-          process.stdout.write(`${d.label.padEnd(16)} ${d.score.toFixed(3)}  [${[b.xmin, b.ymin, b.xmax, b.ymax].map((v) => v.toFixed(1)).join(', ')}]\n`)
-        }
+        return 0
+      }
+      const detections = (output.detections ?? []) as Detection[]
+      process.stdout.write(`job ${res.jobId} ran on ${res.worker}: model ${res.model}, ${detections.length} detection(s), ${res.timings.totalMs.toFixed(1)} ms\n`)
+      for (const t of res.tries) process.stdout.write(`  tried first: ${t.worker}: ${t.code} ${t.message}\n`)
+      for (const d of detections) {
+        const b = d.box
+        process.stdout.write(`${d.label.padEnd(16)} ${d.score.toFixed(3)}  [${[b.xmin, b.ymin, b.xmax, b.ymax].map((v) => v.toFixed(1)).join(', ')}]\n`)
       }
       return 0
-    } finally {
-      if (attached !== undefined) await client.detach(attached)
-      await client.stop()
-    }
+    })
   }
 }
 
