@@ -29,6 +29,14 @@ export interface GuardInit {
   hostNames?: readonly string[]
   /** Refuse clients that do not connect from a loopback address (default true). */
   loopbackOnly?: boolean
+  /**
+   * Check the Host header (default true). Off only where a secret the page
+   * cannot know guards the API (the `/v1` routes with an API key): then a
+   * DNS-rebound page still lacks the key, and clients may use any name.
+   */
+  checkHost?: boolean
+  /** What a 401 says to do (default: the data dir's token). */
+  unauthorized?: string
 }
 
 export interface Refusal {
@@ -78,6 +86,7 @@ function hasBody (req: IncomingMessage): boolean {
 export function requestGuard (init: GuardInit): RequestGuard {
   const hostNames = Object.freeze([...(init.hostNames ?? [])])
   const loopbackOnly = init.loopbackOnly ?? true
+  const checkHost = init.checkHost ?? true
   return (req) => {
     if (loopbackOnly && !isLoopbackAddress(req.socket.remoteAddress)) {
       return { status: 403, error: new ForbiddenError('this API answers clients on the node\'s own host only: run the command there') }
@@ -86,19 +95,19 @@ export function requestGuard (init: GuardInit): RequestGuard {
     const rawHost = req.headers.host ?? ''
     const host = normalHost(rawHost)
     const self = `http://127.0.0.1:${req.socket.localPort ?? 80}`
-    if (host === undefined || !allowed.has(host)) {
+    if (host === undefined || (checkHost && !allowed.has(host))) {
       return { status: 403, error: new ForbiddenError(`Host ${JSON.stringify(rawHost)} is not this node's address: call it as ${self} (the address in <data-dir>/node.json); requests through other names are refused`) }
     }
     const origin = req.headers.origin
     if (origin !== undefined) {
       const m = /^http:\/\/([^/]+)$/i.exec(origin)
       const originHost = m === null ? undefined : normalHost(m[1]!)
-      if (originHost === undefined || !allowed.has(originHost)) {
+      if (originHost === undefined || (checkHost ? !allowed.has(originHost) : originHost !== host)) {
         return { status: 403, error: new ForbiddenError(`requests from web pages (Origin ${JSON.stringify(origin.slice(0, 200))}) are refused: this API answers only its owner; use the ipfs-accelerate CLI`) }
       }
     }
     if (!init.authorize(req)) {
-      return { status: 401, error: new UnauthorizedError(), headers: { 'www-authenticate': 'Bearer' } }
+      return { status: 401, error: new UnauthorizedError(init.unauthorized), headers: { 'www-authenticate': 'Bearer' } }
     }
     if (hasBody(req) && !JSON_TYPE.test(req.headers['content-type'] ?? '')) {
       return { status: 415, error: new UnsupportedMediaTypeError(`Content-Type ${JSON.stringify(req.headers['content-type'] ?? '(none)')} is not accepted: send the body as JSON with \`Content-Type: application/json\``) }

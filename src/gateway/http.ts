@@ -9,7 +9,7 @@ import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { ConfigError, errorCode, errorMessage } from '../errors.ts'
 import type { Logger } from '../logger.ts'
-import type { RequestGuard } from './guard.ts'
+import type { Refusal, RequestGuard } from './guard.ts'
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void> | void
 export interface Route {
@@ -18,6 +18,13 @@ export interface Route {
   handler: RouteHandler
   /** Skip the guard: only for read-only routes that reveal nothing private. */
   open?: boolean
+  /**
+   * This route's own guard instead of the gateway's (the OpenAI-style `/v1`
+   * routes: an API key instead of the data dir's token), and how its
+   * refusals are written. Every method of a path has the same guard.
+   */
+  guard?: RequestGuard
+  refusal?: (res: ServerResponse, refusal: Refusal) => void
 }
 
 export interface GatewayOptions {
@@ -34,13 +41,17 @@ export function sendJson (res: ServerResponse, status: number, body: unknown, he
 export function createGateway (routes: Route[], log: Logger, options: GatewayOptions): RouteHandler {
   const openPaths = new Set(routes.filter((r) => r.open === true).map((r) => r.path))
   if (routes.some((r) => r.open === true && routes.some((o) => o.path === r.path && o.open !== true))) throw new ConfigError('a gateway path is either open or guarded, for every method')
+  if (routes.some((r) => routes.some((o) => o.path === r.path && (o.guard !== r.guard || o.refusal !== r.refusal)))) throw new ConfigError('a gateway path has one guard, for every method')
+  const own = new Map(routes.filter((r) => r.guard !== undefined).map((r) => [r.path, r]))
   return async (req, res) => {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname
     if (!openPaths.has(path)) {
-      const refusal = options.guard(req)
+      const route = own.get(path)
+      const refusal = (route?.guard ?? options.guard)(req)
       if (refusal !== undefined) {
         log.warn('request refused', { path, method: req.method, status: refusal.status, code: refusal.error.code })
-        sendJson(res, refusal.status, { error: { code: refusal.error.code, message: refusal.error.message } }, { ...refusal.headers, connection: 'close' })
+        if (route?.refusal !== undefined) route.refusal(res, { ...refusal, headers: { ...refusal.headers, connection: 'close' } })
+        else sendJson(res, refusal.status, { error: { code: refusal.error.code, message: refusal.error.message } }, { ...refusal.headers, connection: 'close' })
         return
       }
     }

@@ -87,7 +87,13 @@ function digest (s: string): Buffer {
 /** A request check: `Authorization: Bearer <token>`, compared in constant time (digests of equal length). */
 export function bearerAuth (token: string): (req: IncomingMessage) => boolean {
   if (!TOKEN_RE.test(token)) throw new ConfigError('the API token is not well formed')
-  const want = digest(token)
+  return bearerSecretAuth(token)
+}
+
+/** The same check for any secret (an operator's API key for the `/v1` routes). */
+export function bearerSecretAuth (secret: string): (req: IncomingMessage) => boolean {
+  if (secret.length === 0) throw new ConfigError('an empty secret guards nothing')
+  const want = digest(secret)
   return (req) => {
     const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? '')
     const got = digest(m?.[1] ?? '')

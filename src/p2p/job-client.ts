@@ -70,6 +70,8 @@ export interface JobRequest {
     onPartial: (partial: Record<string, unknown>, seq: number) => void | Promise<void>
     window?: number
   }
+  /** Called each time the job is leased to a worker (again after a retry elsewhere), before its input goes out. */
+  onLease?: (worker: string) => void
 }
 
 /** One worker's go at a job that did not end in its result. */
@@ -284,6 +286,7 @@ export class JobClient {
         }
         if (chosen === undefined) break
         bidAt = bidAt === 0 ? performance.now() - t0 : bidAt
+        req.onLease?.(chosen.worker)
         const outcome = await leaseJob(this.leaseDeps, job, req, chosen, deadline, signal, waitWake)
         if (outcome.t === 'result') {
           this.stats.answered++
