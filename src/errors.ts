@@ -35,6 +35,15 @@ export class InvalidInputError extends AccelerateError {
   }
 }
 
+/** An HTTP request body with a field that is wrong (OpenAI-style APIs name it as `param`). */
+export class InvalidRequestError extends AccelerateError {
+  readonly param: string | null
+  constructor (message = 'Invalid request body: check it against the API reference in the README', param: string | null = null, options: ErrorOptions = {}) {
+    super('ERR_INVALID_INPUT', message, options)
+    this.param = param
+  }
+}
+
 export class InputTooLargeError extends AccelerateError {
   constructor (message = 'Input too large: split it into smaller jobs', options: ErrorOptions = {}) {
     super('ERR_INPUT_TOO_LARGE', message, options)

@@ -74,6 +74,7 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Plain {
     bootstrap: e('BOOTSTRAP'),
     mdns: e('MDNS'),
     http: e('HTTP'),
+    apiKey: e('API_KEY'),
     models: e('MODELS'),
     device: e('DEVICE'),
     dtype: e('DTYPE'),
@@ -92,6 +93,7 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Plain {
   if (v.bootstrap !== undefined) out.bootstrap = list(v.bootstrap)
   if (v.mdns !== undefined) out.mdns = boolEnv('IPFS_ACCELERATE_MDNS', v.mdns)
   if (v.http !== undefined) out.http = /^(off|false|none)$/i.test(v.http) ? false : v.http
+  if (v.apiKey !== undefined) out.apiKey = v.apiKey
   if (v.models !== undefined) out.models = list(v.models)
   if (v.device !== undefined) out.device = v.device
   if (v.dtype !== undefined) out.dtype = v.dtype

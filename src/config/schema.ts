@@ -44,6 +44,11 @@ export const configSchema = z.strictObject({
   bootstrap: z.array(multiaddrSchema).max(256).default([]),
   mdns: z.boolean().default(true),
   http: z.union([hostPortSchema, z.literal(false)]).default('127.0.0.1:8080'),
+  /**
+   * The bearer key the OpenAI-compatible `/v1` routes ask for (absent: none;
+   * a node that listens beyond loopback without one warns at start).
+   */
+  apiKey: z.string().min(16, 'at least 16 characters').max(512).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces (it travels in an Authorization header)').optional(),
   /** Model ids to serve; empty means the offline default of each built skillset. */
   models: z.array(modelIdSchema).max(64).default([]),
   device: deviceSchema.default('auto'),

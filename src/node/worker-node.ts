@@ -46,6 +46,8 @@ import { calibrate } from './calibrate.ts'
 import type { ServedModel } from './served-models.ts'
 import { resolveImages } from './image-inputs.ts'
 import { imageLimits } from '../config/schema.ts'
+import { createOpenAiGateway } from './openai-gateway.ts'
+import type { OpenAiGateway } from './openai-gateway.ts'
 
 const log = forComponent('ipfs-accelerate:node')
 
@@ -66,6 +68,7 @@ export class WorkerNode implements JobHandler {
   private adverts: Adverts | undefined
   private dialer: AutoDialer | undefined
   private gateway: ListeningGateway | undefined
+  private openai: OpenAiGateway | undefined
   private hardware: HardwareProfile | undefined
   private summary: HardwareSummary | undefined
   private readonly served = new Map<string, ServedModel>()
@@ -184,7 +187,9 @@ export class WorkerNode implements JobHandler {
       const http = cfg.http
       // The store API answers only its owner: loopback, this node's own Host, no web page, the data dir's token (src/gateway/guard.ts).
       const guard = requestGuard({ authorize: bearerAuth(await loadOrCreateApiToken(cfg.dataDir, log)), hostNames: [splitHostPort(http).host] })
-      this.gateway = await listen(createGateway([...this.routes(), ...storeRoutes(store.models)], log.child('http'), { guard }), http).catch((err: unknown) => {
+      // The OpenAI-compatible /v1 routes and /readyz: one job client for the node's life, this node first when it fits (src/node/openai-gateway.ts).
+      this.openai = createOpenAiGateway({ config: cfg, libp2p, links: this.links, adverts: this.adverts, handler: this, ownModels: () => this.ownModels(), notReady: () => this.notReady(), log: log.child('openai') })
+      this.gateway = await listen(createGateway([...this.routes(), ...this.openai.routes, ...storeRoutes(store.models)], log.child('http'), { guard }), http).catch((err: unknown) => {
         throw new ConfigError(`cannot serve HTTP on ${http}: ${errorMessage(err)}: pass --http with another HOST:PORT, or --http off`, { cause: err })
       })
     }
@@ -206,11 +211,24 @@ export class WorkerNode implements JobHandler {
             jobs: this.jobWorker?.stats,
             queues: Object.fromEntries([...this.served.values()].map((m) => [m.entry.id, { ready: m.queue.ready, depth: m.queue.depth, queuedCost: m.queue.queuedCost, throughput: m.queue.throughput, streaming: m.queue instanceof StreamingQueue, ...m.queue.stats }])),
             links: this.links?.stats,
-            adverts: this.adverts?.stats
+            adverts: this.adverts?.stats,
+            gateway: this.openai?.client.stats
           })
         }
       }
     ]
+  }
+
+  private ownModels (): Array<{ id: string, skillset: SkillsetName, loaded: boolean }> {
+    return [...this.served.values()].map((m) => ({ id: m.entry.id, skillset: m.entry.skillset, loaded: m.queue.ready }))
+  }
+
+  /** Why the node cannot take work now (for /readyz), or undefined when it can. */
+  private notReady (): string | undefined {
+    if (this.stopping !== undefined) return 'the node is stopping'
+    if (!this.started) return 'the node is starting'
+    if (![...this.served.values()].some((m) => m.queue.ready)) return 'no model has an inference thread up (loading or restarting): see /healthz'
+    return undefined
   }
 
   private queueDepth (): number {
@@ -327,6 +345,7 @@ export class WorkerNode implements JobHandler {
     await this.adverts?.stop()
     await Promise.all([...this.served.values()].map(async (m) => { await m.queue.drain(graceMs) }))
     await this.jobWorker?.stop(5000)
+    this.openai?.stop()
     await this.links?.stop()
     await this.gateway?.close()
     await Promise.all([...this.served.values()].flatMap((m) => m.threads.map(async (t) => { await t.stop() })))

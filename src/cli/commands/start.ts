@@ -14,6 +14,8 @@ export function startFlags (args: ParsedArgs): Record<string, unknown> {
   if (mdns !== undefined) flags.mdns = mdns
   const http = str(args, 'http')
   if (http !== undefined) flags.http = /^(off|false|none)$/i.test(http) ? false : http
+  const apiKey = str(args, 'api-key')
+  if (apiKey !== undefined) flags.apiKey = apiKey
   const models = str(args, 'models')
   if (models !== undefined) flags.models = models.split(',').map((s) => s.trim()).filter((s) => s.length > 0)
   const device = str(args, 'device')
@@ -48,8 +50,15 @@ Options:
                         (default /ip4/0.0.0.0/tcp/4101)
   --bootstrap MULTIADDR peer to join at start, repeatable
   --no-mdns             do not discover peers on the LAN by mDNS
-  --http HOST:PORT      HTTP gateway (/healthz) address, or "off"
-                        (default 127.0.0.1:8080)
+  --http HOST:PORT      HTTP gateway address, or "off" (default 127.0.0.1:8080):
+                        /healthz, /readyz, the OpenAI-compatible API under /v1
+                        (embeddings, chat/completions, completions, models,
+                        detections) for jobs on this node or the swarm, and
+                        the local store API
+  --api-key KEY         require \`Authorization: Bearer KEY\` on /v1 (16+
+                        characters; env IPFS_ACCELERATE_API_KEY, config
+                        apiKey); without one, /v1 is open to whoever can
+                        reach --http (a warning when that is beyond loopback)
   --models ID,...       models to serve (default: the offline demo model)
   --device DEV          auto, cpu, cuda, cuda:N, tensorrt or webgpu (default auto)
   --dtype DTYPE         weight format: auto, fp32, fp16, int8, q8, ... (default
@@ -80,6 +89,7 @@ Settings merge as: config file < IPFS_ACCELERATE_* environment < flags.
     bootstrap: { type: 'string', multiple: true },
     mdns: { type: 'boolean' },
     http: { type: 'string' },
+    'api-key': { type: 'string' },
     models: { type: 'string' },
     device: { type: 'string' },
     dtype: { type: 'string' },
@@ -123,7 +133,7 @@ Settings merge as: config file < IPFS_ACCELERATE_* environment < flags.
     } else {
       process.stdout.write(`ipfs-accelerate worker ${info.peerId} ready\n`)
       for (const a of info.multiaddrs) process.stdout.write(`  listening on ${a}\n`)
-      if (info.httpUrl !== null) process.stdout.write(`  http ${info.httpUrl}/healthz\n`)
+      if (info.httpUrl !== null) process.stdout.write(`  http ${info.httpUrl}/healthz, OpenAI-compatible API ${info.httpUrl}/v1\n`)
       for (const m of info.models) process.stdout.write(`  serving ${m.skillset} ${m.id} on ${m.device} (${m.provider}, ${m.dtype})${m.randomWeights ? ' [random weights]' : ''}\n`)
       process.stdout.write(`Submit a job from another terminal: npx ipfs-accelerate submit embed --text "hello world"${config.dataDir === defaultDataDir() ? '' : ` --data-dir ${config.dataDir}`}\n`)
     }
