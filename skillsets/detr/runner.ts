@@ -1,0 +1,186 @@
+/**
+ * The detr runner, inside an inference thread. transformers.js loads the
+ * model (AutoModelForObjectDetection: the ONNX session, config.json's
+ * id2label) and the preprocessor config (AutoImageProcessor), so the files
+ * come through the content store's reader in `env.customCache`; the runner
+ * does the rest itself, because transformers.js's object-detection pipeline
+ * takes one image at a time and resizes differently from Python:
+ *
+ * 1. each job's image is decoded (sharp, within the node's image limits)
+ *    and prepared as Python's DetrImageProcessor would (preprocess.ts); an
+ *    image that cannot be decoded becomes that job's Error, in its place in
+ *    the returned array, and the other jobs go on;
+ * 2. the prepared images of all jobs run in as few `session.run` calls as
+ *    the padded-pixel budget allows, padded bottom/right with zeros to the
+ *    largest height and width of their call, with `pixel_mask` 1 on real
+ *    pixels (similar sizes share a call, so little is padded);
+ * 3. each image's rows of `logits` and `pred_boxes` become its detections
+ *    (postprocess.ts), in its original pixels.
+ *
+ * A model whose graph has no `pixel_mask` input cannot tell padding from
+ * image, so its images run one per call instead (logged once at load).
+ */
+import type * as ort from 'onnxruntime-node'
+import type { ExecutionPlan, ImageLimits, ModelLocation, SkillsetRunner } from '../../src/interfaces/index.ts'
+import { InferenceError, ModelLoadError } from '../../src/errors.ts'
+import { forComponent } from '../../src/logger.ts'
+import { DEFAULT_IMAGE_LIMITS, decodeImage, inlineBytes } from '../image/index.ts'
+import { pipelineOptions } from '../embed/runner.ts'
+import type { DetrInput } from './input.ts'
+import type { DetrOutput } from './codec.ts'
+import { postprocessDetections } from './postprocess.ts'
+import type { PreparedImage, ProcessorSettings } from './preprocess.ts'
+import { packBatch, parseProcessorConfig, prepareImage } from './preprocess.ts'
+import { MAX_BATCH_PIXELS } from './constants.ts'
+
+const log = forComponent('ipfs-accelerate:skillset:detr')
+
+/** What `run` gives for each input: its output, or the Error that failed it (that job only). */
+export type DetrResult = DetrOutput | Error
+
+export interface DetrRunner {
+  run(inputs: DetrInput[]): Promise<DetrResult[]>
+  dispose(): Promise<void>
+  /** Inference calls and images so far (for tests and benchmarks). */
+  readonly stats: { calls: number, images: number }
+}
+
+export interface DetrRunnerOptions {
+  /** The node's image limits (default DEFAULT_IMAGE_LIMITS). */
+  images?: ImageLimits
+  /** Padded pixels per inference call (default MAX_BATCH_PIXELS). */
+  maxBatchPixels?: number
+}
+
+interface TfDetr { sessions: Record<string, ort.InferenceSession | undefined>, config: Record<string, unknown>, dispose(): Promise<unknown> }
+
+/** id2label of config.json as a dense list of `count` labels. Throws ModelLoadError. */
+export function labelList (config: Record<string, unknown>, count: number): string[] {
+  const raw = config.id2label
+  if (typeof raw !== 'object' || raw === null) throw new ModelLoadError('the detr model\'s config.json has no id2label')
+  const map = raw as Record<string, unknown>
+  return Array.from({ length: count }, (_, i) => {
+    const label = map[String(i)]
+    if (typeof label !== 'string') throw new ModelLoadError(`the detr model's config.json id2label has no label for class ${i} (the model has ${count} classes besides "no object")`)
+    return label
+  })
+}
+
+/** The size of a named output's last axis from the session's metadata, when it is a number. */
+function lastDim (session: ort.InferenceSession, name: string): number | undefined {
+  const meta = session.outputMetadata.find((m) => m.name === name)
+  if (meta === undefined || !meta.isTensor) return undefined
+  const d = meta.shape.at(-1)
+  return typeof d === 'number' ? d : undefined
+}
+
+export async function loadDetrRunner (model: ModelLocation, plan: ExecutionPlan, options: DetrRunnerOptions = {}): Promise<DetrRunner> {
+  const t0 = performance.now()
+  let detr: TfDetr
+  let settings: ProcessorSettings
+  let Tensor: typeof ort.Tensor
+  try {
+    Tensor = (await import('onnxruntime-node')).Tensor
+    const tf = await import('@huggingface/transformers')
+    tf.env.allowRemoteModels = false
+    tf.env.allowLocalModels = true
+    tf.env.localModelPath = model.localModelPath
+    const processor = await tf.AutoImageProcessor.from_pretrained(model.id) as unknown as { config?: unknown }
+    settings = parseProcessorConfig(processor.config, `${model.id}/preprocessor_config.json`)
+    detr = await tf.AutoModelForObjectDetection.from_pretrained(model.id, pipelineOptions(plan)) as unknown as TfDetr
+  } catch (err) {
+    if (err instanceof ModelLoadError) throw err
+    throw new ModelLoadError(`cannot load detr model "${model.id}" from ${model.localModelPath} (${plan.provider}, ${plan.dtype}): ${(err as Error).message}`, { cause: err })
+  }
+  const session = detr.sessions.model
+  if (session === undefined) throw new ModelLoadError(`the detr model "${model.id}" has no session named "model"`)
+  for (const name of ['pixel_values']) if (!session.inputNames.includes(name)) throw new ModelLoadError(`the detr model "${model.id}" has no input ${name}`)
+  for (const name of ['logits', 'pred_boxes']) if (!session.outputNames.includes(name)) throw new ModelLoadError(`the detr model "${model.id}" has no output ${name}`)
+  const masked = session.inputNames.includes('pixel_mask')
+  const classes = lastDim(session, 'logits') ?? (typeof detr.config.num_labels === 'number' ? detr.config.num_labels + 1 : undefined)
+  if (classes === undefined || classes < 2) throw new ModelLoadError(`the detr model "${model.id}": cannot tell its number of classes (neither its logits' shape nor config.json num_labels)`)
+  const labels = labelList(detr.config, classes - 1)
+  const limits = options.images ?? DEFAULT_IMAGE_LIMITS
+  const maxBatchPixels = options.maxBatchPixels ?? MAX_BATCH_PIXELS
+  const stats = { calls: 0, images: 0 }
+  let disposed = false
+  if (!masked) log.warn('the model has no pixel_mask input: its images run one per inference call, unpadded', { model: model.id })
+  log.info('detr model loaded', { model: model.id, provider: plan.provider, dtype: plan.dtype, threads: plan.intraOpThreads, labels: labels.length, resize: settings.resize, ms: Math.round(performance.now() - t0) })
+
+  /** Run prepared images as one call; their logits and boxes rows. */
+  const runCall = async (images: readonly PreparedImage[]): Promise<Array<{ logits: Float32Array, boxes: Float32Array }>> => {
+    const { pixelValues, pixelMask, height, width } = packBatch(images)
+    const n = images.length
+    const feeds: Record<string, ort.Tensor> = { pixel_values: new Tensor('float32', pixelValues, [n, 3, height, width]) }
+    if (masked) feeds.pixel_mask = new Tensor('int64', pixelMask, [n, height, width])
+    const out = await session.run(feeds)
+    stats.calls++
+    stats.images += n
+    const logits = out.logits
+    const boxes = out.pred_boxes
+    if (logits?.type !== 'float32' || boxes?.type !== 'float32') throw new InferenceError(`detr model "${model.id}" returned ${String(logits?.type)} logits and ${String(boxes?.type)} boxes, expected float32`)
+    const q = logits.dims[1] ?? 0
+    if (logits.dims.length !== 3 || logits.dims[0] !== n || logits.dims[2] !== classes || boxes.dims.join() !== [n, q, 4].join()) {
+      throw new InferenceError(`detr model "${model.id}" returned logits [${logits.dims.join(', ')}] and boxes [${boxes.dims.join(', ')}] for ${n} images, expected [${n}, queries, ${classes}] and [${n}, queries, 4]`)
+    }
+    const l = logits.data as Float32Array
+    const b = boxes.data as Float32Array
+    return images.map((_, i) => ({ logits: l.subarray(i * q * classes, (i + 1) * q * classes), boxes: b.subarray(i * q * 4, (i + 1) * q * 4) }))
+  }
+
+  return {
+    stats,
+    async run (inputs: DetrInput[]): Promise<DetrResult[]> {
+      if (disposed) throw new ModelLoadError(`the runner of "${model.id}" was disposed`)
+      const results: DetrResult[] = new Array<DetrResult>(inputs.length)
+      const ready: Array<{ index: number, image: PreparedImage }> = []
+      for (const [index, input] of inputs.entries()) {
+        try {
+          const rgb = await decodeImage(inlineBytes(input.image, 'detr input: image'), limits, 'detr input: image')
+          ready.push({ index, image: prepareImage(rgb, settings) })
+        } catch (err) {
+          // This job's image only: the others still run.
+          results[index] = err instanceof Error ? err : new InferenceError(String(err))
+        }
+      }
+      // Similar sizes together, so a call pads little; split where the padded pixels would pass the budget.
+      ready.sort((a, b) => b.image.height - a.image.height || b.image.width - a.image.width || a.index - b.index)
+      let start = 0
+      while (start < ready.length) {
+        let end = start + 1
+        let maxW = ready[start]?.image.width ?? 0
+        const maxH = ready[start]?.image.height ?? 0
+        while (masked && end < ready.length) {
+          const w = Math.max(maxW, ready[end]?.image.width ?? 0)
+          if ((end + 1 - start) * maxH * w > maxBatchPixels) break
+          maxW = w
+          end++
+        }
+        const chunk = ready.slice(start, end)
+        const rows = await runCall(chunk.map((r) => r.image))
+        chunk.forEach((r, k) => {
+          const input = inputs[r.index] as DetrInput
+          const row = rows[k] as { logits: Float32Array, boxes: Float32Array }
+          try {
+            const detections = postprocessDetections(row.logits, row.boxes, { threshold: input.threshold, topK: input.topK, width: r.image.originalWidth, height: r.image.originalHeight, labels })
+            results[r.index] = { detections, width: r.image.originalWidth, height: r.image.originalHeight }
+          } catch (err) {
+            results[r.index] = err instanceof Error ? err : new InferenceError(String(err))
+          }
+        })
+        start = end
+      }
+      return results
+    },
+    async dispose (): Promise<void> {
+      if (disposed) return
+      disposed = true
+      await detr.dispose()
+    }
+  }
+}
+
+/** For the Skillset contract: the runner whose outputs may hold an Error in a failed job's place (see DetrResult). */
+export function asSkillsetRunner (runner: DetrRunner): SkillsetRunner<DetrInput, DetrOutput> {
+  return runner as unknown as SkillsetRunner<DetrInput, DetrOutput>
+}
