@@ -135,3 +135,18 @@ test('the node\'s image limits (load options) apply when the thread decodes', as
     await small.dispose()
   }
 })
+
+test('transformers.js\'s own object-detection pipeline runs the generated model too (its 64×64 mask of ones included)', async () => {
+  const tf = await import('@huggingface/transformers')
+  tf.env.allowRemoteModels = false
+  tf.env.allowLocalModels = true
+  tf.env.localModelPath = root
+  const pipe = await tf.pipeline('object-detection', ID, { dtype: 'fp32', device: 'cpu' })
+  try {
+    const image = await tf.RawImage.fromBlob(new Blob([greyPng(120, 90, 200)]))
+    const found = await pipe(image, { threshold: 0 }) as Array<{ label: string, score: number }>
+    assert.ok(found.length > 0 && found.every((d) => COCO_LABELS.includes(d.label) && d.score > 0 && d.score <= 1), JSON.stringify(found.slice(0, 3)))
+  } finally {
+    await pipe.dispose()
+  }
+})

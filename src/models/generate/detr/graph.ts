@@ -4,7 +4,8 @@
  * skillset runs directly:
  *
  *   inputs   pixel_values  float32 [batch_size, 3, height, width]  (normalised, padded bottom/right with 0)
- *            pixel_mask    int64   [batch_size, height, width]     (1 on real pixels, 0 on padding)
+ *            pixel_mask    int64   [batch_size, height, width]     (1 on real pixels, 0 on padding; a
+ *                                                                    mask of another size is resized to the image's, nearest)
  *   outputs  logits        float32 [batch_size, queries, labels + 1]  (the last class is "no object")
  *            pred_boxes    float32 [batch_size, queries, 4]           (sigmoid: cx, cy, w, h in 0..1)
  *
@@ -76,8 +77,12 @@ export function buildDetrOnnx (w: DetrWeights): Uint8Array {
   b.output(DETR_IO.logits, DT.FLOAT, [BATCH, s.numQueries, classes])
   b.output(DETR_IO.boxes, DT.FLOAT, [BATCH, s.numQueries, 4])
 
-  // 1. Backbone, with the mask downsampled alongside: [batch, 1, h, w] floats.
-  let mask = b.op('Unsqueeze', [b.op('Cast', [pixelMask], { to: DT.FLOAT }), b.int64s([1])])
+  // 1. Backbone, with the mask downsampled alongside: [batch, 1, h, w] floats. A mask of the
+  // image's size passes Resize unchanged (nearest, same size); transformers.js's own
+  // DetrImageProcessor sends a 64×64 mask of ones, which becomes ones of the image's size.
+  const mask4 = b.op('Unsqueeze', [b.op('Cast', [pixelMask], { to: DT.FLOAT }), b.int64s([1])])
+  const maskSize = b.op('Concat', [b.op('Shape', [mask4], { start: 0, end: 2 }), b.op('Shape', [pixels], { start: 2, end: 4 })], { axis: 0 })
+  let mask = b.op('Resize', [mask4, '', '', maskSize])
   const everySecond = [b.int64s([0, 0]), b.int64s([2147483647, 2147483647]), b.int64s([2, 3]), b.int64s([2, 2])]
   let x = pixels
   w.backbone.forEach((conv, i) => {
