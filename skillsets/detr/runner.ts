@@ -17,8 +17,13 @@
  * 3. each image's rows of `logits` and `pred_boxes` become its detections
  *    (postprocess.ts), in its original pixels.
  *
- * A model whose graph has no `pixel_mask` input cannot tell padding from
- * image, so its images run one per call instead (logged once at load).
+ * A model that cannot be told where the padding is runs its images one per
+ * call instead, unpadded (logged once at load): one without a `pixel_mask`
+ * input, or one whose `pixel_mask` has a fixed height and width (older
+ * Optimum exports declare only its batch axis dynamic, so the export's dummy
+ * size sticks; transformers.js always sends 64×64 ones, which suggests the
+ * Xenova exports are such: not checked here, without hub access). Such a
+ * model gets ones of its fixed size.
  */
 import type * as ort from 'onnxruntime-node'
 import type { ExecutionPlan, ImageLimits, ModelLocation, SkillsetRunner } from '../../src/interfaces/index.ts'
@@ -74,6 +79,17 @@ function lastDim (session: ort.InferenceSession, name: string): number | undefin
   return typeof d === 'number' ? d : undefined
 }
 
+/** How the model takes its pixel mask: one per pixel (padding can be masked), fixed at [height, width] (ones only), or not at all. */
+type MaskMode = { kind: 'per-pixel' } | { kind: 'fixed', height: number, width: number } | { kind: 'none' }
+
+export function maskMode (session: Pick<ort.InferenceSession, 'inputMetadata'>): MaskMode {
+  const meta = session.inputMetadata.find((m) => m.name === 'pixel_mask')
+  if (meta === undefined) return { kind: 'none' }
+  if (!meta.isTensor || meta.shape.length !== 3) throw new ModelLoadError('the detr model\'s pixel_mask input is not a [batch, height, width] tensor')
+  const [, h, w] = meta.shape
+  return typeof h === 'number' && typeof w === 'number' ? { kind: 'fixed', height: h, width: w } : { kind: 'per-pixel' }
+}
+
 export async function loadDetrRunner (model: ModelLocation, plan: ExecutionPlan, options: DetrRunnerOptions = {}): Promise<DetrRunner> {
   const t0 = performance.now()
   let detr: TfDetr
@@ -94,9 +110,10 @@ export async function loadDetrRunner (model: ModelLocation, plan: ExecutionPlan,
   }
   const session = detr.sessions.model
   if (session === undefined) throw new ModelLoadError(`the detr model "${model.id}" has no session named "model"`)
-  for (const name of ['pixel_values']) if (!session.inputNames.includes(name)) throw new ModelLoadError(`the detr model "${model.id}" has no input ${name}`)
+  if (!session.inputNames.includes('pixel_values')) throw new ModelLoadError(`the detr model "${model.id}" has no input pixel_values`)
   for (const name of ['logits', 'pred_boxes']) if (!session.outputNames.includes(name)) throw new ModelLoadError(`the detr model "${model.id}" has no output ${name}`)
-  const masked = session.inputNames.includes('pixel_mask')
+  const mask = maskMode(session)
+  const batched = mask.kind === 'per-pixel'
   const classes = lastDim(session, 'logits') ?? (typeof detr.config.num_labels === 'number' ? detr.config.num_labels + 1 : undefined)
   if (classes === undefined || classes < 2) throw new ModelLoadError(`the detr model "${model.id}": cannot tell its number of classes (neither its logits' shape nor config.json num_labels)`)
   const labels = labelList(detr.config, classes - 1)
@@ -104,7 +121,7 @@ export async function loadDetrRunner (model: ModelLocation, plan: ExecutionPlan,
   const maxBatchPixels = options.maxBatchPixels ?? MAX_BATCH_PIXELS
   const stats = { calls: 0, images: 0 }
   let disposed = false
-  if (!masked) log.warn('the model has no pixel_mask input: its images run one per inference call, unpadded', { model: model.id })
+  if (!batched) log.warn('the model cannot be told where padding is (its pixel_mask is missing or of a fixed size): its images run one per inference call, unpadded', { model: model.id, pixelMask: mask })
   log.info('detr model loaded', { model: model.id, provider: plan.provider, dtype: plan.dtype, threads: plan.intraOpThreads, labels: labels.length, resize: settings.resize, ms: Math.round(performance.now() - t0) })
 
   /** Run prepared images as one call; their logits and boxes rows. */
@@ -112,7 +129,8 @@ export async function loadDetrRunner (model: ModelLocation, plan: ExecutionPlan,
     const { pixelValues, pixelMask, height, width } = packBatch(images)
     const n = images.length
     const feeds: Record<string, ort.Tensor> = { pixel_values: new Tensor('float32', pixelValues, [n, 3, height, width]) }
-    if (masked) feeds.pixel_mask = new Tensor('int64', pixelMask, [n, height, width])
+    if (mask.kind === 'per-pixel') feeds.pixel_mask = new Tensor('int64', pixelMask, [n, height, width])
+    else if (mask.kind === 'fixed') feeds.pixel_mask = new Tensor('int64', new BigInt64Array(n * mask.height * mask.width).fill(1n), [n, mask.height, mask.width])
     const out = await session.run(feeds)
     stats.calls++
     stats.images += n
@@ -150,7 +168,7 @@ export async function loadDetrRunner (model: ModelLocation, plan: ExecutionPlan,
         let end = start + 1
         let maxW = ready[start]?.image.width ?? 0
         const maxH = ready[start]?.image.height ?? 0
-        while (masked && end < ready.length) {
+        while (batched && end < ready.length) {
           const w = Math.max(maxW, ready[end]?.image.width ?? 0)
           if ((end + 1 - start) * maxH * w > maxBatchPixels) break
           maxW = w

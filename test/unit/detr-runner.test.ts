@@ -3,13 +3,16 @@
  * (its shape and seed) and real photographs: well-formed detections; a
  * batch of 4 images of different sizes gives what 4 single runs give, in
  * one inference call; bad images in a batch fail only their own slot; the
- * node's image limits apply when the thread decodes.
+ * node's image limits apply when the thread decodes; a model with a
+ * fixed-size pixel_mask runs one image per call; transformers.js's own
+ * pipeline runs the generated model.
  */
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import onnxProto from 'onnx-proto'
 import sharp from 'sharp'
 import { generateDetrModel, COCO_LABELS } from '../../src/models/generate/index.ts'
 import type { ExecutionPlan, ModelLocation } from '../../src/interfaces/index.ts'
@@ -148,5 +151,33 @@ test('transformers.js\'s own object-detection pipeline runs the generated model 
     assert.ok(found.length > 0 && found.every((d) => COCO_LABELS.includes(d.label) && d.score > 0 && d.score <= 1), JSON.stringify(found.slice(0, 3)))
   } finally {
     await pipe.dispose()
+  }
+})
+
+test('a model whose pixel_mask has a fixed size (older exports) runs one image per call, with a mask of ones', async () => {
+  // demo/detr-random with its pixel_mask declared [batch_size, 64, 64], as Optimum's older DETR exports declare it.
+  const proto = onnxProto.onnx.ModelProto.decode(await readFile(join(root, ID, 'onnx/model.onnx')))
+  const maskInput = proto.graph?.input?.find((i) => i.name === 'pixel_mask')
+  const dims = maskInput?.type?.tensorType?.shape?.dim ?? []
+  assert.equal(dims.length, 3)
+  dims[1] = { dimValue: 64 }
+  dims[2] = { dimValue: 64 }
+  const fixedId = 'demo/detr-fixed-mask'
+  await mkdir(join(root, fixedId, 'onnx'), { recursive: true })
+  for (const f of ['config.json', 'preprocessor_config.json']) await copyFile(join(root, ID, f), join(root, fixedId, f))
+  await writeFile(join(root, fixedId, 'onnx/model.onnx'), onnxProto.onnx.ModelProto.encode(proto).finish())
+  const fixed = await loadDetrRunner({ id: fixedId, localModelPath: root }, plan)
+  try {
+    const inputs = [photo('chelsea.jpg'), photo('coffee.jpg'), photo('rocket.webp')].map((im) => input(im, { threshold: 0.1 }))
+    const results = await fixed.run(inputs)
+    assert.deepEqual(fixed.stats, { calls: 3, images: 3 })
+    const alone = await runner.run(inputs)
+    results.forEach((r, i) => {
+      const want = ok(alone[i])
+      assert.deepEqual(ok(r).detections.map((d) => d.label), want.detections.map((d) => d.label))
+      ok(r).detections.forEach((d, k) => assert.ok(Math.abs(d.score - (want.detections[k]?.score ?? NaN)) < 1e-4))
+    })
+  } finally {
+    await fixed.dispose()
   }
 })
