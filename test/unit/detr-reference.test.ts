@@ -65,8 +65,8 @@ test('each image of a padded batch gives the float64 reference of that image alo
     const ref = detrReference(weights, img.pixels, img.h, img.w)
     const spread = Math.max(...ref.logits) - Math.min(...ref.logits)
     assert.ok(spread > 5, `the logits are far from flat (spread ${spread})`)
-    assert.ok(maxDiff(out?.logits ?? [], ref.logits) < 2e-4, `${name} logits: ${maxDiff(out?.logits ?? [], ref.logits)}`)
-    assert.ok(maxDiff(out?.boxes ?? [], ref.boxes) < 2e-5, `${name} boxes: ${maxDiff(out?.boxes ?? [], ref.boxes)}`)
+    assert.ok(maxDiff(out?.logits ?? [], ref.logits) < 1e-4, `${name} logits: ${maxDiff(out?.logits ?? [], ref.logits)}`)
+    assert.ok(maxDiff(out?.boxes ?? [], ref.boxes) < 5e-6, `${name} boxes: ${maxDiff(out?.boxes ?? [], ref.boxes)}`)
   }
 })
 
