@@ -10,10 +10,12 @@
  *    and prepared as Python's DetrImageProcessor would (preprocess.ts); an
  *    image that cannot be decoded becomes that job's Error, in its place in
  *    the returned array, and the other jobs go on;
- * 2. the prepared images of all jobs run in as few `session.run` calls as
- *    the padded-pixel budget allows, padded bottom/right with zeros to the
- *    largest height and width of their call, with `pixel_mask` 1 on real
- *    pixels (similar sizes share a call, so little is padded);
+ * 2. images are prepared a group of about one padded-pixel budget at a
+ *    time (so memory stays bounded however many jobs a batch holds); a
+ *    group's images run in as few `session.run` calls as the budget allows,
+ *    padded bottom/right with zeros to the largest height and width of
+ *    their call, with `pixel_mask` 1 on real pixels (similar sizes share a
+ *    call, so little is padded);
  * 3. each image's rows of `logits` and `pred_boxes` become its detections
  *    (postprocess.ts), in its original pixels.
  *
@@ -90,6 +92,17 @@ export function maskMode (session: Pick<ort.InferenceSession, 'inputMetadata'>):
   return typeof h === 'number' && typeof w === 'number' ? { kind: 'fixed', height: h, width: w } : { kind: 'per-pixel' }
 }
 
+/** The session, mask mode, class count and labels of a loaded model; ModelLoadError for what this runner cannot drive. */
+function checkModel (id: string, detr: TfDetr): { session: ort.InferenceSession, mask: MaskMode, classes: number, labels: string[] } {
+  const session = detr.sessions.model
+  if (session === undefined) throw new ModelLoadError(`the detr model "${id}" has no session named "model"`)
+  if (!session.inputNames.includes('pixel_values')) throw new ModelLoadError(`the detr model "${id}" has no input pixel_values`)
+  for (const name of ['logits', 'pred_boxes']) if (!session.outputNames.includes(name)) throw new ModelLoadError(`the detr model "${id}" has no output ${name}`)
+  const classes = lastDim(session, 'logits') ?? (typeof detr.config.num_labels === 'number' ? detr.config.num_labels + 1 : undefined)
+  if (classes === undefined || classes < 2) throw new ModelLoadError(`the detr model "${id}": cannot tell its number of classes (neither its logits' shape nor config.json num_labels)`)
+  return { session, mask: maskMode(session), classes, labels: labelList(detr.config, classes - 1) }
+}
+
 export async function loadDetrRunner (model: ModelLocation, plan: ExecutionPlan, options: DetrRunnerOptions = {}): Promise<DetrRunner> {
   const t0 = performance.now()
   let detr: TfDetr
@@ -108,15 +121,16 @@ export async function loadDetrRunner (model: ModelLocation, plan: ExecutionPlan,
     if (err instanceof ModelLoadError) throw err
     throw new ModelLoadError(`cannot load detr model "${model.id}" from ${model.localModelPath} (${plan.provider}, ${plan.dtype}): ${(err as Error).message}`, { cause: err })
   }
-  const session = detr.sessions.model
-  if (session === undefined) throw new ModelLoadError(`the detr model "${model.id}" has no session named "model"`)
-  if (!session.inputNames.includes('pixel_values')) throw new ModelLoadError(`the detr model "${model.id}" has no input pixel_values`)
-  for (const name of ['logits', 'pred_boxes']) if (!session.outputNames.includes(name)) throw new ModelLoadError(`the detr model "${model.id}" has no output ${name}`)
-  const mask = maskMode(session)
+  let checked: { session: ort.InferenceSession, mask: MaskMode, classes: number, labels: string[] }
+  try {
+    checked = checkModel(model.id, detr)
+  } catch (err) {
+    // A model this runner cannot drive is closed before the error goes up.
+    await detr.dispose()
+    throw err
+  }
+  const { session, mask, classes, labels } = checked
   const batched = mask.kind === 'per-pixel'
-  const classes = lastDim(session, 'logits') ?? (typeof detr.config.num_labels === 'number' ? detr.config.num_labels + 1 : undefined)
-  if (classes === undefined || classes < 2) throw new ModelLoadError(`the detr model "${model.id}": cannot tell its number of classes (neither its logits' shape nor config.json num_labels)`)
-  const labels = labelList(detr.config, classes - 1)
   const limits = options.images ?? DEFAULT_IMAGE_LIMITS
   const maxBatchPixels = options.maxBatchPixels ?? MAX_BATCH_PIXELS
   const stats = { calls: 0, images: 0 }
@@ -146,48 +160,61 @@ export async function loadDetrRunner (model: ModelLocation, plan: ExecutionPlan,
     return images.map((_, i) => ({ logits: l.subarray(i * q * classes, (i + 1) * q * classes), boxes: b.subarray(i * q * 4, (i + 1) * q * 4) }))
   }
 
+  /** Run prepared images in as few calls as the budget allows (similar sizes together, so little is padded); fill their results. */
+  const runGroup = async (group: Array<{ index: number, image: PreparedImage }>, inputs: readonly DetrInput[], results: DetrResult[]): Promise<void> => {
+    group.sort((a, b) => b.image.height - a.image.height || b.image.width - a.image.width || a.index - b.index)
+    let start = 0
+    while (start < group.length) {
+      let end = start + 1
+      let maxW = group[start]?.image.width ?? 0
+      const maxH = group[start]?.image.height ?? 0
+      while (batched && end < group.length) {
+        const w = Math.max(maxW, group[end]?.image.width ?? 0)
+        if ((end + 1 - start) * maxH * w > maxBatchPixels) break
+        maxW = w
+        end++
+      }
+      const chunk = group.slice(start, end)
+      const rows = await runCall(chunk.map((r) => r.image))
+      chunk.forEach((r, k) => {
+        const input = inputs[r.index] as DetrInput
+        const row = rows[k] as { logits: Float32Array, boxes: Float32Array }
+        const { originalWidth: width, originalHeight: height } = r.image
+        try {
+          results[r.index] = { detections: postprocessDetections(row.logits, row.boxes, { threshold: input.threshold, topK: input.topK, width, height, labels }), width, height }
+        } catch (err) {
+          results[r.index] = err instanceof Error ? err : new InferenceError(String(err))
+        }
+      })
+      start = end
+    }
+  }
+
   return {
     stats,
     async run (inputs: DetrInput[]): Promise<DetrResult[]> {
       if (disposed) throw new ModelLoadError(`the runner of "${model.id}" was disposed`)
       const results: DetrResult[] = new Array<DetrResult>(inputs.length)
-      const ready: Array<{ index: number, image: PreparedImage }> = []
+      // Images are prepared a group at a time (about one budget of pixels), so memory stays bounded however many jobs the batch holds.
+      let group: Array<{ index: number, image: PreparedImage }> = []
+      let groupPixels = 0
       for (const [index, input] of inputs.entries()) {
         try {
           const rgb = await decodeImage(inlineBytes(input.image, 'detr input: image'), limits, 'detr input: image')
-          ready.push({ index, image: prepareImage(rgb, settings) })
+          const image = prepareImage(rgb, settings)
+          group.push({ index, image })
+          groupPixels += image.height * image.width
         } catch (err) {
           // This job's image only: the others still run.
           results[index] = err instanceof Error ? err : new InferenceError(String(err))
         }
-      }
-      // Similar sizes together, so a call pads little; split where the padded pixels would pass the budget.
-      ready.sort((a, b) => b.image.height - a.image.height || b.image.width - a.image.width || a.index - b.index)
-      let start = 0
-      while (start < ready.length) {
-        let end = start + 1
-        let maxW = ready[start]?.image.width ?? 0
-        const maxH = ready[start]?.image.height ?? 0
-        while (batched && end < ready.length) {
-          const w = Math.max(maxW, ready[end]?.image.width ?? 0)
-          if ((end + 1 - start) * maxH * w > maxBatchPixels) break
-          maxW = w
-          end++
+        if (groupPixels >= maxBatchPixels) {
+          await runGroup(group, inputs, results)
+          group = []
+          groupPixels = 0
         }
-        const chunk = ready.slice(start, end)
-        const rows = await runCall(chunk.map((r) => r.image))
-        chunk.forEach((r, k) => {
-          const input = inputs[r.index] as DetrInput
-          const row = rows[k] as { logits: Float32Array, boxes: Float32Array }
-          try {
-            const detections = postprocessDetections(row.logits, row.boxes, { threshold: input.threshold, topK: input.topK, width: r.image.originalWidth, height: r.image.originalHeight, labels })
-            results[r.index] = { detections, width: r.image.originalWidth, height: r.image.originalHeight }
-          } catch (err) {
-            results[r.index] = err instanceof Error ? err : new InferenceError(String(err))
-          }
-        })
-        start = end
       }
+      await runGroup(group, inputs, results)
       return results
     },
     async dispose (): Promise<void> {

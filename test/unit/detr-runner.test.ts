@@ -16,7 +16,7 @@ import onnxProto from 'onnx-proto'
 import sharp from 'sharp'
 import { generateDetrModel, COCO_LABELS } from '../../src/models/generate/index.ts'
 import type { ExecutionPlan, ModelLocation } from '../../src/interfaces/index.ts'
-import { InputTooLargeError, InvalidInputError } from '../../src/errors.ts'
+import { InputTooLargeError, InvalidInputError, ModelLoadError } from '../../src/errors.ts'
 import { createDetrSkillset, loadDetrRunner } from '../../skillsets/detr/index.ts'
 import type { DetrOutput, DetrResult, DetrRunner } from '../../skillsets/detr/index.ts'
 import { DEFAULT_IMAGE_LIMITS } from '../../skillsets/image/index.ts'
@@ -180,4 +180,32 @@ test('a model whose pixel_mask has a fixed size (older exports) runs one image p
   } finally {
     await fixed.dispose()
   }
+})
+
+test('the padded-pixel budget splits a batch into several calls, with the same detections', async () => {
+  // Each photograph is resized to 96 pixels high and 128-144 wide: two fit in 2 × 96 × 144 padded pixels, a third does not.
+  const split = await loadDetrRunner(model, plan, { maxBatchPixels: 2 * 96 * 144 })
+  try {
+    const inputs = [photo('chelsea.jpg'), photo('coffee.jpg'), photo('rocket.webp'), photo('chelsea.jpg'), photo('coffee.jpg')].map((im) => input(im, { threshold: 0 }))
+    const results = (await split.run(inputs)).map(ok)
+    assert.deepEqual(split.stats, { calls: 3, images: 5 })
+    const whole = (await runner.run(inputs)).map(ok)
+    results.forEach((r, i) => {
+      assert.deepEqual(r.detections.map((d) => d.label), whole[i]?.detections.map((d) => d.label))
+      r.detections.forEach((d, k) => assert.ok(Math.abs(d.score - (whole[i]?.detections[k]?.score ?? NaN)) < 1e-4))
+    })
+  } finally {
+    await split.dispose()
+  }
+})
+
+test('a config.json whose id2label lacks a class is refused at load with what is missing', async () => {
+  const brokenId = 'demo/detr-no-labels'
+  await mkdir(join(root, brokenId, 'onnx'), { recursive: true })
+  const config = JSON.parse(await readFile(join(root, ID, 'config.json'), 'utf8'))
+  delete config.id2label['79']
+  await writeFile(join(root, brokenId, 'config.json'), JSON.stringify(config))
+  await copyFile(join(root, ID, 'preprocessor_config.json'), join(root, brokenId, 'preprocessor_config.json'))
+  await copyFile(join(root, ID, 'onnx/model.onnx'), join(root, brokenId, 'onnx/model.onnx'))
+  await assert.rejects(loadDetrRunner({ id: brokenId, localModelPath: root }, plan), (err: Error) => err instanceof ModelLoadError && /no label for class 79/.test(err.message))
 })
