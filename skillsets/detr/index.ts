@@ -11,7 +11,7 @@ import type { DetrInput } from './input.ts'
 import { detrImageInputs, parseDetrInput } from './input.ts'
 import type { DetrOutput, DetrWireOutput } from './codec.ts'
 import { decodeDetrOutput, encodeDetrOutput } from './codec.ts'
-import { asSkillsetRunner, loadDetrRunner } from './runner.ts'
+import { loadDetrRunner } from './runner.ts'
 import { sampleDetrInput } from './sample.ts'
 
 export type { DetrInput } from './input.ts'
@@ -47,7 +47,7 @@ export function createDetrSkillset (init: DetrSkillsetInit = {}): DetrSkillset {
     images: detrImageInputs(limits),
     // The node's image limits (config `images`, given to inference threads) win over the skillset's.
     load: async (model: ModelLocation, plan: ExecutionPlan, options?: SkillsetLoadOptions): Promise<SkillsetRunner<DetrInput, DetrOutput>> =>
-      asSkillsetRunner(await loadDetrRunner(model, plan, { images: options?.images ?? limits, maxBatchPixels: init.maxBatchPixels })),
+      await loadDetrRunner(model, plan, { images: options?.images ?? limits, maxBatchPixels: init.maxBatchPixels }),
     encodeOutput: encodeDetrOutput,
     decodeOutput: decodeDetrOutput
   })

@@ -45,7 +45,7 @@ const log = forComponent('ipfs-accelerate:skillset:detr')
 /** What `run` gives for each input: its output, or the Error that failed it (that job only). */
 export type DetrResult = DetrOutput | Error
 
-export interface DetrRunner {
+export interface DetrRunner extends SkillsetRunner<DetrInput, DetrOutput> {
   run(inputs: DetrInput[]): Promise<DetrResult[]>
   dispose(): Promise<void>
   /** Inference calls and images so far (for tests and benchmarks). */
@@ -223,9 +223,4 @@ export async function loadDetrRunner (model: ModelLocation, plan: ExecutionPlan,
       await detr.dispose()
     }
   }
-}
-
-/** For the Skillset contract: the runner whose outputs may hold an Error in a failed job's place (see DetrResult). */
-export function asSkillsetRunner (runner: DetrRunner): SkillsetRunner<DetrInput, DetrOutput> {
-  return runner as unknown as SkillsetRunner<DetrInput, DetrOutput>
 }
