@@ -44,6 +44,8 @@ export interface ModelEntry {
   description?: string
   /** Served by default when the hub is unreachable (the generated demo model). */
   offlineDefault?: boolean
+  /** Served by default where the hub answers, or a peer holds it (a hub model; src/node/default-models.ts). */
+  onlineDefault?: boolean
   /**
    * The dtypes whose results do not depend on batch-mates (float weights, or
    * static quantization with fixed activation scales); absent: the float
