@@ -14,6 +14,7 @@ interface Result { id: string, dir: string, status: 'generated' | 'present', ms:
 const GENERATOR_WORDS: Readonly<Record<Extract<ModelEntry['source'], { kind: 'generated' }>['generator'], (size: string | undefined) => string>> = Object.freeze({
   bert: (size) => `${size ?? ''} BERT`,
   qwen2: (size) => `${size ?? ''} Qwen2-shaped LM`,
+  'llava-next': (size) => `${size ?? ''} LLaVA-NeXT-shaped vision-language model`,
   'stand-in': () => 'stand-in placeholder'
 })
 
