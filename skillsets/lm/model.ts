@@ -206,14 +206,20 @@ export class LoadedLm {
   }
 }
 
+/** onnxruntime-node's Tensor and transformers.js, imported on first use, set to read `model`'s folder (or the store, through env.customCache) and never the hub. */
+export async function importRuntime (model: ModelLocation): Promise<{ Tensor: typeof ort.Tensor, tf: typeof import('@huggingface/transformers') }> {
+  const { Tensor } = await import('onnxruntime-node')
+  const tf = await import('@huggingface/transformers')
+  tf.env.allowRemoteModels = false
+  tf.env.allowLocalModels = true
+  tf.env.localModelPath = model.localModelPath
+  return { Tensor, tf }
+}
+
 /** Load the tokenizer and the decoder session of `model` for `plan` (transformers.js imported here, not at module load). */
 export async function loadLm (model: ModelLocation, plan: ExecutionPlan): Promise<LoadedLm> {
   try {
-    const { Tensor } = await import('onnxruntime-node')
-    const tf = await import('@huggingface/transformers')
-    tf.env.allowRemoteModels = false
-    tf.env.allowLocalModels = true
-    tf.env.localModelPath = model.localModelPath
+    const { Tensor, tf } = await importRuntime(model)
     const tokenizer = await tf.AutoTokenizer.from_pretrained(model.id) as unknown as TfTokenizer
     const lm = await tf.AutoModelForCausalLM.from_pretrained(model.id, pipelineOptions(plan)) as unknown as TfLm
     const decoder = lm.sessions.model

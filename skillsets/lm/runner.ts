@@ -110,6 +110,8 @@ export class LmRunner<I extends GenerationParams = LmInput> implements Streaming
   private readonly waiting: Array<Job<I>> = []
   private readonly active: Array<Job<I>> = []
   private looping = false
+  /** Jobs whose prompt is being prepared (started, not yet queued). */
+  private preparing = 0
   private wake: (() => void) | undefined
   private disposed = false
 
@@ -125,7 +127,14 @@ export class LmRunner<I extends GenerationParams = LmInput> implements Streaming
   async start (input: I, ctx: JobContext<LmPartial>): Promise<LmOutput> {
     if (this.disposed) throw new InferenceError('the lm runner was disposed: start a new one')
     ctx.signal.throwIfAborted()
-    const prepared = await this.source.prepare(input, ctx.signal)
+    this.preparing++
+    let prepared: PreparedPrompt
+    try {
+      prepared = await this.source.prepare(input, ctx.signal)
+    } finally {
+      this.preparing--
+      this.poke()
+    }
     const prompt = prepared.ids
     if (prompt.length + input.maxNewTokens > this.lm.shape.maxPositions) {
       throw new InputTooLargeError(`input: ${prompt.length} prompt tokens + ${input.maxNewTokens} new tokens pass the model's ${this.lm.shape.maxPositions} positions: shorten the prompt or lower max_new_tokens`)
@@ -152,6 +161,8 @@ export class LmRunner<I extends GenerationParams = LmInput> implements Streaming
     if (this.disposed) return
     this.disposed = true
     this.failAll(new InferenceError('the lm runner was disposed while it ran this job (the runner was restarted): retry the job'))
+    // A loop asleep (no job could step, or jobs were still preparing) wakes to see it is disposed.
+    this.poke()
     while (this.looping) await new Promise((resolve) => setImmediate(resolve))
     await this.lm.dispose()
   }
@@ -185,6 +196,8 @@ export class LmRunner<I extends GenerationParams = LmInput> implements Streaming
 
   private async loop (): Promise<void> {
     while (!this.disposed && this.waiting.length + this.active.length > 0) {
+      // An idle runner lets the jobs that arrived with this one finish preparing, so that they prefill together.
+      while (!this.disposed && this.active.length === 0 && this.preparing > 0) await new Promise<void>((resolve) => { this.wake = resolve })
       this.dropAborted()
       const joined = this.admit()
       if (joined.length > 0) {
