@@ -16,6 +16,7 @@ import { errorCode } from '../../src/errors.ts'
 import { generateLlavaModel, LLAVA_SHAPES, llavaSpecialIds } from '../../src/models/generate/index.ts'
 import type { LlavaNextInput, LlavaNextRunner } from '../../skillsets/llava-next/index.ts'
 import { createLlavaNextSkillset } from '../../skillsets/llava-next/index.ts'
+import { llavaNextGeometry } from '../../skillsets/llava-next/model.ts'
 import type { LmOutput, LmPartial } from '../../skillsets/lm/index.ts'
 import { lmCost } from '../../skillsets/lm/index.ts'
 import { greyPng, noise, photo, pngBomb, truncated } from '../helpers/images.ts'
@@ -144,4 +145,20 @@ test('a broken image rejects its own job (invalid or too large) and the runner s
   const [broken, good] = await Promise.allSettled([gen({ ...base, image: { bytes: truncated(photo('chelsea.jpg')) } }), gen(chelsea())])
   assert.equal(broken.status, 'rejected')
   assert.equal(good.status === 'fulfilled' ? good.value.out.tokens.join() : 'rejected', expected.join())
+})
+
+test('model configs: LLaVA-OneVision, other feature strategies and mismatched tile sizes are refused at load, with why', () => {
+  const config = { model_type: 'llava_next', image_token_index: 512, image_grid_pinpoints: [[32, 64]], vision_config: { image_size: 32, patch_size: 8 }, text_config: {} }
+  const pre = { crop_size: { height: 32, width: 32 }, size: { shortest_edge: 32 }, image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5] }
+  assert.deepEqual(llavaNextGeometry(config, pre, 'x').geometry, { gridPinpoints: [[32, 64]], tileSize: 32, patchSize: 8 })
+  const refused: Array<[unknown, unknown, RegExp]> = [
+    [{ ...config, model_type: 'llava_onevision' }, pre, /LLaVA-OneVision.*not implemented/],
+    [{ ...config, vision_feature_select_strategy: 'full' }, pre, /vision_feature_select_strategy "full"/],
+    [config, { ...pre, size: { shortest_edge: 48 } }, /tiles must be square and one size/],
+    [{ ...config, image_grid_pinpoints: [[40, 64]] }, pre, /multiple of the 32-pixel tile/],
+    [{ ...config, image_token_index: undefined }, pre, /image_token_index/]
+  ]
+  for (const [c, p, message] of refused) {
+    assert.throws(() => llavaNextGeometry(c, p, 'x'), (err: unknown) => errorCode(err) === 'ERR_MODEL_LOAD' && message.test((err as Error).message), String(message))
+  }
 })
