@@ -33,7 +33,7 @@ import type { LmOutput, LmPartial } from './codec.ts'
 import type { KvView, LoadedLm } from './model.ts'
 import { JobRandom, nextToken } from './sampling.ts'
 import { StopMatcher } from './stop.ts'
-import { canonicalPast, DEFAULT_KV_BUDGET_TOKENS } from './constants.ts'
+import { canonicalPast, DEFAULT_KV_BUDGET_TOKENS, GATHER_MS } from './constants.ts'
 
 /** continuous: join between steps; static: a batch runs to its end before the next is admitted; serial: one job at a time. */
 export type BatchPolicy = 'continuous' | 'static' | 'serial'
@@ -196,8 +196,7 @@ export class LmRunner<I extends GenerationParams = LmInput> implements Streaming
 
   private async loop (): Promise<void> {
     while (!this.disposed && this.waiting.length + this.active.length > 0) {
-      // An idle runner lets the jobs that arrived with this one finish preparing, so that they prefill together.
-      while (!this.disposed && this.active.length === 0 && this.preparing > 0) await new Promise<void>((resolve) => { this.wake = resolve })
+      if (this.active.length === 0 && this.preparing > 0) await this.gather()
       this.dropAborted()
       const joined = this.admit()
       if (joined.length > 0) {
@@ -227,6 +226,21 @@ export class LmRunner<I extends GenerationParams = LmInput> implements Streaming
         })
       }
       await this.settle()
+    }
+  }
+
+  /**
+   * An idle runner lets the jobs that arrived with the first finish
+   * preparing (decoding their images), so that they prefill together; for
+   * GATHER_MS at most, so one slow image does not hold up the others.
+   */
+  private async gather (): Promise<void> {
+    const timer = setTimeout(() => { this.poke() }, GATHER_MS)
+    const until = performance.now() + GATHER_MS
+    try {
+      while (!this.disposed && this.preparing > 0 && performance.now() < until) await new Promise<void>((resolve) => { this.wake = resolve })
+    } finally {
+      clearTimeout(timer)
     }
   }
 
