@@ -130,3 +130,17 @@ test('files: the llava layout, configs that agree with each other, <image> in th
   // Same seed, same bytes.
   assert.deepEqual(llavaModelFiles('tiny', SEED).files.get(LLAVA_ONNX_FILES.visionEncoder), files.get(LLAVA_ONNX_FILES.visionEncoder))
 })
+
+test('a tile\'s features have the same bits alone and in a batch of 23 tiles (what lets jobs share a vision run exactly)', async () => {
+  const s = await session(LLAVA_ONNX_FILES.visionEncoder)
+  const n = 23
+  const r = mulberry32(3)
+  const px = Float32Array.from({ length: n * 3 * T * T }, () => r() * 4 - 2)
+  const all = (await s.run({ pixel_values: new ort.Tensor('float32', px, [n, 3, T, T]) })).image_features as ort.Tensor
+  for (const t of [0, 7, 22]) {
+    const one = (await s.run({ pixel_values: new ort.Tensor('float32', px.slice(t * 3 * T * T, (t + 1) * 3 * T * T), [1, 3, T, T]) })).image_features as ort.Tensor
+    const per = (one.data as Float32Array).length
+    assert.deepEqual(one.data, (all.data as Float32Array).slice(t * per, (t + 1) * per), `tile ${t}`)
+  }
+  await s.release()
+})
