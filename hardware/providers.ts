@@ -113,7 +113,7 @@ export function providerStatuses (report: OrtReport, libraries: Partial<Record<P
         available: false,
         listed: true,
         bundled: false,
-        reason: `not bundled with onnxruntime-node, and ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} missing from ${bindingDir} (onnxruntime-node's install script downloads them unless ONNXRUNTIME_NODE_INSTALL=skip or offline: reinstall it with network access)`
+        reason: `not bundled with onnxruntime-node, and ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} missing from ${bindingDir} (npm install does not run onnxruntime-node's download script: run \`npm run ort:cuda12\` with network access to fetch them from NuGet)`
       }
     }
     const probe = report.probes.get(name)

@@ -3,18 +3,20 @@
  * pooling, L2-normalised by default). Inputs with the same pooling and
  * normalisation batch together; the runner runs all their texts at once.
  */
-import type { ExecutionPlan, ModelLocation, Skillset, SkillsetRunner } from '../../src/interfaces/index.ts'
+import type { ExecutionPlan, ModelLocation, Skillset } from '../../src/interfaces/index.ts'
 import { MAX_DIMS, MAX_TEXT_CHARS, MAX_TEXTS, MAX_TOTAL_CHARS } from './constants.ts'
 import type { EmbedInput, EmbedLimits } from './input.ts'
 import { parseEmbedInput } from './input.ts'
 import type { EmbedOutput, EmbedWireOutput } from './codec.ts'
 import { decodeEmbedOutput, encodeEmbedOutput } from './codec.ts'
 import { loadEmbedRunner } from './runner.ts'
+import type { EmbedRunner } from './runner.ts'
 import { sampleEmbedInput } from './sample.ts'
 
 export type { EmbedInput, EmbedLimits } from './input.ts'
 export type { EmbedOutput, EmbedWireOutput } from './codec.ts'
 export type { Pooling } from './pooling.ts'
+export type { EmbedRunner } from './runner.ts'
 
 export interface EmbedSkillsetInit {
   /** Texts per job (default 256). */
@@ -30,6 +32,7 @@ export interface EmbedSkillsetInit {
 export interface EmbedSkillset extends Skillset<EmbedInput, EmbedOutput> {
   readonly limits: Readonly<EmbedLimits & { maxBatchTokens: number | undefined }>
   encodeOutput(output: EmbedOutput): EmbedWireOutput
+  load(model: ModelLocation, plan: ExecutionPlan): Promise<EmbedRunner>
 }
 
 function positiveInt (name: string, v: number | undefined, dflt: number): number {
@@ -52,7 +55,7 @@ export function createEmbedSkillset (init: EmbedSkillsetInit = {}): EmbedSkillse
     batchKey: (input: EmbedInput): string => `${input.pooling}:${input.normalize ? 'norm' : 'raw'}`,
     cost: (input: EmbedInput): number => input.texts.length,
     sampleInput: (n: number): unknown => sampleEmbedInput(n, limits.maxTexts),
-    load: async (model: ModelLocation, plan: ExecutionPlan): Promise<SkillsetRunner<EmbedInput, EmbedOutput>> =>
+    load: async (model: ModelLocation, plan: ExecutionPlan): Promise<EmbedRunner> =>
       await loadEmbedRunner(model, plan, { maxBatchTokens: limits.maxBatchTokens }),
     encodeOutput: encodeEmbedOutput,
     decodeOutput: (wire: unknown): EmbedOutput => decodeEmbedOutput(wire, { maxTexts: limits.maxTexts, maxDims: MAX_DIMS })

@@ -79,7 +79,12 @@ export function pipelineOptions (plan: ExecutionPlan): Record<string, unknown> {
   return { dtype: plan.dtype, device, session_options: sessionOptions }
 }
 
-export async function loadEmbedRunner (model: ModelLocation, plan: ExecutionPlan, options: RunnerOptions): Promise<SkillsetRunner<EmbedInput, EmbedOutput>> {
+/** The embed runner: every input of a batch succeeds or the batch fails (no per-input errors). */
+export interface EmbedRunner extends SkillsetRunner<EmbedInput, EmbedOutput> {
+  run(inputs: EmbedInput[]): Promise<EmbedOutput[]>
+}
+
+export async function loadEmbedRunner (model: ModelLocation, plan: ExecutionPlan, options: RunnerOptions): Promise<EmbedRunner> {
   const t0 = performance.now()
   let pipe: TfPipeline
   let tf: TfModule

@@ -9,6 +9,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { modelIdSchema } from '../models/catalog.ts'
 import { DTYPES } from '../interfaces/index.ts'
+import type { ImageLimits } from '../interfaces/index.ts'
 
 const multiaddrSchema = z.string().max(1000).superRefine((s, ctx) => {
   try {
@@ -87,6 +88,15 @@ export const configSchema = z.strictObject({
     /** The largest model a pull from peers takes, in MB (its root's claimed size, and what arrives). */
     maxPullMB: z.number().int().min(1).max(100_000_000).default(65_536)
   }).prefault({}),
+  /** Images as job inputs (detr, llava-next): refused past these before they are decoded. */
+  images: z.strictObject({
+    /** Encoded size of one image, in MB (an image over 4 MiB travels by CID, fetched from the client). */
+    maxMB: z.number().positive().max(256).default(32),
+    /** Width × height of one image, in millions of pixels (a decompression bomb is refused from its header). */
+    maxMegapixels: z.number().positive().max(268).default(40),
+    /** Width or height of one image, in pixels. */
+    maxSide: z.number().int().min(16).max(65_500).default(16_384)
+  }).prefault({}),
   /** The stand-in skillset (tests, benchmarks): a batch takes msPerItem × slowdown × items ms on a timer. */
   standIn: z.strictObject({
     msPerItem: z.number().min(0).max(60_000).default(1),
@@ -98,4 +108,13 @@ export const configSchema = z.strictObject({
 })
 
 export type NodeConfig = z.infer<typeof configSchema>
+
+/** The image limits a node applies (config `images`), in the form skillsets take. */
+export function imageLimits (config: Pick<NodeConfig, 'images'>): ImageLimits {
+  return {
+    maxBytes: Math.floor(config.images.maxMB * 1024 * 1024),
+    maxPixels: Math.floor(config.images.maxMegapixels * 1_000_000),
+    maxSide: config.images.maxSide
+  }
+}
 export type ConfigInput = z.input<typeof configSchema>

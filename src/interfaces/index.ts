@@ -24,6 +24,8 @@ export type ModelSource =
   | { kind: 'generated', generator: 'bert', size: 'tiny' | 'minilm', seed: number }
   /** A Qwen2-shaped decoder LM with a KV cache (src/models/generate/lm). */
   | { kind: 'generated', generator: 'qwen2', size: 'tiny' | 'small' | 'bench', seed: number }
+  /** A DETR-shaped object detector (src/models/generate/detr). */
+  | { kind: 'generated', generator: 'detr', size: 'tiny', seed: number }
   /** A LLaVA-NeXT-shaped vision-language model: vision encoder, embed_tokens, decoder with a KV cache (src/models/generate/llava). */
   | { kind: 'generated', generator: 'llava-next', size: 'tiny', seed: number }
   /** A placeholder folder for the stand-in skillset (no weights); `size` never set, kept so code reading `source.size` still types. */
@@ -102,8 +104,12 @@ export interface ModelLocation {
 
 /** What a skillset's runner does inside an inference thread. */
 export interface SkillsetRunner<I = unknown, O = unknown> {
-  /** Run a batch of compatible inputs; returns one output per input, in order. */
-  run(inputs: I[]): Promise<O[]>
+  /**
+   * Run a batch of compatible inputs; returns one output per input, in
+   * order. An Error in an input's place (a broken image, say) fails that
+   * input's job only, with the error's code; throwing fails the whole batch.
+   */
+  run(inputs: I[]): Promise<Array<O | Error>>
   dispose(): Promise<void>
 }
 

@@ -22,6 +22,7 @@ import { libp2pOptions } from '../p2p/libp2p.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
 import type { NodeServices } from '../p2p/libp2p.ts'
 import { frameLimits } from './frame-limits.ts'
+import { AttachmentServer } from '../store/attachments.ts'
 
 const log = forComponent('ipfs-accelerate:client')
 
@@ -56,6 +57,7 @@ export class ClientNode {
   private adverts: Adverts | undefined
   private links: JobLinks | undefined
   private dialer: AutoDialer | undefined
+  private attachments: AttachmentServer | undefined
 
   constructor (init: ClientNodeInit) {
     this.init = init
@@ -180,6 +182,22 @@ export class ClientNode {
     return { partials, result }
   }
 
+  /**
+   * Attach a file too large to travel inside a job (an image over the
+   * inline limit): this client serves it to the worker that runs the job,
+   * which fetches it by the returned `{ cid, size }` (src/store/attachments.ts).
+   * `detach` once the job is over.
+   */
+  async attach (bytes: Uint8Array): Promise<{ cid: string, size: number }> {
+    if (this.libp2p === undefined) await this.start()
+    this.attachments ??= new AttachmentServer(this.libp2p!)
+    return await this.attachments.add(bytes)
+  }
+
+  async detach (cid: string): Promise<void> {
+    await this.attachments?.remove(cid)
+  }
+
   /** Live workers heard in adverts. */
   workers (): ReturnType<Adverts['peers']> {
     return this.adverts?.peers() ?? []
@@ -202,6 +220,8 @@ export class ClientNode {
 
   async stop (): Promise<void> {
     this.dialer?.stop()
+    await this.attachments?.stop()
+    this.attachments = undefined
     this.client?.stop()
     await this.links?.stop()
     await this.adverts?.stop()

@@ -22,6 +22,7 @@ import { LocalRunner } from '../scheduler/local-runner.ts'
 import { LocalStreamRunner } from '../scheduler/local-stream-runner.ts'
 import { StreamingQueue } from '../scheduler/streaming-queue.ts'
 import type { NodeConfig } from '../config/schema.ts'
+import { imageLimits } from '../config/schema.ts'
 import type { ModelStore, StoredModelLocation } from '../store/models/model-store.ts'
 import type { ModelRecord } from '../store/models/records.ts'
 import { parseCid } from '../store/blocks/cid.ts'
@@ -193,7 +194,8 @@ export function createRunner (entry: ModelEntry, plan: ExecutionPlan, location: 
   // transformers.js reads every file through the store's reader; the local path stays empty.
   const localModelPath = join(config.dataDir, 'store', 'no-local-files')
   const model = { id: entry.id, localModelPath, store: { blocksDir: location.blocksDir, cid: location.cid, files: location.files } }
-  if (skillset.inProcess !== true) return new InferenceThread({ skillset: entry.skillset, model, plan, ...(isStreamingSkillset(skillset) ? { loadOptions: { kvBudgetTokens: config.scheduler.kvBudgetTokens } } : {}) }, log)
+  const images = skillset.images === undefined ? {} : { images: imageLimits(config) }
+  if (skillset.inProcess !== true) return new InferenceThread({ skillset: entry.skillset, model, plan, loadOptions: { ...(isStreamingSkillset(skillset) ? { kvBudgetTokens: config.scheduler.kvBudgetTokens } : {}), ...images } }, log)
   return isStreamingSkillset(skillset)
     ? new LocalStreamRunner({ skillset, model, plan, loadOptions: { nodeConfig: config, kvBudgetTokens: config.scheduler.kvBudgetTokens }, log })
     : new LocalRunner({ skillset, model, plan, loadOptions: { nodeConfig: config }, log })

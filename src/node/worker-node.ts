@@ -44,6 +44,8 @@ import type { NodeFile } from './node-file.ts'
 import { ensureModel, requirePlannedWeights, pullFromPeers, selectModels, startServedModel } from './served-models.ts'
 import { calibrate } from './calibrate.ts'
 import type { ServedModel } from './served-models.ts'
+import { resolveImages } from './image-inputs.ts'
+import { imageLimits } from '../config/schema.ts'
 
 const log = forComponent('ipfs-accelerate:node')
 
@@ -280,11 +282,12 @@ export class WorkerNode implements JobHandler {
     return m !== undefined && isStreamingSkillset(m.skillset)
   }
 
-  async run (head: JobHead, assign: Assign, signal: AbortSignal, emit?: (partial: Record<string, unknown>) => Promise<void>): ReturnType<JobHandler['run']> {
+  async run (head: JobHead, assign: Assign, signal: AbortSignal, emit?: (partial: Record<string, unknown>) => Promise<void>, client?: string): ReturnType<JobHandler['run']> {
     const m = this.modelFor(head)
     if (m === undefined) throw new ModelNotFoundError(`this node does not serve ${head.model ?? head.skillset}`)
-    const input = m.skillset.parseInput(assign.input)
-    if (m.skillset.cost(input) !== head.cost) throw new InvalidInputError(`the offer announced ${head.cost} cost units, the input has ${m.skillset.cost(input)}`)
+    const parsed = m.skillset.parseInput(assign.input)
+    if (m.skillset.cost(parsed) !== head.cost) throw new InvalidInputError(`the offer announced ${head.cost} cost units, the input has ${m.skillset.cost(parsed)}`)
+    const input = m.skillset.images === undefined ? parsed : await resolveImages(m.skillset.images, parsed, { libp2p: this.store?.libp2p, client, limits: imageLimits(this.config), signal })
     // The lease is a duration from now: no wall clock crosses hosts.
     const opts = { deadline: performance.now() + assign.leaseMs, signal }
     // What the worker signs: the weights (root CID) and the provider and dtype they really ran on.

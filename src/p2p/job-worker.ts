@@ -47,8 +47,12 @@ export type RunOutcome = Omit<ResultBody, 'provenance' | 'partials'> & { claim: 
 export interface JobHandler {
   /** Terms of a bid; `{ busy }` when it serves the model but cannot start the job now; undefined when it does not serve it. */
   bid(head: JobHead): BidTerms | { busy: string } | undefined
-  /** Run a leased job; a streaming job also gets `emit` for its partials (wire form), which resolves when the client has room. */
-  run(head: JobHead, assign: Assign, signal: AbortSignal, emit?: (partial: Record<string, unknown>) => Promise<void>): Promise<RunOutcome>
+  /**
+   * Run a leased job; a streaming job also gets `emit` for its partials
+   * (wire form), which resolves when the client has room. `client` is the
+   * peer that leased it (attachments are fetched from it).
+   */
+  run(head: JobHead, assign: Assign, signal: AbortSignal, emit?: (partial: Record<string, unknown>) => Promise<void>, client?: string): Promise<RunOutcome>
   /** Whether the skillset's jobs stream (absent: none do). */
   streams?(skillset: SkillsetName): boolean
 }
@@ -370,7 +374,7 @@ export class JobWorker {
     const signal = AbortSignal.any([held.controller.signal, this.shutdown.signal, ...(held.streamFailed === undefined ? [] : [held.streamFailed.signal])])
     const inputHash = hashInput(a.input, a.params)
     const emit = stream === undefined ? undefined : async (data: Record<string, unknown>): Promise<void> => { await stream.emit(data, signal) }
-    const task = this.init.handler.run(head, a, signal, emit).then(async ({ claim, ...body }) => {
+    const task = this.init.handler.run(head, a, signal, emit, link.peer).then(async ({ claim, ...body }) => {
       // A stream's partials are covered too: their count and running hash are signed with the output.
       const partials = stream === undefined ? undefined : { partials: stream.next, partialsHash: stream.hash.digest() }
       const signature = await signResult(this.init.privateKey, { jobId: a.jobId, client: link.peer, worker: this.init.libp2p.peerId.toString(), model: body.model, ...claim, inputHash, outputHash: hashOutput(body.output), ...partials })

@@ -11,7 +11,7 @@ import type { SkillsetRunner, StreamingRunner } from '../interfaces/index.ts'
 import { AccelerateError, errorCode, errorMessage, InferenceError } from '../errors.ts'
 import { openModelReader, transformersCache } from '../store/models/reader.ts'
 import { STREAM_THREAD_CREDITS } from './thread-protocol.ts'
-import type { FromThread, ThreadInit, ToThread } from './thread-protocol.ts'
+import type { FromThread, ItemFailure, ThreadInit, ToThread } from './thread-protocol.ts'
 
 const port = parentPort
 if (port === null) throw new Error('inference-thread.ts must run in a worker thread')
@@ -75,7 +75,7 @@ try {
   await useStore(init.model)
   const skillset = getSkillset(init.skillset)
   if (isStreamingSkillset(skillset)) streamer = await skillset.loadStreaming(init.model, init.plan, init.loadOptions)
-  else runner = await skillset.load(init.model, init.plan)
+  else runner = await skillset.load(init.model, init.plan, init.loadOptions)
   post({ type: 'ready', loadMs: performance.now() - t0 })
 } catch (err) {
   post({ type: 'load-error', code: errorCode(err), message: errorMessage(err) })
@@ -145,7 +145,13 @@ port.on('message', (msg: ToThread) => {
     if (fault === 'hang') return // this run never answers
   }
   const start = performance.now()
-  runner.run(msg.inputs).then((outputs) => {
+  runner.run(msg.inputs).then((results) => {
+    // An Error in an input's place fails that input's job only (structured clone would drop its code).
+    const outputs = results.map((o): unknown => {
+      if (!(o instanceof Error)) return o
+      const e = toError(o)
+      return { itemError: { code: e.code, message: e.message } } satisfies ItemFailure
+    })
     post({ type: 'result', id: msg.id, outputs, runMs: performance.now() - start }, transferables(outputs))
   }, (err: unknown) => {
     const e = toError(err)

@@ -306,7 +306,10 @@ export class ModelQueue {
       this.processedItems += cost
       this.busySeconds += runMs / 1000
       batch.forEach((j, i) => {
-        this.settle(j, { ok: { output: outputs[i], queueMs: startedAt - j.enqueuedAt, runMs, batchSize: batch.length } })
+        const output = outputs[i]
+        // A runner may fail one input of a batch (a broken image) and keep the others.
+        if (output instanceof Error) this.settle(j, { err: output })
+        else this.settle(j, { ok: { output, queueMs: startedAt - j.enqueuedAt, runMs, batchSize: batch.length } })
       })
       this.afterBatch(runner)
     }, (err: unknown) => {

@@ -26,6 +26,17 @@ export interface ThreadInit {
   loadOptions?: { kvBudgetTokens?: number, images?: ImageLimits }
 }
 
+/**
+ * One input of a batch failed on its own (a runner put an Error in its
+ * place: a broken image, say): its job fails with this code and message,
+ * and the rest of the batch keeps its outputs.
+ */
+export interface ItemFailure { itemError: { code: string, message: string } }
+
+export function isItemFailure (v: unknown): v is ItemFailure {
+  return typeof v === 'object' && v !== null && 'itemError' in v && Object.keys(v).length === 1
+}
+
 export type ToThread =
   | { type: 'run', id: number, inputs: unknown[] }
   | { type: 'start', id: number, input: unknown }

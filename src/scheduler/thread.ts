@@ -22,11 +22,13 @@ import type { JobContext } from '../interfaces/index.ts'
 import type { Runner } from './model-queue.ts'
 import type { StreamHost } from './streaming-queue.ts'
 import type { FromThread, ThreadInit, ToThread } from './thread-protocol.ts'
+import { isItemFailure } from './thread-protocol.ts'
 
 const THREAD_ENTRY = new URL('./inference-thread.ts', import.meta.url)
 const DEFAULT_START_TIMEOUT_MS = 300_000
 const DEFAULT_BACKOFF = Object.freeze({ initialMs: 1000, maxMs: 30_000 })
 
+/** A batch's outputs in input order; an Error in a slot fails that input's job only. */
 export interface BatchResult { outputs: unknown[], runMs: number }
 
 export interface InferenceThreadOptions {
@@ -137,7 +139,7 @@ export class InferenceThread implements Runner, StreamHost {
     const p = this.pending.get(msg.id)
     if (p === undefined) return
     this.pending.delete(msg.id)
-    if (msg.type === 'result') p.resolve({ outputs: msg.outputs, runMs: msg.runMs })
+    if (msg.type === 'result') p.resolve({ outputs: msg.outputs.map((o) => isItemFailure(o) ? new AccelerateError(o.itemError.code, o.itemError.message) : o), runMs: msg.runMs })
     else p.reject(new AccelerateError(msg.code, msg.message))
   }
 

@@ -10,8 +10,8 @@ import { join } from 'node:path'
 import { BERT_SHAPES, generateBertModel, generateBertWeights } from '../../src/models/generate/index.ts'
 import type { BertWeights, LayerNorm, Linear } from '../../src/models/generate/index.ts'
 import { createEmbedSkillset, embedSkillset } from '../../skillsets/embed/index.ts'
-import type { EmbedInput, EmbedOutput } from '../../skillsets/embed/index.ts'
-import type { ExecutionPlan, SkillsetRunner } from '../../src/interfaces/index.ts'
+import type { EmbedOutput, EmbedRunner } from '../../skillsets/embed/index.ts'
+import type { ExecutionPlan } from '../../src/interfaces/index.ts'
 
 // ---- reference forward pass ----------------------------------------------
 
@@ -140,7 +140,7 @@ const plan = (dtype: 'fp32' | 'q8'): ExecutionPlan => ({ modelId: ID, device: 'c
 let root: string
 let weights: BertWeights
 let idsOf: (text: string) => number[]
-let runner: SkillsetRunner<EmbedInput, EmbedOutput>
+let runner: EmbedRunner
 let outputs: EmbedOutput[]
 
 before(async () => {

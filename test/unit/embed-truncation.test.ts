@@ -9,12 +9,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateBertModel } from '../../src/models/generate/index.ts'
 import { embedSkillset } from '../../skillsets/embed/index.ts'
-import type { EmbedInput, EmbedOutput } from '../../skillsets/embed/index.ts'
-import type { SkillsetRunner } from '../../src/interfaces/index.ts'
+import type { EmbedRunner } from '../../skillsets/embed/index.ts'
 
 const ID = 'test/tiny-trunc'
 let root: string
-let runner: SkillsetRunner<EmbedInput, EmbedOutput>
+let runner: EmbedRunner
 
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'ia-trunc-'))

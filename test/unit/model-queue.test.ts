@@ -91,3 +91,22 @@ test('a failed batch fails each of its jobs with the error', async () => {
   const q = new ModelQueue({ modelId: 'm', skillset, runners: [runner], maxBatchCost: 64, maxQueuedJobs: 10, log })
   await assert.rejects(q.submit({ texts: ['a'], key: 'x' }, { deadline: performance.now() + 1000 }), /boom/)
 })
+
+test('an Error in one output slot fails that job only; the rest of its batch succeed', async () => {
+  const { InvalidInputError } = await import('../../src/errors.ts')
+  const runner = recordingRunner()
+  const plain = runner.run.bind(runner)
+  runner.run = async (inputs: unknown[]) => {
+    const r = await plain(inputs)
+    return { ...r, outputs: r.outputs.map((o, i) => (inputs[i] as In).texts[0] === 'bad' ? new InvalidInputError('image: not a PNG, JPEG or WebP image') : o) }
+  }
+  const q = new ModelQueue({ modelId: 'm', skillset, runners: [runner], maxBatchCost: 64, maxQueuedJobs: 100, log })
+  const d = { deadline: performance.now() + 10_000 }
+  const settled = await Promise.allSettled(['a', 'bad', 'c', 'd'].map(async (t) => await q.submit({ texts: [t], key: 'k' }, d)))
+  assert.equal(runner.batches[1]!.length, 3, 'bad, c and d shared a batch')
+  assert.equal(settled[1]!.status, 'rejected')
+  assert.equal(((settled[1] as PromiseRejectedResult).reason as { code: string }).code, 'ERR_INVALID_INPUT')
+  for (const i of [0, 2, 3]) assert.equal(settled[i]!.status, 'fulfilled', `job ${i}`)
+  assert.deepEqual((settled[2] as PromiseFulfilledResult<{ output: unknown }>).value.output, ['C'])
+  assert.equal(q.stats.failedBatches, 0)
+})

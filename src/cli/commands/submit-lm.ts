@@ -5,7 +5,7 @@
  * --stream the text prints as it is generated.
  */
 import { readFile, stat } from 'node:fs/promises'
-import type { Command, ParsedArgs } from '../command.ts'
+import type { Command, OptionSpec, ParsedArgs } from '../command.ts'
 import { str, strs } from '../command.ts'
 import { UsageError } from '../../errors.ts'
 import { runStreamingSubmit, STREAM_SUBMIT_HELP, STREAM_SUBMIT_OPTIONS } from './submit-stream.ts'
@@ -36,20 +36,48 @@ async function readMessages (file: string): Promise<unknown> {
   }
 }
 
-export const lmCommand: Command = {
-  name: 'lm',
-  summary: 'generate text with a language model, streamed token by token',
-  help: `Usage: ipfs-accelerate submit lm (--prompt P | --messages FILE) [--max-tokens N]
-         [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R]
-         [--seed S] [--stop S]... [--stream] [--json] [options]
+/** Generation flags (shared by `submit lm` and `submit llava-next`). */
+export const GENERATION_OPTIONS: OptionSpec = Object.freeze({
+  prompt: { type: 'string' },
+  messages: { type: 'string' },
+  'max-tokens': { type: 'string' },
+  temperature: { type: 'string' },
+  'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  'repetition-penalty': { type: 'string' },
+  seed: { type: 'string' },
+  stop: { type: 'string', multiple: true }
+})
 
-Generates text on a worker that serves an lm model (default: the worker's
-default, demo/lm-random offline, whose text means nothing: its weights are
-random). Greedy unless --temperature is above 0; with a --seed, sampling
-gives the same text on any worker, alone or beside other jobs.
+/** The wire input of a generation job from its flags: a prompt or messages, and the sampling parameters. */
+export async function generationInput (args: ParsedArgs): Promise<Record<string, unknown>> {
+  const prompt = str(args, 'prompt')
+  const messagesFile = str(args, 'messages')
+  if ((prompt === undefined) === (messagesFile === undefined)) throw new UsageError('give exactly one of --prompt P and --messages FILE')
+  const raw: Record<string, unknown> = prompt !== undefined ? { prompt } : { messages: await readMessages(messagesFile as string) }
+  const fields: Array<[string, string, boolean]> = [
+    ['max-tokens', 'max_new_tokens', true], ['temperature', 'temperature', false], ['top-k', 'top_k', true],
+    ['top-p', 'top_p', false], ['repetition-penalty', 'repetition_penalty', false], ['seed', 'seed', true]
+  ]
+  for (const [flag, key, integer] of fields) {
+    const v = num(args, flag, integer)
+    if (v !== undefined) raw[key] = v
+  }
+  const stop = strs(args, 'stop')
+  if (stop.length > 0) raw.stop = stop
+  return raw
+}
 
-Options:
-  --prompt P            the text to continue, as is
+/** `timings.firstTokenMs` and `tokensPerSecond` (after the first token) of a generation result. */
+export function tokenTimings (output: Record<string, unknown>, t: { totalMs: number, firstPartialMs?: number }): Record<string, number> {
+  const tokens = Array.isArray(output.tokens) ? output.tokens.length : 0
+  const first = t.firstPartialMs ?? t.totalMs
+  const decodeMs = t.totalMs - first
+  return { firstTokenMs: first, tokensPerSecond: tokens > 1 && decodeMs > 0 ? (tokens - 1) / (decodeMs / 1000) : 0 }
+}
+
+/** The help text of the generation flags and the result (shared by `submit lm` and `submit llava-next`). */
+export const GENERATION_HELP = `  --prompt P            the text to continue, as is
   --messages FILE       a JSON array of {"role", "content"} (system, user,
                         assistant), rendered with the model's chat template
   --max-tokens N        tokens to generate at most (default 128)
@@ -63,43 +91,27 @@ Options:
 The result ("output") is {"text", "tokens", "finishReason"}: "stop" (eos
 or a stop sequence, which is left out of the text) or "length". With --json,
 "timings" has "firstTokenMs" and "tokensPerSecond" (after the first token).
+`
 
+export const lmCommand: Command = {
+  name: 'lm',
+  summary: 'generate text with a language model, streamed token by token',
+  help: `Usage: ipfs-accelerate submit lm (--prompt P | --messages FILE) [--max-tokens N]
+         [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R]
+         [--seed S] [--stop S]... [--stream] [--json] [options]
+
+Generates text on a worker that serves an lm model (default: the worker's
+default, demo/lm-random offline, whose text means nothing: its weights are
+random). Greedy unless --temperature is above 0; with a --seed, sampling
+gives the same text on any worker, alone or beside other jobs.
+
+Options:
+${GENERATION_HELP}
 ${STREAM_SUBMIT_HELP}
 `,
-  options: {
-    ...STREAM_SUBMIT_OPTIONS,
-    prompt: { type: 'string' },
-    messages: { type: 'string' },
-    'max-tokens': { type: 'string' },
-    temperature: { type: 'string' },
-    'top-k': { type: 'string' },
-    'top-p': { type: 'string' },
-    'repetition-penalty': { type: 'string' },
-    seed: { type: 'string' },
-    stop: { type: 'string', multiple: true }
-  },
+  options: { ...STREAM_SUBMIT_OPTIONS, ...GENERATION_OPTIONS },
   async run (args) {
-    const prompt = str(args, 'prompt')
-    const messagesFile = str(args, 'messages')
-    if ((prompt === undefined) === (messagesFile === undefined)) throw new UsageError('give exactly one of --prompt P and --messages FILE')
-    const raw: Record<string, unknown> = prompt !== undefined ? { prompt } : { messages: await readMessages(messagesFile as string) }
-    const fields: Array<[string, string, boolean]> = [
-      ['max-tokens', 'max_new_tokens', true], ['temperature', 'temperature', false], ['top-k', 'top_k', true],
-      ['top-p', 'top_p', false], ['repetition-penalty', 'repetition_penalty', false], ['seed', 'seed', true]
-    ]
-    for (const [flag, key, integer] of fields) {
-      const v = num(args, flag, integer)
-      if (v !== undefined) raw[key] = v
-    }
-    const stop = strs(args, 'stop')
-    if (stop.length > 0) raw.stop = stop
-    return await runStreamingSubmit(args, 'lm', raw, {
-      timings: (output, t) => {
-        const tokens = Array.isArray(output.tokens) ? output.tokens.length : 0
-        const first = t.firstPartialMs ?? t.totalMs
-        const decodeMs = t.totalMs - first
-        return { firstTokenMs: first, tokensPerSecond: tokens > 1 && decodeMs > 0 ? (tokens - 1) / (decodeMs / 1000) : 0 }
-      }
-    })
+    return await runStreamingSubmit(args, 'lm', await generationInput(args), { timings: tokenTimings })
   }
 }
+

@@ -16,19 +16,15 @@ import { UsageError } from '../../errors.ts'
 import { getStreamingSkillset } from '../../../skillsets/index.ts'
 import type { SkillsetName } from '../../interfaces/index.ts'
 import { modelIdSchema } from '../../models/catalog.ts'
-import { bootstrapAddrs, provenanceJson, timeoutMs } from './submit-common.ts'
+import { CLIENT_OPTIONS, provenanceJson, withClient } from './submit-common.ts'
+import type { JobImage } from './submit-common.ts'
 
 /** Options every streaming submit takes. */
 export const STREAM_SUBMIT_OPTIONS: OptionSpec = Object.freeze({
+  ...CLIENT_OPTIONS,
   model: { type: 'string' },
   stream: { type: 'boolean' },
-  window: { type: 'string' },
-  bootstrap: { type: 'string', multiple: true },
-  'data-dir': { type: 'string' },
-  mdns: { type: 'boolean' },
-  'swarm-key': { type: 'string' },
-  timeout: { type: 'string' },
-  json: { type: 'boolean' }
+  window: { type: 'string' }
 })
 
 export const STREAM_SUBMIT_HELP = `Common options:
@@ -51,30 +47,24 @@ its worker was lost after some partials and it could not resume there: it is
 not retried elsewhere), or no worker answered; 2 for invalid usage.`
 
 /** Submit a streaming job from parsed flags; `raw` is the job's input in wire form. Returns the exit code. */
-export async function runStreamingSubmit (args: ParsedArgs, name: SkillsetName, raw: Record<string, unknown>, extra: { timings?: (output: Record<string, unknown>, timings: { totalMs: number, firstPartialMs?: number }) => Record<string, number> } = {}): Promise<number> {
+export async function runStreamingSubmit (args: ParsedArgs, name: SkillsetName, raw: Record<string, unknown>, extra: { timings?: (output: Record<string, unknown>, timings: { totalMs: number, firstPartialMs?: number }) => Record<string, number>, image?: JobImage } = {}): Promise<number> {
   const skillset = getStreamingSkillset(name)
   const model = str(args, 'model')
   if (model !== undefined && !modelIdSchema.safeParse(model).success) throw new UsageError(`--model ${JSON.stringify(model)} is not a model id (OWNER/NAME)`)
-  const input = skillset.parseInput(raw)
+  const input = skillset.parseInput(extra.image === undefined ? raw : { ...raw, [extra.image.key]: extra.image.bytes })
   const windowRaw = str(args, 'window')
   const window = windowRaw === undefined ? undefined : Number(windowRaw)
   if (window !== undefined && (!Number.isInteger(window) || window < 1 || window > 256)) throw new UsageError(`--window ${String(windowRaw)}: expected a whole number from 1 to 256`)
-  const ms = timeoutMs(args)
   const json = bool(args, 'json') === true
   const stream = bool(args, 'stream') === true
-  const keyFile = str(args, 'swarm-key') ?? process.env.IPFS_ACCELERATE_SWARM_KEY
-  const swarm = keyFile === undefined ? undefined : await (await import('../../p2p/swarm-key.ts')).readSwarmKey(keyFile)
-  const { ClientNode } = await import('../../node/client-node.ts')
-  const client = new ClientNode({ bootstrap: await bootstrapAddrs(args), mdns: bool(args, 'mdns') ?? true, joinMs: ms, ...(swarm === undefined ? {} : { swarmKey: swarm.key }) })
-  try {
-    const joinedAt = performance.now()
-    await client.start()
+  return await withClient(args, async ({ client, remainingMs, image }) => {
+    const wire = extra.image === undefined ? raw : { ...raw, [extra.image.key]: await image(extra.image.bytes) }
     const res = await client.submit({
       skillset: name,
       ...(model === undefined ? {} : { model }),
-      input: raw,
+      input: wire,
       cost: skillset.cost(input),
-      timeoutMs: Math.max(1, Math.round(ms - (performance.now() - joinedAt))),
+      timeoutMs: remainingMs(),
       stream: {
         ...(window === undefined ? {} : { window }),
         onPartial: async (partial, seq) => {
@@ -95,9 +85,7 @@ export async function runStreamingSubmit (args: ParsedArgs, name: SkillsetName, 
       if (!stream) process.stdout.write(JSON.stringify(output) + '\n')
     }
     return 0
-  } finally {
-    await client.stop()
-  }
+  })
 }
 
 /** `submit stand-in-stream`: the streaming stand-in (tests, demos of the streaming path). */

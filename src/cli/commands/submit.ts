@@ -5,7 +5,8 @@ import { getSkillset } from '../../../skillsets/index.ts'
 import { modelIdSchema } from '../../models/catalog.ts'
 import { standInStreamCommand } from './submit-stream.ts'
 import { lmCommand } from './submit-lm.ts'
-import { bootstrapAddrs, provenanceJson, timeoutMs } from './submit-common.ts'
+import { detrCommand, llavaNextCommand } from './submit-image.ts'
+import { CLIENT_OPTIONS, provenanceJson, withClient } from './submit-common.ts'
 
 const embedCommand: Command = {
   name: 'embed',
@@ -51,18 +52,7 @@ the job failed on every worker it was tried on (up to 3, each named), or
 every worker that serves it refused this client (ERR_FORBIDDEN: their
 --allow-peer lists); 2 for invalid usage.
 `,
-  options: {
-    text: { type: 'string', multiple: true },
-    model: { type: 'string' },
-    pooling: { type: 'string' },
-    normalize: { type: 'boolean' },
-    bootstrap: { type: 'string', multiple: true },
-    'data-dir': { type: 'string' },
-    mdns: { type: 'boolean' },
-    'swarm-key': { type: 'string' },
-    timeout: { type: 'string' },
-    json: { type: 'boolean' }
-  },
+  options: { ...CLIENT_OPTIONS, text: { type: 'string', multiple: true }, model: { type: 'string' }, pooling: { type: 'string' }, normalize: { type: 'boolean' } },
   async run (args) {
     const texts = strs(args, 'text')
     if (texts.length === 0) throw new UsageError('give at least one --text to embed')
@@ -75,36 +65,25 @@ every worker that serves it refused this client (ERR_FORBIDDEN: their
     const normalize = bool(args, 'normalize')
     if (normalize !== undefined) raw.normalize = normalize
     const input = skillset.parseInput(raw)
-    const ms = timeoutMs(args)
-    const keyFile = str(args, 'swarm-key') ?? process.env.IPFS_ACCELERATE_SWARM_KEY
-    const swarm = keyFile === undefined ? undefined : await (await import('../../p2p/swarm-key.ts')).readSwarmKey(keyFile)
-    const { ClientNode } = await import('../../node/client-node.ts')
-    // Keep trying to join for as long as the job may take: a node busy with a burst of clients answers late, not never.
-    const client = new ClientNode({ bootstrap: await bootstrapAddrs(args), mdns: bool(args, 'mdns') ?? true, joinMs: ms, ...(swarm === undefined ? {} : { swarmKey: swarm.key }) })
-    try {
-      const joinedAt = performance.now()
-      await client.start()
-      // --timeout covers joining and the job together.
-      const res = await client.submit({ skillset: 'embed', ...(model === undefined ? {} : { model }), input: raw, cost: skillset.cost(input), timeoutMs: Math.max(1, Math.round(ms - (performance.now() - joinedAt))) })
+    return await withClient(args, async ({ client, remainingMs }) => {
+      const res = await client.submit({ skillset: 'embed', ...(model === undefined ? {} : { model }), input: raw, cost: skillset.cost(input), timeoutMs: remainingMs() })
       const out = skillset.decodeOutput(res.output) as { embeddings: Float32Array, count: number, dims: number, truncated?: number[] }
       if (out.truncated !== undefined) process.stderr.write(`warning: text(s) ${out.truncated.map((i) => `#${i}`).join(', ')} passed the model's token limit and were embedded from their beginning only: split long texts into several\n`)
       const embeddings: number[][] = []
       for (let i = 0; i < out.count; i++) embeddings.push(Array.from(out.embeddings.subarray(i * out.dims, (i + 1) * out.dims)))
       if (bool(args, 'json') === true) {
         process.stdout.write(JSON.stringify({ jobId: res.jobId, traceId: res.traceId, worker: res.worker, skillset: 'embed', model: res.model, output: { embeddings, dims: out.dims, ...(out.truncated === undefined ? {} : { truncated: out.truncated }) }, tries: res.tries, provenance: provenanceJson(res.provenance), timings: res.timings }) + '\n')
-      } else {
-        process.stdout.write(`job ${res.jobId} ran on ${res.worker} (${res.timings.rounds} offer round(s))\n`)
-        for (const t of res.tries) process.stdout.write(`  tried first: ${t.worker}: ${t.code} ${t.message}\n`)
-        process.stdout.write(`model ${res.model}, ${out.count} vector(s) of ${out.dims} dims, ${res.timings.totalMs.toFixed(1)} ms\n`)
-        embeddings.forEach((v, i) => {
-          const norm = Math.sqrt(v.reduce((s, x) => s + x * x, 0))
-          process.stdout.write(`[${i}] |v|=${norm.toFixed(4)} [${v.slice(0, 6).map((x) => x.toFixed(4)).join(', ')}${v.length > 6 ? ', ...' : ''}]\n`)
-        })
+        return 0
       }
+      process.stdout.write(`job ${res.jobId} ran on ${res.worker} (${res.timings.rounds} offer round(s))\n`)
+      for (const t of res.tries) process.stdout.write(`  tried first: ${t.worker}: ${t.code} ${t.message}\n`)
+      process.stdout.write(`model ${res.model}, ${out.count} vector(s) of ${out.dims} dims, ${res.timings.totalMs.toFixed(1)} ms\n`)
+      embeddings.forEach((v, i) => {
+        const norm = Math.sqrt(v.reduce((s, x) => s + x * x, 0))
+        process.stdout.write(`[${i}] |v|=${norm.toFixed(4)} [${v.slice(0, 6).map((x) => x.toFixed(4)).join(', ')}${v.length > 6 ? ', ...' : ''}]\n`)
+      })
       return 0
-    } finally {
-      await client.stop()
-    }
+    })
   }
 }
 
@@ -113,5 +92,5 @@ export const submitCommand: Command = {
   summary: 'submit a job to the swarm and print its result',
   help: 'Usage: ipfs-accelerate submit <skillset> [options]',
   options: {},
-  subcommands: Object.freeze([embedCommand, lmCommand, standInStreamCommand])
+  subcommands: Object.freeze([embedCommand, lmCommand, detrCommand, llavaNextCommand, standInStreamCommand])
 }
