@@ -7,8 +7,8 @@
  * with that model type. Files come through transformers.js, that is
  * through the content store's reader in `env.customCache`, like lm's.
  * preprocessor_config.json is read through AutoImageProcessor, which falls
- * back to its base class for LlavaNextImageProcessor (it logs a warning
- * saying so); only its raw fields are used. The anyres geometry and the
+ * back to its base class for LlavaNextImageProcessor; only its raw fields
+ * are used. The anyres geometry and the
  * feature packing are ours (anyres.ts, pixels.ts), and the decoder is
  * driven by lm's LoadedLm.
  *
@@ -89,6 +89,25 @@ export function llavaNextGeometry (rawConfig: unknown, rawPreprocessor: unknown,
   }
 }
 
+type Tf = Awaited<ReturnType<typeof importRuntime>>['tf']
+
+/**
+ * preprocessor_config.json's raw fields, read through transformers.js (so
+ * through the store reader). Its AutoImageProcessor knows no
+ * LlavaNextImageProcessor and warns that it falls back to its base class,
+ * asking to report it; that fallback is what this wants (the raw fields,
+ * `.config`), so warnings are off for this one call and put back after.
+ */
+async function readProcessorConfig (tf: Tf, id: string): Promise<{ config: unknown }> {
+  const level = tf.env.logLevel
+  tf.env.logLevel = tf.LogLevel.ERROR
+  try {
+    return await tf.AutoImageProcessor.from_pretrained(id) as unknown as { config: unknown }
+  } finally {
+    tf.env.logLevel = level
+  }
+}
+
 interface TfModel {
   sessions: Record<string, ort.InferenceSession>
   generation_config?: Record<string, unknown> | null
@@ -101,7 +120,7 @@ export async function loadLlavaNext (model: ModelLocation, plan: ExecutionPlan, 
   try {
     const { Tensor, tf } = await importRuntime(model)
     const config = await tf.AutoConfig.from_pretrained(model.id)
-    const processor = await tf.AutoImageProcessor.from_pretrained(model.id) as unknown as { config: unknown }
+    const processor = await readProcessorConfig(tf, model.id)
     const g = llavaNextGeometry(config, processor.config, model.id)
     const most = maxImageTokens(g.geometry)
     if (most > maxTokens) throw new ModelLoadError(`${model.id}: an image can become ${most} tokens, more than the ${maxTokens} the llava-next skillset's cost assumes (maxImageTokens): raise it`)
