@@ -1,6 +1,6 @@
 /**
  * The skillsets this node can run: a frozen name → skillset table. Add a
- * skillset here when it is built (llava-next is not yet).
+ * skillset here when it is built.
  * Streaming skillsets (`streaming: true`, see StreamingSkillset: `lm`, the
  * streaming stand-in) sit in the same table; `isStreamingSkillset` tells
  * them apart.
@@ -11,6 +11,7 @@ import { SkillsetNotFoundError } from '../src/errors.ts'
 import { detrSkillset } from './detr/index.ts'
 import { embedSkillset } from './embed/index.ts'
 import { lmSkillset } from './lm/index.ts'
+import { llavaNextSkillset } from './llava-next/index.ts'
 import { standInSkillset } from './stand-in/index.ts'
 import { standInStreamSkillset } from './stand-in-stream/index.ts'
 
@@ -19,6 +20,7 @@ export const SKILLSETS: Readonly<Record<string, AnySkillset>> = Object.freeze({
   lm: lmSkillset as unknown as StreamingSkillset,
   /** Object detection; a bad image fails only its own job (an Error in its slot of the runner's outputs). */
   detr: detrSkillset as Skillset,
+  'llava-next': llavaNextSkillset as unknown as StreamingSkillset,
   /** Timers only, for tests and benchmarks; serves only models asked for by id (no offline default). */
   'stand-in': standInSkillset as Skillset,
   /** The streaming twin of the stand-in (timers only), for tests of the streaming path. */

@@ -23,7 +23,8 @@ export interface RgbImage {
 
 type Sharp = typeof import('sharp').default
 let sharpModule: Promise<Sharp> | undefined
-async function loadSharp (): Promise<Sharp> {
+/** sharp, imported on first use (not when this module loads), with libvips's operation cache off. */
+export async function loadSharp (): Promise<Sharp> {
   sharpModule ??= import('sharp').then((m) => {
     const s = m.default
     // No libvips operation cache across jobs: memory stays bounded by the job in hand.

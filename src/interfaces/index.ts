@@ -26,6 +26,8 @@ export type ModelSource =
   | { kind: 'generated', generator: 'qwen2', size: 'tiny' | 'small' | 'bench', seed: number }
   /** A DETR-shaped object detector (src/models/generate/detr). */
   | { kind: 'generated', generator: 'detr', size: 'tiny', seed: number }
+  /** A LLaVA-NeXT-shaped vision-language model: vision encoder, embed_tokens, decoder with a KV cache (src/models/generate/llava). */
+  | { kind: 'generated', generator: 'llava-next', size: 'tiny', seed: number }
   /** A placeholder folder for the stand-in skillset (no weights); `size` never set, kept so code reading `source.size` still types. */
   | { kind: 'generated', generator: 'stand-in', seed: number, size?: undefined }
   | { kind: 'hub', repo: string, revision?: string }

@@ -15,6 +15,7 @@ const GENERATOR_WORDS: Readonly<Record<Extract<ModelEntry['source'], { kind: 'ge
   bert: (size) => `${size ?? ''} BERT`,
   qwen2: (size) => `${size ?? ''} Qwen2-shaped LM`,
   detr: (size) => `${size ?? ''} DETR-shaped detector`,
+  'llava-next': (size) => `${size ?? ''} LLaVA-NeXT-shaped vision-language model`,
   'stand-in': () => 'stand-in placeholder'
 })
 
