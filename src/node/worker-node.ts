@@ -289,8 +289,9 @@ export class WorkerNode implements JobHandler {
       dtype: m.plan.dtype,
       device: m.plan.device,
       queuedCost: m.queue.queuedCost,
-      ...(tput === undefined ? {} : { throughput: round(tput) }),
-      ...(eta === undefined ? {} : { etaMs: Math.round(eta) })
+      // A rate of 0 would give an infinite estimate: a bid carries only finite, positive figures.
+      ...(tput === undefined || !(tput > 0) ? {} : { throughput: round(tput) }),
+      ...(eta === undefined || !Number.isFinite(eta) ? {} : { etaMs: Math.round(eta) })
     }
   }
 
