@@ -25,7 +25,7 @@ import { startWorker, stopProc, tempDir } from '../test/helpers/procs.ts'
 import { photo } from '../test/helpers/images.ts'
 import { median, printTable } from './lib.ts'
 
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, detr: { type: 'string', default: 'demo/detr-random' }, llava: { type: 'string', default: 'demo/llava-next-random' }, new: { type: 'string', default: '8' } } })
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, detr: { type: 'string', default: 'demo/detr-bench-random' }, llava: { type: 'string', default: 'demo/llava-next-random' }, new: { type: 'string', default: '8' } } })
 const ROUNDS = Number(values.rounds)
 const NEW = Number(values.new)
 const DETR = values.detr

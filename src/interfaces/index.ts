@@ -25,7 +25,7 @@ export type ModelSource =
   /** A Qwen2-shaped decoder LM with a KV cache (src/models/generate/lm). */
   | { kind: 'generated', generator: 'qwen2', size: 'tiny' | 'small' | 'bench', seed: number }
   /** A DETR-shaped object detector (src/models/generate/detr). */
-  | { kind: 'generated', generator: 'detr', size: 'tiny', seed: number }
+  | { kind: 'generated', generator: 'detr', size: 'tiny' | 'bench', seed: number }
   /** A LLaVA-NeXT-shaped vision-language model: vision encoder, embed_tokens, decoder with a KV cache (src/models/generate/llava). */
   | { kind: 'generated', generator: 'llava-next', size: 'tiny', seed: number }
   /** A placeholder folder for the stand-in skillset (no weights); `size` never set, kept so code reading `source.size` still types. */

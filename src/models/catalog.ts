@@ -16,7 +16,7 @@ export const modelIdSchema = z.string().min(1).max(200)
 const sourceSchema = z.union([
   z.strictObject({ kind: z.literal('generated'), generator: z.literal('bert'), size: z.enum(['tiny', 'minilm']), seed: z.number().int().nonnegative() }),
   z.strictObject({ kind: z.literal('generated'), generator: z.literal('qwen2'), size: z.enum(['tiny', 'small', 'bench']), seed: z.number().int().nonnegative() }),
-  z.strictObject({ kind: z.literal('generated'), generator: z.literal('detr'), size: z.enum(['tiny']), seed: z.number().int().nonnegative() }),
+  z.strictObject({ kind: z.literal('generated'), generator: z.literal('detr'), size: z.enum(['tiny', 'bench']), seed: z.number().int().nonnegative() }),
   z.strictObject({ kind: z.literal('generated'), generator: z.literal('llava-next'), size: z.enum(['tiny']), seed: z.number().int().nonnegative() }),
   /** A placeholder folder for the stand-in skillset: no weights. */
   z.strictObject({ kind: z.literal('generated'), generator: z.literal('stand-in'), seed: z.number().int().nonnegative() }),

@@ -5,8 +5,8 @@
  * 0-79 without DETR's gaps; the graph's last logit is "no object".
  */
 
-export type DetrSize = 'tiny'
-export const DETR_SIZES: readonly DetrSize[] = Object.freeze(['tiny'])
+export type DetrSize = 'tiny' | 'bench'
+export const DETR_SIZES: readonly DetrSize[] = Object.freeze(['tiny', 'bench'])
 
 export interface DetrShape {
   /** Output channels of the backbone's 3×3 stride-2 convolutions (the stride is 2^length). */
@@ -48,6 +48,26 @@ export const DETR_SHAPES: Readonly<Record<DetrSize, Readonly<DetrShape>>> = Obje
     initializerRange: 0.2,
     shortestEdge: 96,
     longestEdge: 160
+  }),
+  /**
+   * `bench`: a detector with a real one's cost per image, for benchmarks of
+   * the path around it (bench/images.ts): stride 32 (five convolutions up
+   * to 256 channels, about 3.6 G multiply-adds at DETR's 800 × 1066), width
+   * 256, 6 decoder layers, 100 queries, DETR's own resize (800, at most
+   * 1333). Generated only when asked for.
+   */
+  bench: Object.freeze({
+    backboneChannels: Object.freeze([32, 64, 128, 256, 256]),
+    dModel: 256,
+    numHeads: 8,
+    decoderLayers: 6,
+    ffnDim: 1024,
+    numQueries: 100,
+    layerNormEps: 1e-5,
+    positionTemperature: 10000,
+    initializerRange: 0.05,
+    shortestEdge: 800,
+    longestEdge: 1333
   })
 })
 
