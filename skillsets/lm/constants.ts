@@ -38,3 +38,11 @@ export const EXACT_PAD_MULTIPLE = 16
 export function canonicalPast (n: number): number {
   return Math.ceil((n + 1) / EXACT_PAD_MULTIPLE) * EXACT_PAD_MULTIPLE - 1
 }
+
+/**
+ * How long an idle runner waits for jobs still preparing (llava-next:
+ * decoding and tiling their images) before it prefills those that are
+ * ready: jobs that arrive together share one prefill step (one
+ * vision-encoder run), and one slow image holds the others up this long at most.
+ */
+export const GATHER_MS = 50

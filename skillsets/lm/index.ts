@@ -34,21 +34,26 @@ export interface LmSkillset extends StreamingSkillset<LmInput, LmOutput, LmParti
   loadStreaming(model: ModelLocation, plan: ExecutionPlan, options?: SkillsetLoadOptions): Promise<LmRunner>
 }
 
-function positiveInt (name: string, v: number | undefined, dflt: number): number {
+export function positiveInt (name: string, v: number | undefined, dflt: number): number {
   const n = v ?? dflt
-  if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`lm skillset: ${name} must be a positive integer, got ${String(v)}`)
+  if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`skillset: ${name} must be a positive integer, got ${String(v)}`)
   return n
 }
 
-export function createLmSkillset (init: LmSkillsetInit = {}): LmSkillset {
-  const limits = Object.freeze({
+/** The limits of a generation skillset (lm, llava-next) from its init, with the defaults. */
+export function lmLimits (init: LmSkillsetInit): LmLimits & { kvBudgetTokens: number } {
+  return {
     maxNewTokens: positiveInt('maxNewTokens', init.maxNewTokens, MAX_NEW_TOKENS),
     maxPromptBytes: positiveInt('maxPromptBytes', init.maxPromptBytes, MAX_PROMPT_BYTES),
     maxMessages: positiveInt('maxMessages', init.maxMessages, MAX_MESSAGES),
     maxStops: positiveInt('maxStops', init.maxStops, MAX_STOPS),
     maxStopBytes: positiveInt('maxStopBytes', init.maxStopBytes, MAX_STOP_BYTES),
     kvBudgetTokens: positiveInt('kvBudgetTokens', init.kvBudgetTokens, DEFAULT_KV_BUDGET_TOKENS)
-  })
+  }
+}
+
+export function createLmSkillset (init: LmSkillsetInit = {}): LmSkillset {
+  const limits = Object.freeze(lmLimits(init))
   return Object.freeze({
     name: 'lm' as const,
     streaming: true as const,

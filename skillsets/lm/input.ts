@@ -38,8 +38,13 @@ export interface LmLimits {
 const utf8 = new TextEncoder()
 export const utf8Length = (s: string): number => utf8.encode(s).byteLength
 
-function schema (limits: LmLimits): z.ZodType {
-  return z.strictObject({
+/**
+ * The fields of a generation job besides what it generates from: the
+ * prompt (`prompt` xor `messages`) and the sampling parameters. The lm
+ * schema is exactly these; an image skillset (llava-next) adds its own.
+ */
+export function generationFields (limits: LmLimits): z.ZodRawShape {
+  return {
     prompt: z.string().optional(),
     messages: z.array(z.strictObject({ role: z.enum(['system', 'user', 'assistant']), content: z.string() })).min(1).max(limits.maxMessages).optional(),
     max_new_tokens: z.number().int().min(1).max(limits.maxNewTokens).optional(),
@@ -49,7 +54,20 @@ function schema (limits: LmLimits): z.ZodType {
     repetition_penalty: z.number().gt(0).max(10).optional(),
     seed: z.number().int().min(0).max(0xffffffff).optional(),
     stop: z.array(z.string().min(1).refine((s) => utf8Length(s) <= limits.maxStopBytes, `a stop sequence has at most ${limits.maxStopBytes} UTF-8 bytes`)).max(limits.maxStops).optional()
-  }).refine((v) => (v.prompt === undefined) !== (v.messages === undefined), 'give exactly one of prompt and messages')
+  }
+}
+
+/** Exactly one of prompt and messages. */
+export const onePrompt = (v: { prompt?: unknown, messages?: unknown }): boolean => (v.prompt === undefined) !== (v.messages === undefined)
+export const ONE_PROMPT_MESSAGE = 'give exactly one of prompt and messages'
+
+function schema (limits: LmLimits): z.ZodType {
+  return z.strictObject(generationFields(limits)).refine(onePrompt, ONE_PROMPT_MESSAGE)
+}
+
+/** `what: problem; ...` for every issue of a failed parse. */
+export function zodProblems (error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.join('.') || '(input)'}: ${i.message}`).join('; ')
 }
 
 /** UTF-8 bytes the prompt brings (for messages: roles and contents). */
@@ -69,13 +87,11 @@ export function lmCost (input: Pick<LmInput, 'prompt' | 'messages' | 'maxNewToke
   return promptBytes(input) + template + input.maxNewTokens
 }
 
-export function parseLmInput (raw: unknown, limits: LmLimits): LmInput {
-  const parsed = schema(limits).safeParse(raw)
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(input)'}: ${i.message}`).join('; ')
-    throw new InvalidInputError(`invalid lm input: ${problems}`, { cause: parsed.error })
-  }
-  const v = parsed.data as { prompt?: string, messages?: ChatMessage[], max_new_tokens?: number, temperature?: number, top_k?: number, top_p?: number, repetition_penalty?: number, seed?: number, stop?: string[] }
+/** The wire fields of generationFields, as zod gives them back. */
+export interface GenerationWire { prompt?: string, messages?: ChatMessage[], max_new_tokens?: number, temperature?: number, top_k?: number, top_p?: number, repetition_penalty?: number, seed?: number, stop?: string[] }
+
+/** The LmInput of parsed generation fields, with the defaults; `what` names the skillset in messages. Checks the prompt's size. */
+export function generationInput (v: GenerationWire, limits: LmLimits, what: string): LmInput {
   const input: LmInput = {
     ...(v.prompt === undefined ? {} : { prompt: v.prompt }),
     ...(v.messages === undefined ? {} : { messages: v.messages }),
@@ -88,7 +104,14 @@ export function parseLmInput (raw: unknown, limits: LmLimits): LmInput {
     stop: v.stop ?? []
   }
   const bytes = promptBytes(input)
-  if (bytes > limits.maxPromptBytes) throw new InputTooLargeError(`lm input: the prompt has ${bytes} UTF-8 bytes, at most ${limits.maxPromptBytes} are allowed: shorten it`)
-  if (input.prompt === '' ) throw new InvalidInputError('invalid lm input: prompt: must not be empty')
+  if (bytes > limits.maxPromptBytes) throw new InputTooLargeError(`${what} input: the prompt has ${bytes} UTF-8 bytes, at most ${limits.maxPromptBytes} are allowed: shorten it`)
+  return input
+}
+
+export function parseLmInput (raw: unknown, limits: LmLimits): LmInput {
+  const parsed = schema(limits).safeParse(raw)
+  if (!parsed.success) throw new InvalidInputError(`invalid lm input: ${zodProblems(parsed.error)}`, { cause: parsed.error })
+  const input = generationInput(parsed.data as GenerationWire, limits, 'lm')
+  if (input.prompt === '') throw new InvalidInputError('invalid lm input: prompt: must not be empty')
   return input
 }

@@ -24,6 +24,10 @@ export type ModelSource =
   | { kind: 'generated', generator: 'bert', size: 'tiny' | 'minilm', seed: number }
   /** A Qwen2-shaped decoder LM with a KV cache (src/models/generate/lm). */
   | { kind: 'generated', generator: 'qwen2', size: 'tiny' | 'small' | 'bench', seed: number }
+  /** A DETR-shaped object detector (src/models/generate/detr). */
+  | { kind: 'generated', generator: 'detr', size: 'tiny' | 'bench', seed: number }
+  /** A LLaVA-NeXT-shaped vision-language model: vision encoder, embed_tokens, decoder with a KV cache (src/models/generate/llava). */
+  | { kind: 'generated', generator: 'llava-next', size: 'tiny', seed: number }
   /** A placeholder folder for the stand-in skillset (no weights); `size` never set, kept so code reading `source.size` still types. */
   | { kind: 'generated', generator: 'stand-in', seed: number, size?: undefined }
   | { kind: 'hub', repo: string, revision?: string }
@@ -42,6 +46,8 @@ export interface ModelEntry {
   description?: string
   /** Served by default when the hub is unreachable (the generated demo model). */
   offlineDefault?: boolean
+  /** Served by default where the hub answers, or a peer holds it (a hub model; src/node/default-models.ts). */
+  onlineDefault?: boolean
   /**
    * The dtypes whose results do not depend on batch-mates (float weights, or
    * static quantization with fixed activation scales); absent: the float

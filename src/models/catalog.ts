@@ -16,6 +16,8 @@ export const modelIdSchema = z.string().min(1).max(200)
 const sourceSchema = z.union([
   z.strictObject({ kind: z.literal('generated'), generator: z.literal('bert'), size: z.enum(['tiny', 'minilm']), seed: z.number().int().nonnegative() }),
   z.strictObject({ kind: z.literal('generated'), generator: z.literal('qwen2'), size: z.enum(['tiny', 'small', 'bench']), seed: z.number().int().nonnegative() }),
+  z.strictObject({ kind: z.literal('generated'), generator: z.literal('detr'), size: z.enum(['tiny', 'bench']), seed: z.number().int().nonnegative() }),
+  z.strictObject({ kind: z.literal('generated'), generator: z.literal('llava-next'), size: z.enum(['tiny']), seed: z.number().int().nonnegative() }),
   /** A placeholder folder for the stand-in skillset: no weights. */
   z.strictObject({ kind: z.literal('generated'), generator: z.literal('stand-in'), seed: z.number().int().nonnegative() }),
   z.strictObject({ kind: z.literal('hub'), repo: z.string().min(1).max(200), revision: z.string().max(100).optional() })
@@ -32,9 +34,12 @@ export const modelEntrySchema = z.strictObject({
   cid: z.string().min(1).max(200).optional(),
   description: z.string().max(1000).optional(),
   offlineDefault: z.boolean().optional(),
+  /** Served by default when the model hub (or a peer holding it) is reachable: a hub model. */
+  onlineDefault: z.boolean().optional(),
   /** The dtypes whose results do not depend on batch-mates; absent: the float ones. */
   reproducibleDtypes: z.array(dtypeSchema).optional()
 }).superRefine((m, ctx) => {
+  if (m.onlineDefault === true && m.source.kind !== 'hub') ctx.addIssue({ code: 'custom', path: ['onlineDefault'], message: 'only a hub model can be the online default (a generated one is the offline default)' })
   const unknown = (m.reproducibleDtypes ?? []).filter((d) => !m.dtypes.includes(d))
   if (unknown.length > 0) ctx.addIssue({ code: 'custom', path: ['reproducibleDtypes'], message: `${unknown.join(', ')} not among the model's dtypes (${m.dtypes.join(', ')})` })
 })
@@ -50,9 +55,15 @@ export class ModelCatalog {
   readonly models: readonly ModelEntry[]
   constructor (models: ModelEntry[]) {
     const seen = new Set<string>()
+    const defaults = new Set<string>()
     for (const m of models) {
       if (seen.has(m.id)) throw new ConfigError(`models.json: model id "${m.id}" appears twice`)
       seen.add(m.id)
+      for (const kind of ['offlineDefault', 'onlineDefault'] as const) {
+        if (m[kind] !== true) continue
+        if (defaults.has(`${kind}:${m.skillset}`)) throw new ConfigError(`models.json: two ${kind} models for the ${m.skillset} skillset; mark one`)
+        defaults.add(`${kind}:${m.skillset}`)
+      }
     }
     this.models = Object.freeze(models.map((m) => Object.freeze(m)))
   }
@@ -69,6 +80,11 @@ export class ModelCatalog {
 
   forSkillset (skillset: SkillsetName): ModelEntry[] {
     return this.models.filter((m) => m.skillset === skillset)
+  }
+
+  /** The real model served, where the hub or a peer holding it is reachable, for a skillset. */
+  onlineDefault (skillset: SkillsetName): ModelEntry | undefined {
+    return this.models.find((m) => m.skillset === skillset && m.onlineDefault === true)
   }
 
   /** The model served when no hub is reachable, for a skillset. */

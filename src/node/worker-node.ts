@@ -42,6 +42,9 @@ import type { ListeningGateway } from '../gateway/http.ts'
 import { readLiveNodeFile, removeNodeFile, writeNodeFile } from './node-file.ts'
 import type { NodeFile } from './node-file.ts'
 import { ensureModel, requirePlannedWeights, pullFromPeers, selectModels, startServedModel } from './served-models.ts'
+import { chooseDefaults } from './default-models.ts'
+import type { ModelChoice } from './default-models.ts'
+import type { StoredModelLocation } from '../store/models/model-store.ts'
 import { calibrate } from './calibrate.ts'
 import type { ServedModel } from './served-models.ts'
 import { resolveImages } from './image-inputs.ts'
@@ -147,7 +150,12 @@ export class WorkerNode implements JobHandler {
       log.info(`${id} is not in models.json nor in this store: asking peers`)
       await pullFromPeers(store.models, id, { id, peers: cfg.bootstrap }, log)
     }
-    const entries = await selectModels(cfg.models, catalog, store.models, Object.keys(SKILLSETS) as SkillsetName[])
+    const built = Object.keys(SKILLSETS) as SkillsetName[]
+    // No `models`: each skillset's real model where the hub or a peer gives it, else its demo model (default-models.ts).
+    const chosen: ModelChoice[] = cfg.models.length > 0
+      ? (await selectModels(cfg.models, catalog, store.models, built)).map((entry) => ({ entry }))
+      : await chooseDefaults(built, { catalog, models: store.models, pullFromPeers: async (e) => { await pullFromPeers(store.models, e.id, { id: e.id, skillset: e.skillset, peers: cfg.bootstrap }, log) }, log })
+    const entries = chosen.map((c) => c.entry)
     if (entries.length === 0) throw new ConfigError('no model to serve: list model ids in `models` (config) or --models')
     for (const e of entries) {
       if (!(e.skillset in SKILLSETS)) throw new ConfigError(`model ${e.id} needs the \`${e.skillset}\` skillset, which this version does not have yet`)
@@ -159,9 +167,20 @@ export class WorkerNode implements JobHandler {
     planAll(entries, this.hardware, { ...planOptions, logger: log.child('plan') })
     // Then model by model: its candidates (GPU memory the models before took), weights, measuring, serving.
     const place = placement(this.hardware, planOptions)
-    for (const entry of entries) {
-      const candidates = place.candidates(entry)
-      const location = await ensureModel(entry, { models: store.models, dataDir: cfg.dataDir, peers: cfg.bootstrap, dtype: candidates[0]!.dtype, log })
+    for (const choice of chosen) {
+      let entry = choice.entry
+      let candidates = place.candidates(entry)
+      const ensure = async (): Promise<StoredModelLocation> => await ensureModel(entry, { models: store.models, dataDir: cfg.dataDir, peers: cfg.bootstrap, dtype: candidates[0]!.dtype, log })
+      let location: StoredModelLocation
+      try {
+        location = await ensure()
+      } catch (err) {
+        if (choice.fallback === undefined) throw err
+        log.error(`${entry.id}: cannot get it (${errorMessage(err)}): serving the demo model ${choice.fallback.id} instead`)
+        entry = choice.fallback
+        candidates = place.candidates(entry)
+        location = await ensure()
+      }
       requirePlannedWeights(entry, location, candidates.map((c) => c.dtype))
       this.held = await store.models.heldRoots()
       const { plan, itemsPerSecond } = await calibrate(entry, candidates, location, cfg, log.child('calibrate'))
@@ -288,8 +307,9 @@ export class WorkerNode implements JobHandler {
       dtype: m.plan.dtype,
       device: m.plan.device,
       queuedCost: m.queue.queuedCost,
-      ...(tput === undefined ? {} : { throughput: round(tput) }),
-      ...(eta === undefined ? {} : { etaMs: Math.round(eta) })
+      // A rate of 0 would give an infinite estimate: a bid carries only finite, positive figures.
+      ...(tput === undefined || !(tput > 0) ? {} : { throughput: round(tput) }),
+      ...(eta === undefined || !Number.isFinite(eta) ? {} : { etaMs: Math.round(eta) })
     }
   }
 

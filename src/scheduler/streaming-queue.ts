@@ -120,8 +120,8 @@ export class StreamingQueue {
   get depth (): number { return this.waiting.length + this.running.size }
   get queuedCost (): number { return this.waitingCost }
   get runningCost (): number { let n = 0; for (const j of this.running) n += j.cost; return n }
-  /** Partials (tokens) per second per job, measured; undefined before the first. */
-  get throughput (): number | undefined { return this.busySeconds > 0 ? this.partialsDone / this.busySeconds : undefined }
+  /** Partials (tokens) per second per job, measured; undefined before the first partial (a job that failed before any gives no rate, not 0). */
+  get throughput (): number | undefined { return this.busySeconds > 0 && this.partialsDone > 0 ? this.partialsDone / this.busySeconds : undefined }
 
   admits (cost: number): boolean {
     return this.accepting && this.ready && cost <= this.init.budget && this.waiting.length < this.init.maxQueuedJobs && this.waitingCost + cost <= this.init.maxQueuedCost

@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { crc32, deflateSync } from 'node:zlib'
+import { deflateSync } from 'node:zlib'
+import { encodePng, PNG_SIGNATURE, pngChunk, pngHeader } from '../../skillsets/image/png.ts'
 
 const here = dirname(fileURLToPath(import.meta.url))
 export const PHOTOS_DIR = join(here, '..', 'fixtures', 'images')
@@ -15,24 +16,11 @@ export function photo (name: 'chelsea.jpg' | 'coffee.jpg' | 'rocket.webp'): Uint
   return new Uint8Array(readFileSync(join(PHOTOS_DIR, name)))
 }
 
-function chunk (type: string, data: Uint8Array): Buffer {
-  const len = Buffer.alloc(4)
-  len.writeUInt32BE(data.byteLength)
-  const body = Buffer.concat([Buffer.from(type, 'latin1'), data])
-  const crc = Buffer.alloc(4)
-  crc.writeUInt32BE(crc32(body) >>> 0)
-  return Buffer.concat([len, body, crc])
-}
-
 /** A valid 8-bit greyscale PNG of `width` × `height` pixels, every pixel `value`. */
 export function greyPng (width: number, height: number, value = 0): Uint8Array {
-  const ihdr = Buffer.alloc(13)
-  ihdr.writeUInt32BE(width, 0)
-  ihdr.writeUInt32BE(height, 4)
-  ihdr[8] = 8; ihdr[9] = 0; ihdr[10] = 0; ihdr[11] = 0; ihdr[12] = 0
   const raw = Buffer.alloc((width + 1) * height, value)
   for (let y = 0; y < height; y++) raw[y * (width + 1)] = 0
-  return new Uint8Array(Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw, { level: 9 })), chunk('IEND', new Uint8Array(0))]))
+  return encodePng(width, height, 0, raw)
 }
 
 /**
@@ -40,12 +28,8 @@ export function greyPng (width: number, height: number, value = 0): Uint8Array {
  * `side` × `side` canvas (its data stream covers only the first rows).
  */
 export function pngBomb (side = 100_000): Uint8Array {
-  const ihdr = Buffer.alloc(13)
-  ihdr.writeUInt32BE(side, 0)
-  ihdr.writeUInt32BE(side, 4)
-  ihdr[8] = 8
   const rows = Buffer.alloc((side + 1) * 4)
-  return new Uint8Array(Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(rows, { level: 9 })), chunk('IEND', new Uint8Array(0))]))
+  return new Uint8Array(Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', pngHeader(side, side, 0)), pngChunk('IDAT', deflateSync(rows, { level: 9 })), pngChunk('IEND', new Uint8Array(0))]))
 }
 
 /** The first `keep` of a file's bytes (default: half). */

@@ -21,6 +21,8 @@ export interface RefCache { keys: Vec[][][][], values: Vec[][][][] }
 export interface RefOptions {
   /** Break the model on purpose (tests that the comparison has teeth). */
   ignoreMask?: boolean
+  /** Embeddings [batch][seq] to use in place of the ids' rows of the table (a vision-language decoder's inputs_embeds). */
+  embeds?: Vec[][]
 }
 
 export function emptyCache (w: LmWeights, batch: number): RefCache {
@@ -94,7 +96,7 @@ export function referenceForward (w: LmWeights, ids: number[][], positions: numb
     const total = past + row.length
     const m = mask[b] as number[]
     if (m.length !== total) throw new RangeError(`mask row ${b} has ${m.length} positions, past + seq is ${total}`)
-    let xs: Vec[] = row.map((id) => Float64Array.from(w.embedTokens.subarray(id * h, (id + 1) * h)))
+    let xs: Vec[] = options.embeds?.[b]?.map((e) => Float64Array.from(e)) ?? row.map((id) => Float64Array.from(w.embedTokens.subarray(id * h, (id + 1) * h)))
     w.layers.forEach((layer, l) => {
       const normed = xs.map((x) => rmsNorm(x, layer.inputLayerNorm, s.rmsNormEps))
       const qs = normed.map((x) => linear(x, layer.qProj))

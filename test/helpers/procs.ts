@@ -25,10 +25,10 @@ export async function tempDir (prefix: string): Promise<string> {
   return await mkdtemp(join(tmpdir(), prefix))
 }
 
-/** Start a worker and wait (bounded) for its ready line. */
-export async function startWorker (opts: { dataDir?: string, models?: string, dtype?: string, bootstrap?: string[], config?: Record<string, unknown>, timeoutMs?: number, env?: NodeJS.ProcessEnv } = {}): Promise<WorkerProc> {
+/** Start a worker and wait (bounded) for its ready line; `models: null` passes no --models (the node picks its defaults). */
+export async function startWorker (opts: { dataDir?: string, models?: string | null, dtype?: string, bootstrap?: string[], config?: Record<string, unknown>, timeoutMs?: number, env?: NodeJS.ProcessEnv } = {}): Promise<WorkerProc> {
   const dataDir = opts.dataDir ?? await tempDir('ia-worker-')
-  const args = [CLI, 'start', '--json', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--http', '127.0.0.1:0', '--models', opts.models ?? 'demo/tiny-random', '--dtype', opts.dtype ?? 'auto']
+  const args = [CLI, 'start', '--json', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--http', '127.0.0.1:0', ...(opts.models === null ? [] : ['--models', opts.models ?? 'demo/tiny-random']), '--dtype', opts.dtype ?? 'auto']
   for (const b of opts.bootstrap ?? []) args.push('--bootstrap', b)
   if (opts.config !== undefined) {
     const file = join(dataDir, 'test-config.json')

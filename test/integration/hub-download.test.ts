@@ -55,3 +55,30 @@ test('an unreachable hub and no peer: start fails with one line that says what t
   await writeFile(catalogFile, JSON.stringify({ version: 1, models: [{ id: 'acme/absent', skillset: 'embed', source: { kind: 'hub', repo: 'acme/absent' }, dtypes: ['fp32'], sizeMB: 1 }] }))
   await assert.rejects(startWorker({ models: 'acme/absent', dtype: 'fp32', env: { IPFS_ACCELERATE_HUB_URL: 'http://127.0.0.1:9', IPFS_ACCELERATE_CATALOG: catalogFile } }), /ERR_MODEL_NOT_FOUND: model acme\/absent is not in this node's store.*cannot reach the model hub.*models import DIR/)
 })
+
+test('a plain start serves the real model where the hub answers, and the demo model within seconds where nothing does', async () => {
+  const catalogFile = join(await tempDir('ia-cat-'), 'models.json')
+  const demo = (await loadCatalog()).get('demo/tiny-random')
+  await writeFile(catalogFile, JSON.stringify({
+    version: 1,
+    models: [
+      { id: 'acme/tiny', skillset: 'embed', source: { kind: 'hub', repo: 'acme/tiny' }, dtypes: ['fp32', 'q8'], sizeMB: 1, onlineDefault: true },
+      { ...demo, offlineDefault: true }
+    ]
+  }))
+  const online = await startWorker({ models: null, dtype: 'fp32', env: { IPFS_ACCELERATE_HUB_URL: hubUrl, IPFS_ACCELERATE_CATALOG: catalogFile } })
+  procs.push(online)
+  assert.match(online.stderr(), /the model hub answers for acme\/tiny/)
+  const served = (await (await fetch(`${online.httpUrl}/healthz`)).json()) as { models: Array<{ id: string }> }
+  assert.deepEqual(served.models.map((m) => m.id), ['acme/tiny'])
+
+  // No hub (a closed port) and no peer: the demo model, after a probe that fails at once.
+  const t0 = performance.now()
+  const offline = await startWorker({ models: null, dtype: 'fp32', env: { IPFS_ACCELERATE_HUB_URL: 'http://127.0.0.1:9', IPFS_ACCELERATE_CATALOG: catalogFile } })
+  procs.push(offline)
+  const startMs = performance.now() - t0
+  assert.match(offline.stderr(), /no model hub reachable and no peer holds the real models: serving the generated demo models demo\/tiny-random/)
+  const servedOffline = (await (await fetch(`${offline.httpUrl}/healthz`)).json()) as { models: Array<{ id: string }> }
+  assert.deepEqual(servedOffline.models.map((m) => m.id), ['demo/tiny-random'])
+  assert.ok(startMs < 30_000, `start took ${Math.round(startMs)} ms`)
+})

@@ -22,7 +22,7 @@ test('every generated model in models.json pins a CID', () => {
 
 // demo/lm-bench-random (75 M parameters, 288 MiB: about 11 s to generate and hash here) is left out to keep
 // this test fast; `ipfs-accelerate models generate --id demo/lm-bench-random` checks its pin by hand.
-for (const id of ['demo/tiny-random', 'demo/stand-in', 'demo/stand-in-stream', 'demo/minilm-random', 'demo/lm-tiny-random', 'demo/lm-random']) {
+for (const id of ['demo/tiny-random', 'demo/stand-in', 'demo/stand-in-stream', 'demo/minilm-random', 'demo/lm-tiny-random', 'demo/lm-random', 'demo/detr-random', 'demo/detr-bench-random', 'demo/llava-next-random']) {
   test(`${id}: this build generates the pinned CID`, async () => {
     const entry = catalog.get(id)
     const dir = await ensureGeneratedModel(entry, await tempDir('ia-pins-'))

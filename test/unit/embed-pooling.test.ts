@@ -118,11 +118,11 @@ test('batchKey groups by pooling and normalisation; cost is the number of texts'
   assert.equal(embedSkillset.cost(a), 2)
 })
 
-test('the registry has embed, lm and the stand-ins, frozen, and refuses unknown names', () => {
+test('the registry has embed, lm, detr, llava-next and the stand-ins, frozen, and refuses unknown names', () => {
   assert.equal(getSkillset('embed'), embedSkillset)
   assert.ok(Object.isFrozen(SKILLSETS))
-  assert.deepEqual(Object.keys(SKILLSETS), ['embed', 'lm', 'stand-in', 'stand-in-stream'])
-  for (const name of ['detr', 'llava-next', 'toString', '__proto__', '']) {
+  assert.deepEqual(Object.keys(SKILLSETS), ['embed', 'lm', 'detr', 'llava-next', 'stand-in', 'stand-in-stream'])
+  for (const name of ['toString', '__proto__', '']) {
     assert.throws(() => getSkillset(name), hasCode('ERR_SKILLSET_NOT_FOUND'), name)
   }
 })

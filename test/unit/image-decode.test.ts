@@ -55,3 +55,16 @@ test('image sources: bytes or { cid, size }, bounded', () => {
   assert.throws(() => parseImageSource(new Uint8Array(0), limits), { code: 'ERR_INVALID_INPUT' })
   assert.throws(() => parseImageSource(noise(64), limits), { code: 'ERR_INVALID_INPUT' })
 })
+
+test('EXIF orientation is applied: a photo stored sideways decodes upright', async () => {
+  const sharp = (await import('sharp')).default
+  // 451×300 stored, orientation 6 (rotate 90° clockwise to view): upright it is 300×451.
+  const sideways = new Uint8Array(await sharp(photo('chelsea.jpg')).withMetadata({ orientation: 6 }).jpeg().toBuffer())
+  const img = await decodeImage(sideways, limits)
+  assert.deepEqual([img.width, img.height], [300, 451])
+  const plain = await decodeImage(photo('chelsea.jpg'), limits)
+  // The upright image's top-right corner is the stored image's top-left.
+  const at = (im: { width: number, data: Uint8Array }, x: number, y: number): number[] => Array.from(im.data.subarray((y * im.width + x) * 3, (y * im.width + x) * 3 + 3))
+  const diff = at(img, 299, 0).map((v, i) => Math.abs(v - at(plain, 0, 0)[i]!))
+  assert.ok(Math.max(...diff) < 40, `corner ${at(img, 299, 0)} vs ${at(plain, 0, 0)}`)
+})

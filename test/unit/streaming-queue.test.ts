@@ -143,3 +143,17 @@ test('in a real inference thread: partials with credit, cancel, and a crash fail
     await thread.stop()
   }
 })
+
+test('a job that fails before its first partial leaves no rate: throughput and estimates stay unknown, never 0 and infinite', async () => {
+  // A host whose every job fails after a few ms of work, as a broken image does in llava-next's prepare.
+  const failing: StreamHost = {
+    ready: true,
+    startJob: async () => { await sleep(5); throw new Error('image: cannot decode') },
+    restart: async () => {}
+  } as unknown as StreamHost
+  const q = queue([failing])
+  await assert.rejects(q.submit({ steps: 3 }, { deadline: later(), emit: async () => {} }), /cannot decode/)
+  assert.equal(q.throughput, undefined)
+  assert.equal(q.estimateMs(10), undefined)
+  assert.ok(q.admits(10))
+})

@@ -14,6 +14,8 @@ interface Result { id: string, dir: string, status: 'generated' | 'present', ms:
 const GENERATOR_WORDS: Readonly<Record<Extract<ModelEntry['source'], { kind: 'generated' }>['generator'], (size: string | undefined) => string>> = Object.freeze({
   bert: (size) => `${size ?? ''} BERT`,
   qwen2: (size) => `${size ?? ''} Qwen2-shaped LM`,
+  detr: (size) => `${size ?? ''} DETR-shaped detector`,
+  'llava-next': (size) => `${size ?? ''} LLaVA-NeXT-shaped vision-language model`,
   'stand-in': () => 'stand-in placeholder'
 })
 
@@ -83,6 +85,8 @@ Hugging Face layout) into the models directory, one directory per model id:
   LMs (generator qwen2): generation_config.json and onnx/model.onnx only
                     (a merged decoder with a KV cache; byte-level BPE with a
                     ChatML chat template)
+  detectors (generator detr): config.json, preprocessor_config.json
+                    (DetrImageProcessor) and onnx/model.onnx only
 
 The same seed always gives byte-identical files, so the same root CID on every
 host: each model's CID is printed, and checked against the one models.json

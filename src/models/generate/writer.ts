@@ -1,5 +1,6 @@
 /**
- * Writes a generated BERT encoder or Qwen2-shaped LM (or the stand-in
+ * Writes a generated BERT encoder, Qwen2-shaped LM, DETR-shaped detector or
+ * LLaVA-NeXT-shaped vision-language model (or the stand-in
  * skillset's placeholder model) in the Hugging Face layout, and makes sure
  * the generated entries of models.json exist on disk (atomically: a crash
  * never leaves half a model where a loader would find it).
@@ -19,6 +20,10 @@ import { buildVocab, specialTokensMapJson, tokenizerConfigJson, tokenizerJson } 
 import { standInFiles } from './stand-in.ts'
 import type { LmSize } from './lm/config.ts'
 import { lmModelFiles } from './lm/files.ts'
+import type { DetrSize } from './detr/config.ts'
+import { detrModelFiles } from './detr/files.ts'
+import type { LlavaSize } from './llava/config.ts'
+import { LLAVA_ONNX_FILES, llavaModelFiles } from './llava/files.ts'
 
 const log = forComponent('ipfs-accelerate:models:generate')
 
@@ -52,7 +57,7 @@ export interface GeneratedModel {
   ms: number
 }
 
-interface Manifest { generator: 'bert' | 'stand-in' | 'qwen2', version: number, size?: BertSize | LmSize, seed: number, files: GeneratedFile[] }
+interface Manifest { generator: GeneratedSource['generator'], version: number, size?: BertSize | LmSize | DetrSize | LlavaSize, seed: number, files: GeneratedFile[] }
 
 function json (v: unknown): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(v, null, 2) + '\n')
@@ -105,20 +110,41 @@ async function writeModelFiles (outDir: string, contents: ReadonlyMap<string, Ui
   return files
 }
 
-export interface GeneratedLm { dir: string, size: LmSize, seed: number, parameters: number, files: GeneratedFile[], ms: number }
+export interface GeneratedFromFiles<S> { dir: string, size: S, seed: number, parameters: number, files: GeneratedFile[], ms: number }
+export type GeneratedLm = GeneratedFromFiles<LmSize>
+export type GeneratedDetr = GeneratedFromFiles<DetrSize>
+export type GeneratedLlava = GeneratedFromFiles<LlavaSize>
 
-/** Generate a Qwen2-shaped decoder LM (fp32 only) into `outDir` (created; existing files are overwritten). */
-export async function generateLmModel (opts: { size: LmSize, seed: number, outDir: string, onProgress?: (event: GenerateProgress) => void, signal?: AbortSignal }): Promise<GeneratedLm> {
+interface FilesOptions<S> { size: S, seed: number, outDir: string, onProgress?: (event: GenerateProgress) => void, signal?: AbortSignal }
+type ProgressFn = (step: GenerateProgress['step'], detail: string) => void
+
+/** Write a generator's path → bytes map and its manifest into `outDir` (created; existing files are overwritten). */
+async function generateFromFiles<S extends LmSize | DetrSize | LlavaSize> (generator: 'qwen2' | 'detr' | 'llava-next', opts: FilesOptions<S>, make: (progress: ProgressFn) => { files: Map<string, Uint8Array>, parameters: number }): Promise<GeneratedFromFiles<S>> {
   const t0 = performance.now()
-  const progress = (step: GenerateProgress['step'], detail: string): void => {
+  const progress: ProgressFn = (step, detail) => {
     opts.signal?.throwIfAborted()
     opts.onProgress?.({ step, detail, elapsedMs: performance.now() - t0 })
   }
-  const { files: contents, parameters } = lmModelFiles(opts.size, opts.seed, progress)
-  const files = await writeModelFiles(opts.outDir, contents, (path, bytes) => { progress('write', `${path} (${(bytes.byteLength / 1048576).toFixed(1)} MiB)`) })
-  await writeFile(join(opts.outDir, MANIFEST_FILE), json({ generator: 'qwen2', version: GENERATOR_VERSION, size: opts.size, seed: opts.seed, files } satisfies Manifest))
+  const { files: contents, parameters } = make(progress)
+  const files = await writeModelFiles(opts.outDir, contents, (path, bytes) => { progress('write', `${path} (${(bytes.byteLength / 1048576).toFixed(2)} MiB)`) })
+  await writeFile(join(opts.outDir, MANIFEST_FILE), json({ generator, version: GENERATOR_VERSION, size: opts.size, seed: opts.seed, files } satisfies Manifest))
   progress('done', `${files.length} files`)
   return { dir: opts.outDir, size: opts.size, seed: opts.seed, parameters, files, ms: performance.now() - t0 }
+}
+
+/** Generate a Qwen2-shaped decoder LM (fp32 only) into `outDir` (created; existing files are overwritten). */
+export async function generateLmModel (opts: FilesOptions<LmSize>): Promise<GeneratedLm> {
+  return await generateFromFiles('qwen2', opts, (progress) => lmModelFiles(opts.size, opts.seed, progress))
+}
+
+/** Generate a DETR-shaped detector (fp32 only) into `outDir` (created; existing files are overwritten). */
+export async function generateDetrModel (opts: FilesOptions<DetrSize>): Promise<GeneratedDetr> {
+  return await generateFromFiles('detr', opts, (progress) => detrModelFiles(opts.size, opts.seed, progress))
+}
+
+/** Generate a LLaVA-NeXT-shaped model (fp32 only: three ONNX sessions) into `outDir` (created; existing files are overwritten). */
+export async function generateLlavaModel (opts: FilesOptions<LlavaSize>): Promise<GeneratedLlava> {
+  return await generateFromFiles('llava-next', opts, (progress) => llavaModelFiles(opts.size, opts.seed, progress))
 }
 
 /** Write the stand-in skillset's placeholder model (config.json, onnx/model.onnx, manifest) into `outDir`. */
@@ -157,7 +183,9 @@ export async function isGeneratedModelComplete (dir: string, source: GeneratedSo
   if (manifest.generator !== source.generator || manifest.version !== GENERATOR_VERSION ||
       manifest.size !== source.size || manifest.seed !== source.seed || !Array.isArray(manifest.files)) return false
   const listed = new Set(manifest.files.map((f) => f.path))
-  if (dtypes.some((d) => !listed.has(ONNX_FILES[d]))) return false
+  // A vision-language model has one file per session (fp32 only), not model.onnx.
+  const onnx = source.generator === 'llava-next' ? Object.values(LLAVA_ONNX_FILES) : dtypes.map((d) => ONNX_FILES[d])
+  if (onnx.some((f) => !listed.has(f))) return false
   for (const f of manifest.files) {
     const st = await stat(join(dir, f.path)).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return undefined
@@ -172,6 +200,8 @@ export async function isGeneratedModelComplete (dir: string, source: GeneratedSo
 export const WRITTEN_DTYPES: Readonly<Record<GeneratedSource['generator'], readonly GraphDtype[]>> = Object.freeze({
   bert: GRAPH_DTYPES,
   qwen2: Object.freeze(['fp32' as const]),
+  detr: Object.freeze(['fp32' as const]),
+  'llava-next': Object.freeze(['fp32' as const]),
   'stand-in': Object.freeze(['fp32' as const])
 })
 
@@ -214,6 +244,8 @@ export async function ensureGeneratedModel (entry: ModelEntry, modelsRoot: strin
     const common = { seed: source.seed, outDir: tmp, onProgress: options.onProgress, signal: options.signal }
     if (source.generator === 'stand-in') await generateStandInModel(common)
     else if (source.generator === 'qwen2') await generateLmModel({ ...common, size: source.size })
+    else if (source.generator === 'detr') await generateDetrModel({ ...common, size: source.size })
+    else if (source.generator === 'llava-next') await generateLlavaModel({ ...common, size: source.size })
     else await generateBertModel({ ...common, size: source.size, dtypes })
     // Move a stale or incomplete copy aside, then put the new one in place.
     const hadOld = await rename(dir, old).then(() => true, (err: NodeJS.ErrnoException) => {

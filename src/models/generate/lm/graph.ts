@@ -3,6 +3,7 @@
  * transformers.js runs as a merged decoder (one session, `onnx/model.onnx`):
  *
  *   inputs   input_ids       int64 [batch_size, sequence_length]
+ *            (or inputs_embeds float32 [batch_size, sequence_length, hidden]: LmGraphOptions.inputsEmbeds)
  *            attention_mask  int64 [batch_size, total_sequence_length]  (past + current; 1 = attend)
  *            position_ids    int64 [batch_size, sequence_length]
  *            past_key_values.N.key/value  float32 [batch_size, kv_heads, past_sequence_length, head_dim]
@@ -31,6 +32,8 @@ const TOTAL = 'total_sequence_length'
 /** Input and output names, as transformers.js expects them. */
 export const LM_IO = Object.freeze({
   inputIds: 'input_ids',
+  /** The decoder of a vision-language model takes embeddings instead of ids (llava: `decoder_model_merged.onnx`). */
+  inputsEmbeds: 'inputs_embeds',
   attentionMask: 'attention_mask',
   positionIds: 'position_ids',
   logits: 'logits',
@@ -68,8 +71,19 @@ function inverseFrequencies (theta: number, headDim: number): Float32Array {
   return Float32Array.from({ length: headDim / 2 }, (_, i) => 1 / Math.pow(theta, (2 * i) / headDim))
 }
 
+export interface LmGraphOptions {
+  /**
+   * Take `inputs_embeds` float32 [batch_size, sequence_length, hidden]
+   * instead of `input_ids`, and leave the embedding table out (a
+   * vision-language model's decoder; its ids go through embed_tokens.onnx).
+   */
+  inputsEmbeds?: boolean
+  graphName?: string
+  description?: string
+}
+
 /** Build and encode the decoder graph from its weights (fp32). */
-export function buildLmOnnx (w: LmWeights): Uint8Array {
+export function buildLmOnnx (w: LmWeights, options: LmGraphOptions = {}): Uint8Array {
   const s = w.shape
   const h = s.hiddenSize
   const d = s.headDim
@@ -78,7 +92,9 @@ export function buildLmOnnx (w: LmWeights): Uint8Array {
   const group = heads / kvHeads
   const b = new GraphBuilder()
 
-  const inputIds = b.input(LM_IO.inputIds, DT.INT64, [BATCH, SEQ])
+  const embeds = options.inputsEmbeds === true
+  // `tokens`: the ids, or the embeddings; the sequence length and the logits' leading dims come from it.
+  const tokens = embeds ? b.input(LM_IO.inputsEmbeds, DT.FLOAT, [BATCH, SEQ, h]) : b.input(LM_IO.inputIds, DT.INT64, [BATCH, SEQ])
   const attentionMask = b.input(LM_IO.attentionMask, DT.INT64, [BATCH, TOTAL])
   const positionIds = b.input(LM_IO.positionIds, DT.INT64, [BATCH, SEQ])
   for (let i = 0; i < s.numHiddenLayers; i++) {
@@ -91,8 +107,9 @@ export function buildLmOnnx (w: LmWeights): Uint8Array {
     b.output(LM_IO.presentValue(i), DT.FLOAT, [BATCH, kvHeads, TOTAL, d])
   }
 
-  const embed = b.tensor('model.embed_tokens.weight', [s.vocabSize, h], w.embedTokens)
-  let x = b.op('Gather', [embed, inputIds])
+  const embedTable = (): string => b.tensor('model.embed_tokens.weight', [s.vocabSize, h], w.embedTokens)
+  const embed = embeds ? undefined : embedTable()
+  let x = embed === undefined ? tokens : b.op('Gather', [embed, tokens])
 
   // RoPE tables from position_ids: cos, sin [batch, 1, seq, head_dim].
   const angles = b.op('Mul', [b.op('Unsqueeze', [b.op('Cast', [positionIds], { to: DT.FLOAT }), b.int64s([2])]), b.tensor('rope.inv_freq', [d / 2], inverseFrequencies(s.ropeTheta, d))])
@@ -102,7 +119,7 @@ export function buildLmOnnx (w: LmWeights): Uint8Array {
 
   // What each query may see: [batch, 1, 1, seq, total], broadcast over kv heads and the group.
   const scalar = (shape: string): string => b.op('Squeeze', [shape, b.int64s([0])])
-  const seqLen = scalar(b.op('Shape', [inputIds], { start: 1, end: 2 }))
+  const seqLen = scalar(b.op('Shape', [tokens], { start: 1, end: 2 }))
   const totalLen = scalar(b.op('Shape', [attentionMask], { start: 1, end: 2 }))
   const one = b.tensor('const_i_one', [], new BigInt64Array([1n]))
   const zero = b.tensor('const_i_zero', [], new BigInt64Array([0n]))
@@ -146,10 +163,11 @@ export function buildLmOnnx (w: LmWeights): Uint8Array {
 
   // lm_head: [batch·seq, hidden] × [vocab, hidden]ᵀ by Gemm, so a tied table is stored once.
   const final = b.op('Reshape', [rmsNorm(b, x, w.norm, 'model.norm', s.rmsNormEps), b.int64s([-1, h])])
-  const head = s.tieWordEmbeddings ? embed : b.tensor('lm_head.weight', [s.vocabSize, h], w.lmHead)
+  const head = s.tieWordEmbeddings ? embed ?? embedTable() : b.tensor('lm_head.weight', [s.vocabSize, h], w.lmHead)
   const flatLogits = b.op('Gemm', [final, head], { transB: 1 })
-  const logitsShape = b.op('Concat', [b.op('Shape', [inputIds]), b.int64s([s.vocabSize])], { axis: 0 })
+  const leading = embeds ? b.op('Shape', [tokens], { start: 0, end: 2 }) : b.op('Shape', [tokens])
+  const logitsShape = b.op('Concat', [leading, b.int64s([s.vocabSize])], { axis: 0 })
   b.op('Reshape', [flatLogits, logitsShape], undefined, LM_IO.logits)
 
-  return b.encode('qwen2_fp32', `Qwen2-shaped decoder, ${s.numHiddenLayers} layers, hidden ${h}, ${heads} heads (${kvHeads} kv), vocab ${s.vocabSize}, seeded random weights (seed ${w.seed}), fp32`)
+  return b.encode(options.graphName ?? 'qwen2_fp32', options.description ?? `Qwen2-shaped decoder, ${s.numHiddenLayers} layers, hidden ${h}, ${heads} heads (${kvHeads} kv), vocab ${s.vocabSize}, seeded random weights (seed ${w.seed}), fp32`)
 }
