@@ -27,7 +27,7 @@ const BY_CODE: Readonly<Record<string, Mapping>> = Object.freeze({
   ERR_FORBIDDEN: { status: 403, type: 'permission_error', code: 'forbidden' },
   ERR_MEDIA_TYPE: { status: 415, type: 'invalid_request_error', code: 'unsupported_media_type' },
   ERR_MODEL_NOT_FOUND: { status: 404, type: 'invalid_request_error', code: 'model_not_found' },
-  ERR_SKILLSET_NOT_FOUND: { status: 404, type: 'invalid_request_error', code: 'model_not_found' },
+  ERR_SKILLSET_NOT_FOUND: { status: 501, type: 'server_error', code: 'not_implemented' },
   ERR_QUEUE_FULL: { status: 429, type: 'rate_limit_error', code: 'no_capacity' },
   ERR_PEER_BUSY: { status: 429, type: 'rate_limit_error', code: 'no_capacity' },
   ERR_RATE_LIMITED: { status: 429, type: 'rate_limit_error', code: 'no_capacity' },

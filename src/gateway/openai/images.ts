@@ -6,7 +6,7 @@
  * than a failed job on a worker. Remote `http(s)` URLs are refused: the node
  * fetches nothing on a caller's behalf.
  */
-import { InputTooLargeError, InvalidRequestError } from '../../errors.ts'
+import { InputTooLargeError, InvalidInputError, InvalidRequestError } from '../../errors.ts'
 import { checkImageBytes } from '../../../skillsets/image/source.ts'
 
 const DATA_URL = /^data:([a-z]+\/[a-z0-9.+-]+)?((?:;[a-z0-9-]+=[^;,]*)*);base64,/i
@@ -25,6 +25,12 @@ export function decodeImage (value: string, maxBytes: number, param: string, pla
   if (approx > maxBytes + 3) throw new InputTooLargeError(`${param}: the image has about ${approx} bytes, over the ${maxBytes}-byte limit: send a smaller image`)
   if (b64.length % 4 !== 0 || !BASE64.test(b64)) throw new InvalidRequestError(`${param}: the image is not valid base64`, param)
   const bytes = new Uint8Array(Buffer.from(b64, 'base64'))
-  checkImageBytes(bytes, { maxBytes }, param)
+  try {
+    checkImageBytes(bytes, { maxBytes }, param)
+  } catch (err) {
+    // The same refusal, naming the request's field as OpenAI errors do; a size refusal stays a 413.
+    if (err instanceof InvalidInputError) throw new InvalidRequestError(err.message, param, { cause: err })
+    throw err
+  }
   return bytes
 }

@@ -7,7 +7,10 @@
  * (the same rules the worker applies, so a bad input is a 400 here), and
  * answers in OpenAI's shapes with a header naming the worker.
  *
- * Access is this router's own guard (see `openAiGuard`), not the store
+ * `/v1/detections` is not an OpenAI route; it answers like OpenAI's lists:
+ * `{ object: "list", model, data: [{ label, score, box }], width, height }`.
+ *
+ * Access is this router's own guard (made in src/node/openai-gateway.ts), not the store
  * API's token: refusals come back in OpenAI's error shape.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -16,11 +19,11 @@ import type { SkillsetName } from '../../interfaces/index.ts'
 import { getSkillset } from '../../../skillsets/index.ts'
 import { decodeEmbedOutput } from '../../../skillsets/embed/codec.ts'
 import { MAX_DIMS } from '../../../skillsets/embed/constants.ts'
+import { decodeDetrOutput, encodeDetrOutput } from '../../../skillsets/detr/codec.ts'
 import type { Route } from '../http.ts'
 import type { RequestGuard } from '../guard.ts'
 import type { GatewayBackend, GatewayJob } from './backend.ts'
 import { parseBody, readJsonBody } from './body.ts'
-import { decodeDetections } from './detections.ts'
 import { sendOpenAiError, sendRefusal } from './errors.ts'
 import { answerGeneration, chatInput, completionInput, WORKER_HEADER } from './generation.ts'
 import { decodeImage } from './images.ts'
@@ -154,7 +157,9 @@ export function openAiRoutes (init: OpenAiRoutesInit): Route[] {
       const image = decodeImage(body.image, maxImage, 'image', true)
       const input = { image, ...(body.threshold === undefined ? {} : { threshold: body.threshold }), ...(body.top_k === undefined ? {} : { top_k: body.top_k }) }
       const answer = await backend.submit(job(req, res, model, input, DETECT_TIMEOUT_MS))
-      json(res, { object: 'list', model: answer.model, ...decodeDetections(answer.output) }, answer.worker)
+      // Checked by the skillset's own decoder (shape, score order, boxes inside the image), then as plain values.
+      const { detections, width, height } = encodeDetrOutput(decodeDetrOutput(answer.output))
+      json(res, { object: 'list', model: answer.model, data: detections, width, height }, answer.worker)
     })
   ]
 }
