@@ -8,46 +8,32 @@
  */
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { rm } from 'node:fs/promises'
 import OpenAI from 'openai'
-import { loadCatalog } from '../../src/models/catalog.ts'
-import { ensureGeneratedModel } from '../../src/models/generate/index.ts'
-import type { ExecutionPlan, SkillsetRunner, StreamingRunner } from '../../src/interfaces/index.ts'
 import { getBatchSkillset, getStreamingSkillset } from '../../skillsets/index.ts'
-import { DEFAULT_IMAGE_LIMITS } from '../../skillsets/image/index.ts'
-import { startWorker, stopProc, tempDir } from '../helpers/procs.ts'
+import { startWorker, stopProc } from '../helpers/procs.ts'
 import type { WorkerProc } from '../helpers/procs.ts'
 import { noise, photo } from '../helpers/images.ts'
+import { DETR, LLAVA, loadDirectImageModels } from '../helpers/image-models.ts'
+import type { DirectImageModels } from '../helpers/image-models.ts'
 
-const DETR = 'demo/detr-random'
-const LLAVA = 'demo/llava-next-random'
 const WORKER_HEADER = 'x-ipfs-accelerate-worker'
 const detr = getBatchSkillset('detr')
 const llava = getStreamingSkillset('llava-next')
 let worker: WorkerProc
-let root: string
-let detrRunner: SkillsetRunner
-let llavaRunner: StreamingRunner
+let direct: DirectImageModels
 let client: OpenAI
 
 interface Detection { label: string, score: number, box: Record<string, number> }
 
 before(async () => {
   worker = await startWorker({ models: `${DETR},${LLAVA}`, timeoutMs: 120_000 })
-  root = await tempDir('ia-gw-images-')
-  const catalog = await loadCatalog()
-  for (const id of [DETR, LLAVA]) await ensureGeneratedModel(catalog.get(id), root)
-  const plan = (id: string): ExecutionPlan => ({ modelId: id, device: 'cpu', provider: 'cpu', dtype: 'fp32', intraOpThreads: 1, reasons: [], fallbacks: [] })
-  detrRunner = await detr.load({ id: DETR, localModelPath: root }, plan(DETR), { images: DEFAULT_IMAGE_LIMITS })
-  llavaRunner = await llava.loadStreaming({ id: LLAVA, localModelPath: root }, plan(LLAVA), { images: DEFAULT_IMAGE_LIMITS })
+  direct = await loadDirectImageModels()
   client = new OpenAI({ baseURL: `${worker.httpUrl}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120_000 })
 })
 
 after(async () => {
-  await detrRunner?.dispose()
-  await llavaRunner?.dispose()
+  await direct?.stop()
   if (worker !== undefined) await stopProc(worker.proc)
-  if (root !== undefined) await rm(root, { recursive: true, force: true })
 })
 
 function dataUrl (bytes: Uint8Array, type: string): string {
@@ -61,7 +47,7 @@ async function post (path: string, body: unknown): Promise<{ status: number, hea
 
 test('/v1/detections gives the direct run\'s detections, for a data: URL and for bare base64', async () => {
   const image = photo('chelsea.jpg')
-  const [out] = await detrRunner.run([detr.parseInput({ image, threshold: 0, top_k: 10 })])
+  const [out] = await direct.detrRunner.run([detr.parseInput({ image, threshold: 0, top_k: 10 })])
   if (out instanceof Error) throw out
   const want = detr.encodeOutput(out) as { detections: Detection[], width: number, height: number }
   assert.ok(want.detections.length > 0)
@@ -89,7 +75,7 @@ test('/v1/detections gives the direct run\'s detections, for a data: URL and for
 
 test('a chat message with an image_url part runs on llava-next, <image> where the part stood, streamed and not', async () => {
   const image = photo('coffee.jpg')
-  const want = await llavaRunner.start(llava.parseInput({ image, messages: [{ role: 'user', content: 'Describe the <image> briefly.' }], max_new_tokens: 10 }), { signal: new AbortController().signal, emit: async () => {} }) as { tokens: number[], text: string }
+  const want = await direct.llavaRunner.start(llava.parseInput({ image, messages: [{ role: 'user', content: 'Describe the <image> briefly.' }], max_new_tokens: 10 }), { signal: new AbortController().signal, emit: async () => {} }) as { tokens: number[], text: string }
   const messages: OpenAI.ChatCompletionMessageParam[] = [{
     role: 'user',
     content: [{ type: 'text', text: 'Describe the ' }, { type: 'image_url', image_url: { url: dataUrl(image, 'image/jpeg') } }, { type: 'text', text: ' briefly.' }]

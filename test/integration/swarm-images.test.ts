@@ -13,22 +13,19 @@ import assert from 'node:assert/strict'
 import { rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import sharp from 'sharp'
-import { loadCatalog } from '../../src/models/catalog.ts'
-import { ensureGeneratedModel } from '../../src/models/generate/index.ts'
-import type { ExecutionPlan, SkillsetRunner, StreamingRunner } from '../../src/interfaces/index.ts'
+import type { SkillsetRunner, StreamingRunner } from '../../src/interfaces/index.ts'
 import { getBatchSkillset, getStreamingSkillset } from '../../skillsets/index.ts'
-import { DEFAULT_IMAGE_LIMITS } from '../../skillsets/image/index.ts'
 import { ClientNode } from '../../src/node/client-node.ts'
 import { CLI, runProc, startWorker, stopProc, tempDir } from '../helpers/procs.ts'
 import type { WorkerProc } from '../helpers/procs.ts'
 import { greyPng, noise, PHOTOS_DIR, photo, pngBomb, truncated } from '../helpers/images.ts'
+import { DETR, LLAVA, loadDirectImageModels } from '../helpers/image-models.ts'
+import type { DirectImageModels } from '../helpers/image-models.ts'
 
-const DETR = 'demo/detr-random'
-const LLAVA = 'demo/llava-next-random'
 const detr = getBatchSkillset('detr')
 const llava = getStreamingSkillset('llava-next')
 let worker: WorkerProc
-let root: string
+let direct: DirectImageModels
 let detrRunner: SkillsetRunner
 let llavaRunner: StreamingRunner
 let client: ClientNode
@@ -37,22 +34,16 @@ interface Detection { label: string, score: number, box: Record<string, number> 
 
 before(async () => {
   worker = await startWorker({ models: `${DETR},${LLAVA}`, timeoutMs: 120_000 })
-  root = await tempDir('ia-images-direct-')
-  const catalog = await loadCatalog()
-  for (const id of [DETR, LLAVA]) await ensureGeneratedModel(catalog.get(id), root)
-  const plan = (id: string): ExecutionPlan => ({ modelId: id, device: 'cpu', provider: 'cpu', dtype: 'fp32', intraOpThreads: 1, reasons: [], fallbacks: [] })
-  detrRunner = await detr.load({ id: DETR, localModelPath: root }, plan(DETR), { images: DEFAULT_IMAGE_LIMITS })
-  llavaRunner = await llava.loadStreaming({ id: LLAVA, localModelPath: root }, plan(LLAVA), { images: DEFAULT_IMAGE_LIMITS })
+  direct = await loadDirectImageModels()
+  ;({ detrRunner, llavaRunner } = direct)
   client = new ClientNode({ bootstrap: [worker.multiaddrs[0]!], mdns: false, joinMs: 30_000 })
   await client.start()
 })
 
 after(async () => {
   await client?.stop()
-  await detrRunner?.dispose()
-  await llavaRunner?.dispose()
+  await direct?.stop()
   await stopProc(worker.proc)
-  await rm(root, { recursive: true, force: true })
 })
 
 async function directDetr (raw: Record<string, unknown>): Promise<Record<string, unknown>> {
