@@ -207,7 +207,7 @@ export class WorkerNode implements JobHandler {
       // The store API answers only its owner: loopback, this node's own Host, no web page, the data dir's token (src/gateway/guard.ts).
       const guard = requestGuard({ authorize: bearerAuth(await loadOrCreateApiToken(cfg.dataDir, log)), hostNames: [splitHostPort(http).host] })
       // The OpenAI-compatible /v1 routes and /readyz: one job client for the node's life, this node first when it fits (src/node/openai-gateway.ts).
-      this.openai = createOpenAiGateway({ config: cfg, libp2p, links: this.links, adverts: this.adverts, handler: this, ownModels: () => this.ownModels(), notReady: () => this.notReady(), log: log.child('openai') })
+      this.openai = createOpenAiGateway({ config: cfg, libp2p, links: this.links, adverts: this.adverts, handler: this, served: this.served, state: () => ({ started: this.started, stopping: this.stopping !== undefined }), log: log.child('openai') })
       this.gateway = await listen(createGateway([...this.routes(), ...this.openai.routes, ...storeRoutes(store.models)], log.child('http'), { guard }), http).catch((err: unknown) => {
         throw new ConfigError(`cannot serve HTTP on ${http}: ${errorMessage(err)}: pass --http with another HOST:PORT, or --http off`, { cause: err })
       })
@@ -236,18 +236,6 @@ export class WorkerNode implements JobHandler {
         }
       }
     ]
-  }
-
-  private ownModels (): Array<{ id: string, skillset: SkillsetName, loaded: boolean }> {
-    return [...this.served.values()].map((m) => ({ id: m.entry.id, skillset: m.entry.skillset, loaded: m.queue.ready }))
-  }
-
-  /** Why the node cannot take work now (for /readyz), or undefined when it can. */
-  private notReady (): string | undefined {
-    if (this.stopping !== undefined) return 'the node is stopping'
-    if (!this.started) return 'the node is starting'
-    if (![...this.served.values()].some((m) => m.queue.ready)) return 'no model has an inference thread up (loading or restarting): see /healthz'
-    return undefined
   }
 
   private queueDepth (): number {

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createServer, request } from 'node:http'
+import { createServer } from 'node:http'
 import type { IncomingMessage, Server } from 'node:http'
 import { chmod, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -16,24 +16,12 @@ import { forComponent, setLogLevel } from '../../src/logger.ts'
 import { storeRoutes } from '../../src/store/api/http-api.ts'
 import type { ContentStore } from '../../src/store/content-store.ts'
 import { smallModelFiles, startStore, tempDir, writeModelDir } from '../helpers/store-fixtures.ts'
+import { rawRequest } from '../helpers/http.ts'
+import type { Answer } from '../helpers/http.ts'
 
 setLogLevel('error') // refusals are logged at warn: expected here
 
-interface Answer { status: number, headers: IncomingMessage['headers'], body: string }
-
-/** A raw request, so Host and Origin can be anything or absent (fetch would set Host itself). */
-async function send (port: number, init: { method?: string, path: string, headers?: Record<string, string>, body?: string }): Promise<Answer> {
-  return await new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method: init.method ?? 'GET', path: init.path, headers: init.headers, setHost: false }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (d: string) => { body += d })
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, headers: res.headers, body }) })
-    })
-    req.on('error', reject)
-    req.end(init.body)
-  })
-}
+const send = rawRequest
 
 function errorOf (a: Answer): { code: string, message: string } {
   return (JSON.parse(a.body) as { error: { code: string, message: string } }).error
