@@ -80,3 +80,16 @@ test('trust settings: peer ids are checked and kept canonical; the swarm key pat
   const env = configFromEnv({ IPFS_ACCELERATE_SWARM_KEY: '/k/swarm.key', IPFS_ACCELERATE_ALLOW_PEERS: `${id.toString()}, ${id.toString()}`, IPFS_ACCELERATE_TRUSTED_PEERS: id.toString() })
   assert.deepEqual(env, { swarmKey: '/k/swarm.key', allowPeers: [id.toString(), id.toString()], trustedPeers: [id.toString()] })
 })
+
+test('apiKey (the /v1 key): file < IPFS_ACCELERATE_API_KEY < --api-key; a short or spaced key is refused by name, its value never echoed', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ia-cfg-key-'))
+  const file = join(dir, 'c.json')
+  await writeFile(file, JSON.stringify({ apiKey: 'from-the-file-0123456789' }))
+  assert.equal((await loadConfig({ file, env: {} })).apiKey, 'from-the-file-0123456789')
+  assert.equal((await loadConfig({ file, env: { IPFS_ACCELERATE_API_KEY: 'from-the-env-0123456789' } })).apiKey, 'from-the-env-0123456789')
+  assert.equal((await loadConfig({ file, env: { IPFS_ACCELERATE_API_KEY: 'from-the-env-0123456789' }, flags: { apiKey: 'from-the-flag-0123456789' } })).apiKey, 'from-the-flag-0123456789')
+  assert.equal((await loadConfig({ env: {} })).apiKey, undefined)
+  for (const bad of ['short-secret', 'has a space in it 0123']) {
+    assert.throws(() => validateConfig({ apiKey: bad }), (err: Error) => /apiKey: /.test(err.message) && !err.message.includes(bad))
+  }
+})
