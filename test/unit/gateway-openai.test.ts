@@ -19,6 +19,8 @@ import { forComponent, setLogLevel } from '../../src/logger.ts'
 import { encodeEmbedOutput } from '../../skillsets/embed/codec.ts'
 import { notReadyReason } from '../../src/node/openai-gateway.ts'
 import { rawRequest } from '../helpers/http.ts'
+import { Fuzzer, VALUE_MUTATIONS } from '../helpers/fuzz/mutate.ts'
+import { photo } from '../helpers/images.ts'
 import type { Answer } from '../helpers/http.ts'
 
 setLogLevel('error')
@@ -169,4 +171,35 @@ test('/readyz: ready only when started, not stopping, with a model whose inferen
   assert.match(notReadyReason({ started: false, stopping: false }, up) ?? '', /starting/)
   assert.match(notReadyReason({ started: true, stopping: true }, up) ?? '', /stopping/)
   assert.match(notReadyReason({ started: true, stopping: false }, [{ loaded: false }]) ?? '', /no model has an inference thread up/)
+})
+
+test('600 mutated bodies (wrong types, dropped and extra keys, huge and deep values): each a 2xx or a typed 4xx/501 in OpenAI\'s shape, never a 5xx or a hang', async () => {
+  const image = `data:image/webp;base64,${Buffer.from(photo('rocket.webp')).toString('base64')}`
+  const valid: Array<[string, Record<string, unknown>]> = [
+    ['/v1/embeddings', { model: 't/embed', input: ['a', 'b'], encoding_format: 'float' }],
+    ['/v1/chat/completions', { model: 't/lm', messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }] }], max_tokens: 4, temperature: 0.7, top_p: 0.9, seed: 1, stop: ['x'], stream: false }],
+    ['/v1/chat/completions', { messages: [{ role: 'user', content: [{ type: 'text', text: 'see ' }, { type: 'image_url', image_url: { url: image } }] }] }],
+    ['/v1/completions', { model: 't/lm', prompt: 'x', max_tokens: 4, stream: true, stream_options: { include_usage: true } }],
+    ['/v1/detections', { image, threshold: 0.5, top_k: 3 }]
+  ]
+  behaviour = async (job) => {
+    if (job.skillset === 'embed') { const n = (job.input.texts as string[]).length; return encodeEmbedOutput({ embeddings: new Float32Array(n * 2), count: n, dims: 2 }) }
+    if (job.onPartial !== undefined) await job.onPartial({ tokens: [1], text: 'a' }, 0)
+    return { text: 'a', tokens: [1], finishReason: 'length' }
+  }
+  const fuzz = new Fuzzer(11)
+  const statuses = new Map<number, number>()
+  for (let i = 0; i < 600; i++) {
+    const [path, base] = fuzz.pick(valid)
+    const body = JSON.stringify(fuzz.mutateValue(base, fuzz.pick(VALUE_MUTATIONS)))
+    const a = await send(open, path, { body })
+    statuses.set(a.status, (statuses.get(a.status) ?? 0) + 1)
+    assert.ok(a.status < 500 || a.status === 501, `${a.status} for ${path} ${body.slice(0, 300)}: ${a.body.slice(0, 300)}`)
+    if (a.status >= 400) {
+      const e = errorOf(a)
+      assert.ok(typeof e.message === 'string' && e.message.length > 0 && typeof e.type === 'string', a.body.slice(0, 300))
+    }
+  }
+  // The mutations exercise refusals mostly, and some still pass.
+  assert.ok((statuses.get(400) ?? 0) > 100 && (statuses.get(200) ?? 0) > 20, JSON.stringify([...statuses]))
 })
