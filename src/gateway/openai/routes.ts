@@ -124,11 +124,16 @@ export function openAiRoutes (init: OpenAiRoutesInit): Route[] {
       const texts = typeof body.input === 'string' ? [body.input] : body.input
       const answer = await backend.submit(job(req, res, model, { texts }, EMBED_TIMEOUT_MS))
       const out = decodeEmbedOutput(answer.output, { maxTexts: MAX_EMBED_INPUTS, maxDims: MAX_DIMS })
-      const base64 = body.encoding_format === 'base64'
-      const data = Array.from({ length: out.count }, (_, index) => {
-        const row = out.embeddings.subarray(index * out.dims, (index + 1) * out.dims)
-        return { object: 'embedding', index, embedding: base64 ? Buffer.from(row.buffer, row.byteOffset, row.byteLength).toString('base64') : Array.from(row) }
-      })
+      // base64 is of little-endian float32 (what the openai client decodes): the wire's own bytes, checked by the decode above.
+      const le = answer.output.embeddings as Uint8Array
+      const rowBytes = out.dims * 4
+      const data = Array.from({ length: out.count }, (_, index) => ({
+        object: 'embedding',
+        index,
+        embedding: body.encoding_format === 'base64'
+          ? Buffer.from(le.buffer, le.byteOffset + index * rowBytes, rowBytes).toString('base64')
+          : Array.from(out.embeddings.subarray(index * out.dims, (index + 1) * out.dims))
+      }))
       // Tokens are counted inside the worker's thread and not reported: usage says 0 (README).
       json(res, { object: 'list', data, model: answer.model, usage: { prompt_tokens: 0, total_tokens: 0 } }, answer.worker)
     }),
