@@ -29,8 +29,15 @@ const KEY = 'unit-test-key-0123456789'
 const jobs: GatewayJob[] = []
 let behaviour: (job: GatewayJob) => Promise<Record<string, unknown>> = async () => ({})
 
+const ALL_MODELS: ReturnType<GatewayBackend['models']> = [
+  { id: 't/lm', skillset: 'lm', workers: 1, local: true },
+  { id: 't/embed', skillset: 'embed', workers: 2, local: false },
+  { id: 't/detr', skillset: 'detr', workers: 1, local: false },
+  { id: 't/llava', skillset: 'llava-next', workers: 1, local: false }
+]
+let models = ALL_MODELS
 const backend: GatewayBackend = {
-  models: () => [{ id: 't/lm', skillset: 'lm', workers: 1, local: true }, { id: 't/embed', skillset: 'embed', workers: 2, local: false }],
+  models: () => models,
   submit: async (job) => {
     jobs.push(job)
     job.onLease?.('peer-x')
@@ -118,6 +125,11 @@ test('embeddings: floats and base64 of the same little-endian float32 values, in
   const unknown = await send(open, '/v1/embeddings', { body: JSON.stringify({ model: 'x/y', input: 'a' }) })
   assert.equal(unknown.status, 404)
   assert.match(errorOf(unknown).message, /serves t\/embed/)
+  models = ALL_MODELS.filter((m) => m.skillset !== 'detr')
+  const none = await send(open, '/v1/detections', { body: JSON.stringify({ image: 'AAAA' }) })
+  models = ALL_MODELS
+  assert.equal(none.status, 503, 'no detr model anywhere: no capacity, not an unknown model')
+  assert.equal(errorOf(none).code, 'no_worker')
 })
 
 test('streaming: deltas in order after a role chunk; an error after output is a last data: {"error"} event without [DONE]; one before output keeps its status', async () => {
@@ -184,6 +196,7 @@ test('600 mutated bodies (wrong types, dropped and extra keys, huge and deep val
   ]
   behaviour = async (job) => {
     if (job.skillset === 'embed') { const n = (job.input.texts as string[]).length; return encodeEmbedOutput({ embeddings: new Float32Array(n * 2), count: n, dims: 2 }) }
+    if (job.skillset === 'detr') return { detections: [{ label: 'cat', score: 0.9, box: { xmin: 1, ymin: 1, xmax: 2, ymax: 2 } }], width: 4, height: 4 }
     if (job.onPartial !== undefined) await job.onPartial({ tokens: [1], text: 'a' }, 0)
     return { text: 'a', tokens: [1], finishReason: 'length' }
   }

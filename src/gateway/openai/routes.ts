@@ -14,7 +14,7 @@
  * API's token: refusals come back in OpenAI's error shape.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { InvalidRequestError, ModelNotFoundError, SkillsetNotFoundError } from '../../errors.ts'
+import { InvalidRequestError, ModelNotFoundError, NoWorkerError, SkillsetNotFoundError } from '../../errors.ts'
 import type { SkillsetName } from '../../interfaces/index.ts'
 import { getSkillset } from '../../../skillsets/index.ts'
 import { decodeEmbedOutput } from '../../../skillsets/embed/codec.ts'
@@ -69,7 +69,8 @@ function resolveModel (backend: GatewayBackend, id: string | undefined, skillset
     const m = models.find((x) => x.skillset === s && x.workers > 0)
     if (m !== undefined) return m
   }
-  throw new ModelNotFoundError(`no \`${skillsets.join('` or `')}\` model is served by this node or any worker it knows: start a worker with one (--models), or name one with "model"`)
+  // Nothing to name: no capacity for this kind of job (503), where a named model nobody serves is a 404.
+  throw new NoWorkerError(`no \`${skillsets.join('` or `')}\` model is served by this node or any worker it knows: start a worker with one (--models)`)
 }
 
 /** The job's cost by its skillset's own rules; an input the skillset refuses is a 400/413 now. */
