@@ -56,9 +56,10 @@ Options:
                         detections) for jobs on this node or the swarm, and
                         the local store API
   --api-key KEY         require \`Authorization: Bearer KEY\` on /v1 (16+
-                        characters; env IPFS_ACCELERATE_API_KEY, config
-                        apiKey); without one, /v1 is open to whoever can
-                        reach --http (a warning when that is beyond loopback)
+                        characters; env IPFS_ACCELERATE_API_KEY or config
+                        apiKey keep it out of \`ps\`); without one, /v1
+                        answers any client that calls it by the --http
+                        address (a warning when that is beyond loopback)
   --models ID,...       models to serve (default: the offline demo model)
   --device DEV          auto, cpu, cuda, cuda:N, tensorrt or webgpu (default auto)
   --dtype DTYPE         weight format: auto, fp32, fp16, int8, q8, ... (default
