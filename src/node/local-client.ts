@@ -27,7 +27,7 @@
  * link would add encoding, signing and a round trip to every local job for
  * the one decision above, which the numbers the auction uses already make.
  */
-import { errorCode, InputTooLargeError, JobTimeoutError, QueueFullError } from '../errors.ts'
+import { errorCode, InputTooLargeError, JobTimeoutError, QueueFullError, ShuttingDownError } from '../errors.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
 import type { Logger } from '../logger.ts'
 import type { Adverts } from '../p2p/adverts.ts'
@@ -63,12 +63,28 @@ export class LocalFirstClient implements GatewayBackend {
   private readonly init: LocalFirstClientInit
   /** Jobs run here and sent to the swarm, for /healthz. */
   readonly stats = { local: 0, swarm: 0, swarmOverheadMs: DEFAULT_SWARM_OVERHEAD_MS }
+  private readonly shutdown = new AbortController()
 
   constructor (init: LocalFirstClientInit) {
     this.init = init
   }
 
+  /** End every job in flight with ERR_SHUTTING_DOWN (their HTTP clients get 503), and take no more. Idempotent. */
+  stop (): void {
+    this.shutdown.abort(new ShuttingDownError('this node is stopping: send the request to another node, or retry once it is back'))
+  }
+
   async submit (job: GatewayJob): Promise<GatewayAnswer> {
+    if (this.shutdown.signal.aborted) throw this.shutdown.signal.reason as Error
+    try {
+      return await this.route({ ...job, signal: AbortSignal.any([job.signal, this.shutdown.signal]) })
+    } catch (err) {
+      if (this.shutdown.signal.aborted && !job.signal.aborted) throw new ShuttingDownError((this.shutdown.signal.reason as Error).message, { cause: err })
+      throw err
+    }
+  }
+
+  private async route (job: GatewayJob): Promise<GatewayAnswer> {
     const inputBytes = encodeMessage(job.input, Number.MAX_SAFE_INTEGER).byteLength
     const limit = this.init.limits(job.skillset).input
     if (inputBytes > limit) throw new InputTooLargeError(`the job's input is ${inputBytes} bytes, over the ${limit}-byte limit of \`${job.skillset}\` jobs: send less at once`)

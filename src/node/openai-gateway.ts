@@ -76,6 +76,6 @@ export function createOpenAiGateway (parts: OpenAiGatewayParts): OpenAiGateway {
   return {
     routes: [readyz, ...openAiRoutes({ backend: client, guard, maxImageBytes: imageLimits(config).maxBytes })],
     client,
-    stop: () => { jobs.stop() }
+    stop: () => { client.stop(); jobs.stop() }
   }
 }

@@ -23,7 +23,7 @@ function remote (peerId: string, throughput: number, queuedCost: number): Servin
   return { peerId, model: { id: MODEL, skillset: 'embed', provider: 'cpu', dtype: 'fp32', device: 'cpu', loaded: true, throughput, queuedCost }, addrs: [], source: 'advert' }
 }
 
-function setup (o: { bid: BidTerms | { busy: string } | undefined, remotes: Serving[], swarmFails?: Error }): { client: LocalFirstClient, ran: string[], sent: JobRequest[] } {
+function setup (o: { bid: BidTerms | { busy: string } | undefined, remotes: Serving[], swarmFails?: Error, parts?: Partial<Pick<LocalFirstClientInit, 'handler' | 'jobs'>> }): { client: LocalFirstClient, ran: string[], sent: JobRequest[] } {
   const ran: string[] = []
   const sent: JobRequest[] = []
   const init: LocalFirstClientInit = {
@@ -47,7 +47,8 @@ function setup (o: { bid: BidTerms | { busy: string } | undefined, remotes: Serv
     adverts: { serving: () => o.remotes, served: () => o.remotes.map((r) => ({ id: r.model.id, skillset: r.model.skillset })) },
     ownModels: () => [{ id: MODEL, skillset: 'embed', loaded: true }],
     limits: () => ({ input: 1 << 20, output: 1 << 20 }),
-    log: forComponent('test')
+    log: forComponent('test'),
+    ...o.parts
   }
   return { client: new LocalFirstClient(init), ran, sent }
 }
@@ -111,4 +112,24 @@ test('models: this node\'s own first, then the swarm\'s, with the workers that s
   const models = client.models()
   assert.deepEqual(models.map((m) => [m.id, m.local]), [[MODEL, true], ['other/m', false]])
   assert.ok(models[0]!.workers >= 2)
+})
+
+test('stop ends the jobs in flight, here and in the swarm, with ERR_SHUTTING_DOWN, and refuses new ones', async () => {
+  for (const bid of [idle, undefined]) {
+    // Both paths wait until their signal ends them, as a queue or the job client does.
+    const waitForAbort = async (signal: AbortSignal): Promise<never> => await new Promise((_resolve, reject) => { signal.addEventListener('abort', () => { reject(new Error('aborted')) }, { once: true }) })
+    const { client } = setup({
+      bid,
+      remotes: [],
+      parts: {
+        handler: { bid: () => bid, run: async (_h, _a, signal) => await waitForAbort(signal) },
+        jobs: { submit: async (req) => await waitForAbort(req.signal!) }
+      }
+    })
+    const pending = client.submit(job)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+    client.stop()
+    await assert.rejects(pending, (err: Error & { code?: string }) => err.code === 'ERR_SHUTTING_DOWN')
+    await assert.rejects(client.submit(job), (err: Error & { code?: string }) => err.code === 'ERR_SHUTTING_DOWN')
+  }
 })
