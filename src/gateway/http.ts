@@ -7,7 +7,7 @@
  */
 import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
-import { ConfigError, errorCode, errorMessage } from '../errors.ts'
+import { AccelerateError, ConfigError, errorCode, errorMessage } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { Refusal, RequestGuard } from './guard.ts'
 
@@ -21,10 +21,13 @@ export interface Route {
   /**
    * This route's own guard instead of the gateway's (the OpenAI-style `/v1`
    * routes: an API key instead of the data dir's token), and how its
-   * refusals are written. Every method of a path has the same guard.
+   * errors are written (refusals, and 404/405 under its `scope`). Every
+   * method of a path has the same guard.
    */
   guard?: RequestGuard
-  refusal?: (res: ServerResponse, refusal: Refusal) => void
+  refusal?: (res: ServerResponse, refusal: Pick<Refusal, 'error' | 'headers'>) => void
+  /** A path prefix (e.g. `/v1/`) whose unknown paths get this route's guard and error shape too. */
+  scope?: string
 }
 
 export interface GatewayOptions {
@@ -43,10 +46,13 @@ export function createGateway (routes: Route[], log: Logger, options: GatewayOpt
   if (routes.some((r) => r.open === true && routes.some((o) => o.path === r.path && o.open !== true))) throw new ConfigError('a gateway path is either open or guarded, for every method')
   if (routes.some((r) => routes.some((o) => o.path === r.path && (o.guard !== r.guard || o.refusal !== r.refusal)))) throw new ConfigError('a gateway path has one guard, for every method')
   const own = new Map(routes.filter((r) => r.guard !== undefined).map((r) => [r.path, r]))
+  const scoped = routes.filter((r) => r.guard !== undefined && r.scope !== undefined)
+  const ownFor = (path: string): Route | undefined => own.get(path) ?? scoped.find((r) => path.startsWith(r.scope!))
   return async (req, res) => {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname
+    const owner = ownFor(path)
     if (!openPaths.has(path)) {
-      const route = own.get(path)
+      const route = owner
       const refusal = (route?.guard ?? options.guard)(req)
       if (refusal !== undefined) {
         log.warn('request refused', { path, method: req.method, status: refusal.status, code: refusal.error.code })
@@ -58,7 +64,9 @@ export function createGateway (routes: Route[], log: Logger, options: GatewayOpt
     const route = routes.find((r) => r.path === path && r.method === req.method)
     if (route === undefined) {
       const known = routes.some((r) => r.path === path)
-      sendJson(res, known ? 405 : 404, { error: { code: known ? 'ERR_METHOD' : 'ERR_NOT_FOUND', message: known ? `${req.method ?? ''} is not allowed on ${path}` : `no route ${path}` } })
+      const error = known ? new AccelerateError('ERR_METHOD', `${req.method ?? ''} is not allowed on ${path}`) : new AccelerateError('ERR_NOT_FOUND', `no route ${path}`)
+      if (owner?.refusal !== undefined) owner.refusal(res, { error })
+      else sendJson(res, known ? 405 : 404, { error: { code: error.code, message: error.message } })
       return
     }
     try {

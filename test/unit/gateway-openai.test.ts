@@ -92,6 +92,16 @@ test('with a key: any Host with the key; 401 without it (WWW-Authenticate), and 
     assert.match(errorOf(a).message, /--api-key/)
   }
   assert.equal((await send(keyed, '/v1/models', { headers: { ...auth, origin: 'https://evil.example' } })).status, 403)
+  // Unknown paths and methods under /v1 have the /v1 guard and OpenAI's error shape, not the store API's.
+  const noKey = await send(keyed, '/v1/models/demo/x')
+  assert.equal(noKey.status, 401)
+  assert.match(errorOf(noKey).message, /API key/)
+  const unknown = await send(keyed, '/v1/models/demo/x', { headers: auth })
+  assert.equal(unknown.status, 404)
+  assert.equal(errorOf(unknown).code, 'unknown_url')
+  const method = await send(keyed, '/v1/embeddings', { headers: auth })
+  assert.equal(method.status, 405)
+  assert.equal(errorOf(method).type, 'invalid_request_error')
   assert.equal((await send(keyed, '/v1/models', { headers: { ...auth, host: `gpu-box.lan:${keyed}`, origin: `http://gpu-box.lan:${keyed}` } })).status, 200, 'a same-origin page')
 })
 

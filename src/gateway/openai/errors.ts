@@ -27,6 +27,8 @@ const BY_CODE: Readonly<Record<string, Mapping>> = Object.freeze({
   ERR_FORBIDDEN: { status: 403, type: 'permission_error', code: 'forbidden' },
   ERR_MEDIA_TYPE: { status: 415, type: 'invalid_request_error', code: 'unsupported_media_type' },
   ERR_MODEL_NOT_FOUND: { status: 404, type: 'invalid_request_error', code: 'model_not_found' },
+  ERR_NOT_FOUND: { status: 404, type: 'invalid_request_error', code: 'unknown_url' },
+  ERR_METHOD: { status: 405, type: 'invalid_request_error', code: 'method_not_allowed' },
   ERR_SKILLSET_NOT_FOUND: { status: 501, type: 'server_error', code: 'not_implemented' },
   ERR_QUEUE_FULL: { status: 429, type: 'rate_limit_error', code: 'no_capacity' },
   ERR_PEER_BUSY: { status: 429, type: 'rate_limit_error', code: 'no_capacity' },
@@ -53,7 +55,7 @@ export function sendOpenAiError (res: ServerResponse, err: unknown, headers: Rec
   res.end(text)
 }
 
-/** A guard's refusal (401, 403, 415) in OpenAI's shape. */
-export function sendRefusal (res: ServerResponse, refusal: Refusal): void {
+/** A guard's refusal (401, 403, 415), or an unknown path or method under /v1, in OpenAI's shape. */
+export function sendRefusal (res: ServerResponse, refusal: Pick<Refusal, 'error' | 'headers'>): void {
   sendOpenAiError(res, refusal.error, refusal.headers)
 }

@@ -100,6 +100,7 @@ export function openAiRoutes (init: OpenAiRoutesInit): Route[] {
     path,
     guard: init.guard,
     refusal: sendRefusal,
+    scope: '/v1/',
     handler: async (req, res) => {
       try {
         await run(req, res)
