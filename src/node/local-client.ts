@@ -124,6 +124,7 @@ export class LocalFirstClient implements GatewayBackend {
     const typical = typicalThroughput([...remote.map((r) => r.model), terms])
     const here = expectedMs(terms, job.cost, undefined, typical)
     const best = Math.min(...remote.map((r) => expectedMs(r.model, job.cost, undefined, typical))) + this.stats.swarmOverheadMs
+    this.init.log.debug('here or the swarm', { model: terms.model, cost: job.cost, hereMs: Math.round(here), swarmMs: Math.round(best), workers: remote.length })
     return here <= best
   }
 

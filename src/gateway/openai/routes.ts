@@ -58,7 +58,7 @@ function resolveModel (backend: GatewayBackend, id: string | undefined, skillset
   if (id !== undefined) {
     const m = models.find((x) => x.id === id)
     if (m === undefined) {
-      const served = models.filter((x) => skillsets.includes(x.skillset)).map((x) => x.id)
+      const served = models.filter((x) => skillsets.includes(x.skillset)).map((x) => x.id).slice(0, 32)
       throw new ModelNotFoundError(`the model \`${id}\` is not served by this node or any worker it knows; ${endpoint} serves ${served.length === 0 ? 'nothing in this swarm yet' : served.join(', ')} (GET /v1/models lists all)`)
     }
     if (!skillsets.includes(m.skillset)) throw new InvalidRequestError(`the model \`${id}\` is a \`${m.skillset}\` model: ${endpoint} takes ${skillsets.join(' or ')} models`, 'model')
