@@ -55,7 +55,7 @@ function render (s) {
   $('swarm-summary').textContent = s.swarm.connectedPeers + ' connected peers, ' + s.swarm.peers.length + ' workers advertised'
   $('peers').replaceChildren(s.swarm.peers.length === 0 ? el('p', { class: 'muted' }, 'no other worker has advertised yet') : table(['peer', 'connected', 'models', 'hardware', 'queue', 'advert expires'], s.swarm.peers.map((p) => el('tr', { 'data-peer': p.peerId },
     el('td', { class: 'mono' }, p.peerId), el('td', {}, yes(p.connected)),
-    el('td', {}, el('ul', {}, p.models.map((m) => el('li', { 'data-model': m.id }, m.id + ' (' + m.skillset + ', ' + m.provider + '/' + m.dtype + (m.loaded ? '' : ', not loaded') + (m.throughput === null ? '' : ', ' + m.throughput + '/s') + ')')))),
+    el('td', {}, p.models.length === 0 ? el('span', { class: 'muted' }, 'none loaded yet') : el('ul', {}, p.models.map((m) => el('li', { 'data-model': m.id }, m.id + ' (' + m.skillset + ', ' + m.provider + '/' + m.dtype + (m.loaded ? '' : ', not loaded') + (m.throughput === null ? '' : ', ' + m.throughput + '/s') + ')')))),
     el('td', {}, hw(p.hardware)), el('td', {}, String(p.queueDepth)), el('td', {}, 'in ' + p.expiresInS + ' s')))))
   const totals = Object.entries(s.jobs.totals).map(([k, v]) => k + ' ' + v).join(', ') || 'none yet'
   $('jobs-summary').textContent = s.jobs.inHand + ' in hand, ' + s.jobs.queueDepth + ' queued or running; ended: ' + totals
