@@ -49,6 +49,8 @@ import { calibrate } from './calibrate.ts'
 import type { ServedModel } from './served-models.ts'
 import { resolveImages } from './image-inputs.ts'
 import { imageLimits } from '../config/schema.ts'
+import { NodeObserver } from './observe.ts'
+import type { NodeParts } from './observe.ts'
 
 const log = forComponent('ipfs-accelerate:node')
 
@@ -75,6 +77,8 @@ export class WorkerNode implements JobHandler {
   private readonly defaults = new Map<SkillsetName, string>()
   private started = false
   private stopping: Promise<void> | undefined
+  /** /metrics, /status.json and the status page (observe.ts). */
+  private readonly observer = new NodeObserver(() => this.parts())
 
   constructor (config: Readonly<NodeConfig>) {
     this.config = config
@@ -196,7 +200,7 @@ export class WorkerNode implements JobHandler {
     this.links = new JobLinks({ libp2p, log: log.child('links') })
     await this.links.start()
     const allowed = new Set(cfg.allowPeers)
-    this.jobWorker = new JobWorker({ libp2p, privateKey, links: this.links, handler: this, skillsets: [...this.defaults.keys()], limits: frameLimits, log: log.child('jobs'), ...(allowed.size === 0 ? {} : { allow: (peer: string) => allowed.has(peer) }) })
+    this.jobWorker = new JobWorker({ libp2p, privateKey, links: this.links, handler: this.observer.jobs(this, (h) => this.modelFor(h)?.entry.id), skillsets: [...this.defaults.keys()], limits: frameLimits, log: log.child('jobs'), ...(allowed.size === 0 ? {} : { allow: (peer: string) => allowed.has(peer) }) })
     this.jobWorker.start()
     this.adverts.publishSoon()
     if (cfg.http !== false) {
@@ -228,8 +232,14 @@ export class WorkerNode implements JobHandler {
             adverts: this.adverts?.stats
           })
         }
-      }
+      },
+      ...this.observer.routes()
     ]
+  }
+
+  private parts (): NodeParts {
+    const state = this.stopping !== undefined ? 'stopping' : this.started ? 'ok' : 'starting'
+    return { state, libp2p: this.store?.libp2p, hardware: this.summary, requested: { device: this.config.device, dtype: this.config.dtype }, served: [...this.served.values()], adverts: this.adverts, jobs: this.jobWorker?.stats, links: this.links?.stats, exchange: this.store?.exchange?.stats }
   }
 
   private queueDepth (): number {
