@@ -6,8 +6,9 @@ import { submitCommand } from './commands/submit.ts'
 import { hardwareCommand } from './commands/hardware.ts'
 import { modelsCommand } from './commands/models.ts'
 import { swarmKeyCommand } from './commands/swarm-key.ts'
+import { statusCommand } from './commands/status.ts'
 
-const COMMANDS: readonly Command[] = Object.freeze([startCommand, submitCommand, hardwareCommand, modelsCommand, swarmKeyCommand])
+const COMMANDS: readonly Command[] = Object.freeze([startCommand, submitCommand, hardwareCommand, modelsCommand, swarmKeyCommand, statusCommand])
 
 function topHelp (): string {
   const lines = COMMANDS.map((c) => `  ${c.name.padEnd(10)} ${c.summary}`)

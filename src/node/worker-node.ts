@@ -51,6 +51,8 @@ import { resolveImages } from './image-inputs.ts'
 import { imageLimits } from '../config/schema.ts'
 import { createOpenAiGateway } from './openai-gateway.ts'
 import type { OpenAiGateway } from './openai-gateway.ts'
+import { NodeObserver } from './observe.ts'
+import type { NodeParts } from './observe.ts'
 
 const log = forComponent('ipfs-accelerate:node')
 
@@ -78,6 +80,8 @@ export class WorkerNode implements JobHandler {
   private readonly defaults = new Map<SkillsetName, string>()
   private started = false
   private stopping: Promise<void> | undefined
+  /** /metrics, /status.json and the status page (observe.ts). */
+  private readonly observer = new NodeObserver(() => this.parts())
 
   constructor (config: Readonly<NodeConfig>) {
     this.config = config
@@ -199,15 +203,17 @@ export class WorkerNode implements JobHandler {
     this.links = new JobLinks({ libp2p, log: log.child('links') })
     await this.links.start()
     const allowed = new Set(cfg.allowPeers)
-    this.jobWorker = new JobWorker({ libp2p, privateKey, links: this.links, handler: this, skillsets: [...this.defaults.keys()], limits: frameLimits, log: log.child('jobs'), ...(allowed.size === 0 ? {} : { allow: (peer: string) => allowed.has(peer) }) })
+    // Jobs leased by peers and the gateway's local jobs alike are recorded (/metrics, /status.json).
+    const handler = this.observer.jobs(this, (h) => this.modelFor(h)?.entry.id)
+    this.jobWorker = new JobWorker({ libp2p, privateKey, links: this.links, handler, skillsets: [...this.defaults.keys()], limits: frameLimits, log: log.child('jobs'), ...(allowed.size === 0 ? {} : { allow: (peer: string) => allowed.has(peer) }) })
     this.jobWorker.start()
     this.adverts.publishSoon()
     if (cfg.http !== false) {
       const http = cfg.http
       // The store API answers only its owner: loopback, this node's own Host, no web page, the data dir's token (src/gateway/guard.ts).
       const guard = requestGuard({ authorize: bearerAuth(await loadOrCreateApiToken(cfg.dataDir, log)), hostNames: [splitHostPort(http).host] })
-      // The OpenAI-compatible /v1 routes and /readyz: one job client for the node's life, this node first when it fits (src/node/openai-gateway.ts).
-      this.openai = createOpenAiGateway({ config: cfg, libp2p, links: this.links, adverts: this.adverts, handler: this, served: this.served, state: () => ({ started: this.started, stopping: this.stopping !== undefined }), log: log.child('openai') })
+      // /v1 (OpenAI-compatible) and /readyz on one job client for the node's life: this node first when it fits (openai-gateway.ts).
+      this.openai = createOpenAiGateway({ config: cfg, libp2p, links: this.links, adverts: this.adverts, handler, served: this.served, state: () => ({ started: this.started, stopping: this.stopping !== undefined }), log: log.child('openai') })
       this.gateway = await listen(createGateway([...this.routes(), ...this.openai.routes, ...storeRoutes(store.models)], log.child('http'), { guard }), http).catch((err: unknown) => {
         throw new ConfigError(`cannot serve HTTP on ${http}: ${errorMessage(err)}: pass --http with another HOST:PORT, or --http off`, { cause: err })
       })
@@ -234,8 +240,14 @@ export class WorkerNode implements JobHandler {
             gateway: this.openai?.client.stats
           })
         }
-      }
+      },
+      ...this.observer.routes()
     ]
+  }
+
+  private parts (): NodeParts {
+    const state = this.stopping !== undefined ? 'stopping' : this.started ? 'ok' : 'starting'
+    return { state, libp2p: this.store?.libp2p, hardware: this.summary, requested: { device: this.config.device, dtype: this.config.dtype }, served: [...this.served.values()], adverts: this.adverts, jobs: this.jobWorker?.stats, links: this.links?.stats, exchange: this.store?.exchange?.stats }
   }
 
   private queueDepth (): number {

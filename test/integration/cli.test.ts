@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { CLI, runProc, startWorker, stopProc, tempDir } from '../helpers/procs.ts'
 
 test('every command and sub-command answers --help', async () => {
-  for (const cmd of [[], ['start'], ['submit'], ['submit', 'embed'], ['hardware'], ['models'], ['models', 'generate'], ['swarm-key'], ['swarm-key', 'generate']]) {
+  for (const cmd of [[], ['start'], ['submit'], ['submit', 'embed'], ['hardware'], ['models'], ['models', 'generate'], ['swarm-key'], ['swarm-key', 'generate'], ['status']]) {
     const r = await runProc([CLI, ...cmd, '--help'], { timeoutMs: 30_000 })
     assert.equal(r.code, 0, `${cmd.join(' ')} --help: ${r.stderr}`)
     assert.match(r.stdout, /Usage: ipfs-accelerate/)

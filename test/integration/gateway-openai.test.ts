@@ -141,9 +141,12 @@ test('a chat request that enters node A, which does not serve the lm model, is s
   let text = ''
   for await (const c of stream) text += c.choices[0]?.delta.content ?? ''
   assert.equal(text, direct.choices[0]!.message.content)
-  // A's own model runs on A.
+  // A's own model runs on A, and is recorded there like any job it ran (/status.json, /metrics).
+  const okJobs = async (): Promise<number> => ((await (await fetch(`${a.httpUrl}/status.json`)).json()) as { jobs: { totals: Record<string, number> } }).jobs.totals.ok ?? 0
+  const before = await okJobs()
   const { response: eres } = await onA.embeddings.create({ model: EMBED, input: 'local' }).withResponse()
   assert.equal(eres.headers.get(WORKER_HEADER), a.peerId)
+  assert.equal(await okJobs(), before + 1)
 })
 
 test('errors in OpenAI\'s shape: unknown model 404, bad bodies 400, too large 413, no key 401, a web page 403', async () => {

@@ -23,6 +23,18 @@ before(async () => {
   const first = await startWorker({ config, dtype: 'fp32' })
   const rest = await Promise.all([0, 1].map(async () => await startWorker({ config, dtype: 'fp32', bootstrap: [first.multiaddrs[0]!] })))
   workers = [first, ...rest]
+  // This test is about spreading jobs over a fleet that is up: the client asks
+  // the first worker for its directory, so wait (bounded) until that worker has
+  // heard the others' adverts. Joining while workers still arrive is
+  // submit-burst.test.ts's subject.
+  const until = performance.now() + 20_000
+  for (;;) {
+    const status = (await (await fetch(`${first.httpUrl}/status.json`)).json()) as { swarm: { peers: Array<{ peerId: string }> } }
+    const known = new Set(status.swarm.peers.map((p) => p.peerId))
+    if (rest.every((w) => known.has(w.peerId))) break
+    if (performance.now() > until) throw new Error(`the first worker heard of ${known.size} of the other 2 workers within 20 s`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
 })
 
 after(async () => {

@@ -52,6 +52,11 @@ test('pull by CID from one peer streams the whole DAG; a second pull fetches not
     assert.equal(r.fetched.via, 'exchange')
     assert.ok(r.fetched.blocks >= 6)
     assert.ok(seen.length > 0 && seen.every((x, i) => i === 0 || x >= (seen[i - 1] ?? 0)))
+    // The counters /metrics exposes: what b fetched is what a served, block for block.
+    assert.equal(b.exchange?.stats.fetchedBlocks, r.fetched.blocks)
+    assert.equal(b.exchange?.stats.fetchedBytes, r.fetched.bytes)
+    assert.equal(a.exchange?.stats.servedBlocks, r.fetched.blocks)
+    assert.equal(a.exchange?.stats.servedBytes, r.fetched.bytes)
     assert.equal(r.record.id, rec.cid, 'an untrusted peer\'s manifest names nothing: recorded under its CID (store-trust.test.ts covers trusted ones)')
     assert.equal(r.record.skillset, 'embed')
     assert.deepEqual(r.record.files.map((f) => [f.path, f.sha256]), rec.files.map((f) => [f.path, f.sha256]))

@@ -94,6 +94,7 @@ test('a greedy peer is refused (busy, then rate-limited) while an honest peer pu
     assert.equal(errorCodeOf(third.first), 'ERR_PEER_BUSY')
     const has = await raw(greedy, a, { v: WIRE_VERSION, t: 'has', roots: [CID.parse(rec.cid).bytes] })
     assert.equal(errorCodeOf(has.first), 'ERR_PEER_BUSY', 'every kind of request counts')
+    assert.equal(a.exchange?.stats.refusedRequests, 2, 'refusals are counted (for /metrics)')
 
     // the honest peer is served meanwhile (the global cap leaves it a slot)
     const pulled = await honest.models.pull(rec.cid, { peers: [addrOf(a)] })

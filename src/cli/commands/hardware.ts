@@ -53,7 +53,8 @@ function positiveInt (args: ParsedArgs, key: string): number | undefined {
   return Number(raw)
 }
 
-function table (rows: string[][], indent = '  '): string {
+/** Rows as aligned columns (the first row is the header). */
+export function table (rows: string[][], indent = '  '): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? []
   return rows.map((r) => indent + r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n')
 }

@@ -21,13 +21,13 @@ import { childLinks, missingBlocks } from '../blocks/dag.ts'
 import { Limiter } from '../sync.ts'
 import { BLOCKS_PROTOCOL, FrameReader, controlFrame, MAX_CACHE_KEYS, parseControl, replySchema, sendFrame, WIRE_VERSION } from './wire.ts'
 import type { Reply, Request } from './wire.ts'
-import { errorMessage, serveStream } from './server.ts'
-import type { ExchangeHandlers } from './server.ts'
+import { emptyExchangeStats, errorMessage, serveStream } from './server.ts'
+import type { ExchangeHandlers, ExchangeStats } from './server.ts'
 import { planWork, WorkQueue } from './plan.ts'
 import { isRefusal, refusalError, ServeLimits } from './limits.ts'
 import type { ServeLimitsInit } from './limits.ts'
 
-export type { ExchangeHandlers }
+export type { ExchangeHandlers, ExchangeStats }
 export { BLOCKS_PROTOCOL }
 
 export interface BlockExchangeComponents {
@@ -99,6 +99,8 @@ export class BlockExchange implements Startable {
   private readonly log: Logger
   /** The server's limits (its counters, for tests and status). */
   readonly limits: ServeLimits
+  /** Blocks and bytes served and fetched, requests refused (for /metrics). */
+  readonly stats: ExchangeStats = emptyExchangeStats()
   private handlers: ExchangeHandlers = {}
   private shutdown = new AbortController()
   private started = false
@@ -138,7 +140,8 @@ export class BlockExchange implements Startable {
         requestTimeoutMs: this.init.requestTimeoutMs,
         verifyOnSend: this.init.verifyOnSend,
         signal: this.shutdown.signal,
-        limits: this.limits
+        limits: this.limits,
+        stats: this.stats
       })
     }, { maxInboundStreams: this.init.maxInboundStreams })
     this.started = true
@@ -343,6 +346,8 @@ export class BlockExchange implements Startable {
           return r
         }
         if (onBlock === undefined) throw new PeerFault('unexpected block frame')
+        this.stats.fetchedBlocks++
+        this.stats.fetchedBytes += frame.bytes.byteLength
         await onBlock(frame.cid, frame.bytes)
       }
     } catch (err) {

@@ -38,6 +38,31 @@ export interface ServerOptions {
   limits: ServeLimits
   /** Takes each block's bytes from the requesting peer's budget (set per request by serveStream). */
   spend?: (bytes: number, signal: AbortSignal) => Promise<void>
+  /** Counters the server adds to (the block exchange's, for /metrics). */
+  stats?: ExchangeStats
+}
+
+/** What the block exchange moved and refused since it started. */
+export interface ExchangeStats {
+  servedBlocks: number
+  servedBytes: number
+  fetchedBlocks: number
+  fetchedBytes: number
+  /** Requests refused by a serving limit (busy, rate-limited, deadline, too many roots). */
+  refusedRequests: number
+  /** Requests that were not a valid request frame. */
+  malformedRequests: number
+}
+
+export function emptyExchangeStats (): ExchangeStats {
+  return { servedBlocks: 0, servedBytes: 0, fetchedBlocks: 0, fetchedBytes: 0, refusedRequests: 0, malformedRequests: 0 }
+}
+
+/** Send one block and count it. */
+async function sendBlock (stream: Stream, cid: CID, bytes: Uint8Array, opts: ServerOptions, signal: AbortSignal): Promise<void> {
+  await opts.spend?.(bytes.byteLength, signal)
+  await sendFrame(stream, blockFrame(cid, bytes), signal)
+  if (opts.stats !== undefined) { opts.stats.servedBlocks++; opts.stats.servedBytes += bytes.byteLength }
 }
 
 /** Streams sometimes fail with a bare Event; say what it was. */
@@ -77,10 +102,7 @@ const serveTable: Readonly<Record<Request['t'], Serve>> = Object.freeze({
     if (req.t !== 'cache') return
     const handler = opts.handlers().cacheBlocks
     const hits = handler === undefined ? [] : await handler(req.keys, peer, signal)
-    for (const hit of hits) {
-      await opts.spend?.(hit.bytes.byteLength, signal)
-      await sendFrame(stream, blockFrame(hit.cid, hit.bytes), signal)
-    }
+    for (const hit of hits) await sendBlock(stream, hit.cid, hit.bytes, opts, signal)
     await reply(stream, { v: WIRE_VERSION, t: 'end', blocks: hits.length }, signal)
   }
 })
@@ -138,8 +160,7 @@ async function streamBlocks (roots: CID[], descend: boolean, stream: Stream, opt
         if (!queued.has(k)) { queued.add(k); queue.push(link.cid) }
       }
     }
-    await opts.spend?.(bytes.byteLength, signal)
-    await sendFrame(stream, blockFrame(cid, bytes), signal)
+    await sendBlock(stream, cid, bytes, opts, signal)
     sent++
     if (head > 4096) { queue.splice(0, head); head = 0 }
   }
@@ -156,6 +177,7 @@ export async function serveStream (stream: Stream, connection: Connection, opts:
     if (frame?.kind !== 'control') throw new ProtocolError('expected a request frame')
     req = parseControl(frame.msg, requestSchema)
   } catch (err) {
+    if (opts.stats !== undefined) opts.stats.malformedRequests++
     opts.log.debug('dropped a malformed block request', { peer, error: errorMessage(err) })
     stream.abort(err as Error)
     return
@@ -174,7 +196,10 @@ export async function serveStream (stream: Stream, connection: Connection, opts:
     const err = deadline.aborted && !opts.signal.aborted
       ? new RequestDeadlineError(`the request ran past this node's deadline of ${opts.limits.init.requestDeadlineMs} ms: ask for fewer blocks at once, or ask another peer`, { cause: caught })
       : caught
-    if (admission === undefined) opts.log.debug('refused a block request', { peer, t: req.t, code: errorCode(err) })
+    if (admission === undefined) {
+      if (opts.stats !== undefined) opts.stats.refusedRequests++
+      opts.log.debug('refused a block request', { peer, t: req.t, code: errorCode(err) })
+    }
     const known = err instanceof NotFound || err instanceof Corrupt
     if (err instanceof Corrupt) opts.log.error('a stored block does not match its CID: run `models verify` and re-pull the model', { cid: err.cid.toString() })
     else if (!known && admission !== undefined) opts.log.warn('block request failed', { peer, t: req.t, error: errorMessage(err) })
