@@ -14,8 +14,12 @@ import { errorMessage } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { ModelCatalog } from '../models/catalog.ts'
 import { hubUrl } from '../models/hub.ts'
-import type { ModelStore } from '../store/models/model-store.ts'
+import type { ModelStore, StoredModelLocation } from '../store/models/model-store.ts'
 import { parseCid } from '../store/blocks/cid.ts'
+import { ConfigError } from '../errors.ts'
+import type { NodeConfig } from '../config/schema.ts'
+import { SKILLSETS } from '../../skillsets/index.ts'
+import { pullFromPeers, selectModels } from './served-models.ts'
 
 /** How long the hub may take to answer the probe. */
 export const HUB_PROBE_MS = 3000
@@ -78,4 +82,38 @@ export async function chooseDefaults (built: readonly SkillsetName[], deps: Defa
     deps.log.warn(`no model hub reachable and no peer holds the real models: serving the generated demo models ${demos.map((c) => c!.entry.id).join(', ')} (RANDOM weights)`, { hub: hubUrl(), why: demos[0]!.why })
   }
   return choices.filter((c): c is ModelChoice & { why?: string } => c !== undefined).map(({ entry, fallback }) => ({ entry, ...(fallback === undefined ? {} : { fallback }) }))
+}
+
+/**
+ * The models a node serves: those `models` names (a model only peers hold
+ * is pulled first: bootstrap peers, then any connected), else each built
+ * skillset's default (chooseDefaults). Refuses an empty list, and a model
+ * whose skillset this version lacks.
+ */
+export async function chooseModels (cfg: Pick<NodeConfig, 'models' | 'bootstrap'>, catalog: ModelCatalog, models: ModelStore, log: Logger): Promise<ModelChoice[]> {
+  for (const id of cfg.models) {
+    if (catalog.find(id) !== undefined || await models.find(id) !== undefined) continue
+    log.info(`${id} is not in models.json nor in this store: asking peers`)
+    await pullFromPeers(models, id, { id, peers: cfg.bootstrap }, log)
+  }
+  const built = Object.keys(SKILLSETS) as SkillsetName[]
+  const chosen: ModelChoice[] = cfg.models.length > 0
+    ? (await selectModels(cfg.models, catalog, models, built)).map((entry) => ({ entry }))
+    : await chooseDefaults(built, { catalog, models, pullFromPeers: async (e) => { await pullFromPeers(models, e.id, { id: e.id, skillset: e.skillset, peers: cfg.bootstrap }, log) }, log })
+  if (chosen.length === 0) throw new ConfigError('no model to serve: list model ids in `models` (config) or --models')
+  for (const { entry } of chosen) {
+    if (!(entry.skillset in SKILLSETS)) throw new ConfigError(`model ${entry.id} needs the \`${entry.skillset}\` skillset, which this version does not have yet`)
+  }
+  return chosen
+}
+
+/** Make a choice's weights whole; a real default that cannot be had gives way to its demo model, with the reason logged. */
+export async function ensureChoice (choice: ModelChoice, ensure: (entry: ModelEntry) => Promise<StoredModelLocation>, log: Logger): Promise<{ entry: ModelEntry, location: StoredModelLocation }> {
+  try {
+    return { entry: choice.entry, location: await ensure(choice.entry) }
+  } catch (err) {
+    if (choice.fallback === undefined) throw err
+    log.error(`${choice.entry.id}: cannot get it (${errorMessage(err)}): serving the demo model ${choice.fallback.id} instead`)
+    return { entry: choice.fallback, location: await ensure(choice.fallback) }
+  }
 }

@@ -10,7 +10,6 @@ import { mkdir } from 'node:fs/promises'
 import { multiaddr } from '@multiformats/multiaddr'
 import { batchDependenceReason, detectHardware, placement, planAll, summarizeHardware } from '../../hardware/index.ts'
 import type { HardwareProfile } from '../../hardware/index.ts'
-import { SKILLSETS } from '../../skillsets/index.ts'
 import type { NodeConfig } from '../config/schema.ts'
 import { ConfigError, errorMessage, InvalidInputError, ModelNotFoundError, ProtocolError } from '../errors.ts'
 import { isStreamingSkillset } from '../interfaces/index.ts'
@@ -41,10 +40,8 @@ import { bearerAuth, loadOrCreateApiToken } from '../gateway/token.ts'
 import type { ListeningGateway } from '../gateway/http.ts'
 import { readLiveNodeFile, removeNodeFile, writeNodeFile } from './node-file.ts'
 import type { NodeFile } from './node-file.ts'
-import { ensureModel, requirePlannedWeights, pullFromPeers, selectModels, startServedModel } from './served-models.ts'
-import { chooseDefaults } from './default-models.ts'
-import type { ModelChoice } from './default-models.ts'
-import type { StoredModelLocation } from '../store/models/model-store.ts'
+import { ensureModel, requirePlannedWeights, startServedModel } from './served-models.ts'
+import { chooseModels, ensureChoice } from './default-models.ts'
 import { calibrate } from './calibrate.ts'
 import type { ServedModel } from './served-models.ts'
 import { resolveImages } from './image-inputs.ts'
@@ -148,22 +145,8 @@ export class WorkerNode implements JobHandler {
     // Each connection this node opens (bootstrap, advertised peers) asks for the peer's directory and names this node in it.
     libp2p.addEventListener('connection:open', (evt) => { if (evt.detail.direction === 'outbound') void this.adverts?.learnFrom(evt.detail.remotePeer) })
 
-    // `--models` may name models that only peers hold: pull them first (bootstrap peers, then any connected).
-    for (const id of cfg.models) {
-      if (catalog.find(id) !== undefined || await store.models.find(id) !== undefined) continue
-      log.info(`${id} is not in models.json nor in this store: asking peers`)
-      await pullFromPeers(store.models, id, { id, peers: cfg.bootstrap }, log)
-    }
-    const built = Object.keys(SKILLSETS) as SkillsetName[]
-    // No `models`: each skillset's real model where the hub or a peer gives it, else its demo model (default-models.ts).
-    const chosen: ModelChoice[] = cfg.models.length > 0
-      ? (await selectModels(cfg.models, catalog, store.models, built)).map((entry) => ({ entry }))
-      : await chooseDefaults(built, { catalog, models: store.models, pullFromPeers: async (e) => { await pullFromPeers(store.models, e.id, { id: e.id, skillset: e.skillset, peers: cfg.bootstrap }, log) }, log })
+    const chosen = await chooseModels(cfg, catalog, store.models, log)
     const entries = chosen.map((c) => c.entry)
-    if (entries.length === 0) throw new ConfigError('no model to serve: list model ids in `models` (config) or --models')
-    for (const e of entries) {
-      if (!(e.skillset in SKILLSETS)) throw new ConfigError(`model ${e.id} needs the \`${e.skillset}\` skillset, which this version does not have yet`)
-    }
     this.hardware = await detectHost()
     this.summary = summarizeHardware(this.hardware)
     const planOptions = { device: cfg.device, dtype: cfg.dtype, concurrentSessions: entries.length * cfg.scheduler.threadsPerModel }
@@ -172,19 +155,8 @@ export class WorkerNode implements JobHandler {
     // Then model by model: its candidates (GPU memory the models before took), weights, measuring, serving.
     const place = placement(this.hardware, planOptions)
     for (const choice of chosen) {
-      let entry = choice.entry
-      let candidates = place.candidates(entry)
-      const ensure = async (): Promise<StoredModelLocation> => await ensureModel(entry, { models: store.models, dataDir: cfg.dataDir, peers: cfg.bootstrap, dtype: candidates[0]!.dtype, log })
-      let location: StoredModelLocation
-      try {
-        location = await ensure()
-      } catch (err) {
-        if (choice.fallback === undefined) throw err
-        log.error(`${entry.id}: cannot get it (${errorMessage(err)}): serving the demo model ${choice.fallback.id} instead`)
-        entry = choice.fallback
-        candidates = place.candidates(entry)
-        location = await ensure()
-      }
+      const { entry, location } = await ensureChoice(choice, async (e) => await ensureModel(e, { models: store.models, dataDir: cfg.dataDir, peers: cfg.bootstrap, dtype: place.candidates(e)[0]!.dtype, log }), log)
+      const candidates = place.candidates(entry)
       requirePlannedWeights(entry, location, candidates.map((c) => c.dtype))
       this.held = await store.models.heldRoots()
       const { plan, itemsPerSecond } = await calibrate(entry, candidates, location, cfg, log.child('calibrate'))
