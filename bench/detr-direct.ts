@@ -20,7 +20,11 @@ import { decodeImage, DEFAULT_IMAGE_LIMITS } from '../skillsets/image/index.ts'
 import { photo } from '../test/helpers/images.ts'
 import { median, printTable } from './lib.ts'
 
-const { values } = parseArgs({ options: { threads: { type: 'string', default: '1' }, rounds: { type: 'string', default: '5' } } })
+const { values } = parseArgs({ options: { threads: { type: 'string', default: '1' }, rounds: { type: 'string', default: '5' }, help: { type: 'boolean', short: 'h' } } })
+if (values.help === true) {
+  process.stdout.write('Usage: node bench/detr-direct.ts [--threads 1] [--rounds 5]\n')
+  process.exit(0)
+}
 const ROUNDS = Number(values.rounds)
 const ID = 'demo/detr-random'
 const root = join(import.meta.dirname, '.models')

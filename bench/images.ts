@@ -25,7 +25,11 @@ import { startWorker, stopProc, tempDir } from '../test/helpers/procs.ts'
 import { photo } from '../test/helpers/images.ts'
 import { median, printTable } from './lib.ts'
 
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, detr: { type: 'string', default: 'demo/detr-bench-random' }, llava: { type: 'string', default: 'demo/llava-next-random' }, new: { type: 'string', default: '8' } } })
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, detr: { type: 'string', default: 'demo/detr-bench-random' }, llava: { type: 'string', default: 'demo/llava-next-random' }, new: { type: 'string', default: '8' }, help: { type: 'boolean', short: 'h' } } })
+if (values.help === true) {
+  process.stdout.write('Usage: node bench/images.ts [--rounds N (5)] [--detr ID (demo/detr-bench-random)] [--llava ID (demo/llava-next-random)] [--new TOKENS (8)]\n')
+  process.exit(0)
+}
 const ROUNDS = Number(values.rounds)
 const NEW = Number(values.new)
 const DETR = values.detr

@@ -15,7 +15,11 @@ import { createLlavaNextSkillset } from '../skillsets/llava-next/index.ts'
 import { greyPng, photo } from '../test/helpers/images.ts'
 import { median, printTable } from './lib.ts'
 
-const { values } = parseArgs({ options: { new: { type: 'string', default: '64' }, threads: { type: 'string', default: '1' }, rounds: { type: 'string', default: '7' } } })
+const { values } = parseArgs({ options: { new: { type: 'string', default: '64' }, threads: { type: 'string', default: '1' }, rounds: { type: 'string', default: '7' }, help: { type: 'boolean', short: 'h' } } })
+if (values.help === true) {
+  process.stdout.write('Usage: node bench/llava-direct.ts [--new 64] [--threads 1] [--rounds 7]\n')
+  process.exit(0)
+}
 const NEW = Number(values.new)
 const ROUNDS = Number(values.rounds)
 const ID = 'demo/llava-next-random'
