@@ -41,6 +41,15 @@ export function sendJson (res: ServerResponse, status: number, body: unknown, he
   res.end(text)
 }
 
+/**
+ * The path of a request target. A target that starts with `//` is a path,
+ * not a host: `new URL('//api/v1/models', base)` would read `api` as a host
+ * and route the request to `/v1/models`.
+ */
+export function requestPath (target: string | undefined): string {
+  return new URL(`http://localhost${(target ?? '/').startsWith('/') ? '' : '/'}${target ?? '/'}`).pathname
+}
+
 export function createGateway (routes: Route[], log: Logger, options: GatewayOptions): RouteHandler {
   const openPaths = new Set(routes.filter((r) => r.open === true).map((r) => r.path))
   if (routes.some((r) => r.open === true && routes.some((o) => o.path === r.path && o.open !== true))) throw new ConfigError('a gateway path is either open or guarded, for every method')
@@ -49,7 +58,7 @@ export function createGateway (routes: Route[], log: Logger, options: GatewayOpt
   const scoped = routes.filter((r) => r.guard !== undefined && r.scope !== undefined)
   const ownFor = (path: string): Route | undefined => own.get(path) ?? scoped.find((r) => path.startsWith(r.scope!))
   return async (req, res) => {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname
+    const path = requestPath(req.url)
     const owner = ownFor(path)
     if (!openPaths.has(path)) {
       const route = owner

@@ -184,3 +184,10 @@ test('the guard alone: a client off the host is refused; the bound host name is 
   assert.equal(remote(req('192.168.1.9', '192.168.1.5:8080')), undefined, 'a gateway may open itself to the LAN, its auth still applies')
   assert.equal(remote(req('192.168.1.9', '192.168.1.5:8080', { authorization: 'Bearer nope' }))?.status, 401)
 })
+
+test('a request target starting with // is a path, never a host: it cannot reach another route', async () => {
+  const { requestPath } = await import('../../src/gateway/http.ts')
+  assert.equal(requestPath('//api/v1/models'), '//api/v1/models')
+  assert.equal(requestPath('/v1/models?x=1'), '/v1/models')
+  assert.equal(requestPath(undefined), '/')
+})
