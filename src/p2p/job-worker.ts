@@ -21,65 +21,23 @@
  */
 import type { Message } from '@libp2p/gossipsub'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
-import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
+import type { PeerId } from '@libp2p/interface'
 import { errorCode, errorMessage, JobCancelledError, ProtocolError, ShuttingDownError } from '../errors.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
-import type { Logger } from '../logger.ts'
 import { BoundedMap, PeerBuckets } from './bounded.ts'
 import { decodeMessage } from './codec.ts'
-import type { JobLink, JobLinks } from './job-link.ts'
-import type { NodeServices } from './libp2p.ts'
+import type { JobLink } from './job-link.ts'
 import { offerSchema } from './messages.ts'
-import type { Assign, Bid, LinkFrame, Offer } from './messages.ts'
+import type { Assign, LinkFrame, Offer } from './messages.ts'
 import { MAX_CONTROL_FRAME_BYTES, MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from './protocol.ts'
 import { hashInput, hashOutput, signResult } from './provenance.ts'
-import type { ProvenanceClaim } from './provenance.ts'
 import { answerQuery, deliver, heartbeats, openStream, sendQuiet } from './job-answers.ts'
-import type { AnswerDeps, FrameLimits, Held, JobHead, ResultBody } from './job-answers.ts'
+import type { AnswerDeps, Held, JobHead } from './job-answers.ts'
+import type { BidTerms, JobWorkerInit } from './job-handler.ts'
 import { DEFAULT_STREAM_WINDOW } from './stream-flow.ts'
 
 export type { FrameLimits, JobHead, ResultBody } from './job-answers.ts'
-export type BidTerms = Omit<Bid, 'v' | 't' | 'jobId'>
-/** What the node's handler returns: the result, and how it was computed (the worker signs it). */
-export type RunOutcome = Omit<ResultBody, 'provenance' | 'partials'> & { claim: ProvenanceClaim }
-
-/** What the node decides: whether to bid, and how to run a leased job. */
-export interface JobHandler {
-  /** Terms of a bid; `{ busy }` when it serves the model but cannot start the job now; undefined when it does not serve it. */
-  bid(head: JobHead): BidTerms | { busy: string } | undefined
-  /**
-   * Run a leased job; a streaming job also gets `emit` for its partials
-   * (wire form), which resolves when the client has room. `client` is the
-   * peer that leased it (attachments are fetched from it).
-   */
-  run(head: JobHead, assign: Assign, signal: AbortSignal, emit?: (partial: Record<string, unknown>) => Promise<void>, client?: string): Promise<RunOutcome>
-  /** Whether the skillset's jobs stream (absent: none do). */
-  streams?(skillset: SkillsetName): boolean
-}
-
-export interface JobWorkerInit {
-  libp2p: Libp2p<NodeServices>
-  /** The node's libp2p key: every result is signed with it. */
-  privateKey: PrivateKey
-  links: JobLinks
-  handler: JobHandler
-  skillsets: SkillsetName[]
-  /** Body limits of assign (input) and result (output) frames, per skillset. */
-  limits: (skillset: SkillsetName) => FrameLimits
-  log: Logger
-  /** Offers a second from one peer, and the burst saved up (default 200, 400). */
-  offerRate?: { rate: number, burst: number }
-  /** Jobs one client may have in hand here at once (default 1024). */
-  maxHeldPerClient?: number
-  /**
-   * Whose jobs this worker takes (absent: anyone's). A peer it refuses gets
-   * ERR_FORBIDDEN for a direct offer or an assign; its gossip offers are
-   * ignored (no bid).
-   */
-  allow?: (peer: string) => boolean
-  /** How long a streaming job's client may be without a link to us before its job is cancelled (default 5000 ms). */
-  resumeGraceMs?: number
-}
+export type { BidTerms, JobHandler, JobWorkerInit, RunOutcome } from './job-handler.ts'
 
 const OUTCOME_TTL_MS = 120_000
 const BID_TTL_MS = 30_000
