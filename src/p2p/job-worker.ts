@@ -27,7 +27,7 @@ import type { SkillsetName } from '../interfaces/index.ts'
 import { BoundedMap, PeerBuckets } from './bounded.ts'
 import { decodeMessage } from './codec.ts'
 import type { JobLink } from './job-link.ts'
-import { offerSchema } from './messages.ts'
+import { bidSchema, offerSchema } from './messages.ts'
 import type { Assign, LinkFrame, Offer } from './messages.ts'
 import { MAX_CONTROL_FRAME_BYTES, MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from './protocol.ts'
 import { hashInput, hashOutput, signResult } from './provenance.ts'
@@ -269,9 +269,16 @@ export class JobWorker {
       this.stats.oldLinks++
       return
     }
+    const bid = { v: PROTOCOL_VERSION, t: 'bid' as const, jobId: offer.jobId, ...terms }
+    const checked = bidSchema.safeParse(bid)
+    if (!checked.success) {
+      // The client would drop it as malformed and this worker would silently get no work (an infinite estimate once did that): say so.
+      this.init.log.warn('this worker made a bid that is not valid on the wire: not sent', { jobId: offer.jobId, problems: checked.error.issues.slice(0, 3).map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') })
+      return
+    }
     this.bids.set(`${peer}/${offer.jobId}`, offer)
     try {
-      await link.send({ v: PROTOCOL_VERSION, t: 'bid', jobId: offer.jobId, ...terms })
+      await link.send(checked.data)
       this.stats.bids++
     } catch (err) {
       this.init.log.debug('could not send a bid', { client: peer, jobId: offer.jobId, error: errorMessage(err) })

@@ -126,6 +126,22 @@ test('bids on a direct offer, with the handler\'s terms; the same round offered 
   assert.equal(handler.bids.filter((h) => h.jobId === id).length, 2, 'round 0 twice is one bid, round 1 another')
 })
 
+test('a bid that would not be valid on the wire (an infinite estimate) is not sent; the next good one is', async (t) => {
+  reset()
+  handler.terms = () => ({ ...TERMS, etaMs: Number.POSITIVE_INFINITY })
+  const c = await client(t)
+  const link = await c.link()
+  const bad = jobId('bad-bid')
+  await link.send(offer(bad))
+  await waitFor('the handler to be asked', () => handler.bids.some((h) => h.jobId === bad))
+  await sleep(200)
+  assert.equal(c.log.of('bid', bad).length, 0, 'no malformed bid went out')
+  reset()
+  const good = jobId('good-bid')
+  await link.send(offer(good))
+  assert.deepEqual(await c.log.next('bid', good), { v: PROTOCOL_VERSION, t: 'bid', jobId: good, ...TERMS })
+})
+
 test('answers `busy` when the handler is busy or does not serve the model', async (t) => {
   reset()
   const c = await client(t)
