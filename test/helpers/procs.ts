@@ -104,13 +104,13 @@ export async function health (url: string): Promise<{ jobs: Record<string, numbe
   }
 }
 
-/** Poll (bounded) until one of the workers holds a job (counted on the worker); returns it. */
-export async function waitForJobInHand<W extends { httpUrl: string }> (workers: readonly W[], timeoutMs = 30_000): Promise<W> {
+/** Poll (bounded) until one of the workers holds at least `minHeld` jobs (counted on the worker); returns it. */
+export async function waitForJobInHand<W extends { httpUrl: string }> (workers: readonly W[], timeoutMs = 30_000, minHeld = 1): Promise<W> {
   const until = Date.now() + timeoutMs
   while (Date.now() < until) {
     for (const w of workers) {
       const h = await health(w.httpUrl)
-      if ((h?.jobs.held ?? 0) >= 1) return w
+      if ((h?.jobs.held ?? 0) >= minHeld) return w
     }
     await new Promise((resolve) => setTimeout(resolve, 10))
   }

@@ -56,7 +56,8 @@ test('4 workers, 200 jobs, one worker SIGKILLed with jobs in hand: 200 results, 
     const all = Promise.all(Array.from({ length: 40 }, lane))
     // Mid-run: once 40 are done, kill a worker (not the one the client joined through) while it holds a job.
     for (let i = 0; i < 3000 && done < 40; i++) await new Promise((resolve) => setTimeout(resolve, 10))
-    const victim = await waitForJobInHand(workers.slice(1))
+    // Several jobs in hand, so one is still unfinished when the signal lands (one could finish between the poll and the kill).
+    const victim = await waitForJobInHand(workers.slice(1), 30_000, 3)
     victim.proc.kill('SIGKILL')
     await all
 
