@@ -22,7 +22,7 @@ export { DEVICE_SPEC_HELP, formatDeviceSpec, parseDeviceSpec } from './device.ts
 export type { PlanOptions } from './plan.ts'
 export { estimateGpuMemoryMB, planCandidates, planModel } from './plan.ts'
 export type { Placement } from './placement.ts'
-export { logFallbacks, placement, planAll } from './placement.ts'
+export { groupFallbacks, logFallbacks, placement, planAll } from './placement.ts'
 export { batchDependenceReason, isReproducible, quantSessionConfig, reproducibleDtypes, X64_QUANT_PRECISION_KEY } from './dtype-policy.ts'
 export type { CommandRunner, RunOutcome, RunOptions } from './exec.ts'
 export { execRunner } from './exec.ts'

@@ -48,8 +48,8 @@ export function planAll (entries: readonly ModelEntry[], profile: HardwareProfil
   return plans
 }
 
-/** Log each distinct fallback once, naming the models it affects. */
-export function logFallbacks (plans: readonly ExecutionPlan[], logger: Logger): void {
+/** Each distinct fallback (provider and reason) once, with the models it affects, in first-seen order. */
+export function groupFallbacks (plans: readonly ExecutionPlan[]): Array<{ provider: ProviderName, reason: string, models: string[] }> {
   const seen = new Map<string, { provider: ProviderName, reason: string, models: string[] }>()
   for (const plan of plans) {
     for (const f of plan.fallbacks) {
@@ -59,7 +59,12 @@ export function logFallbacks (plans: readonly ExecutionPlan[], logger: Logger): 
       seen.set(key, entry)
     }
   }
-  for (const f of seen.values()) {
+  return [...seen.values()]
+}
+
+/** Log each distinct fallback once, naming the models it affects. */
+export function logFallbacks (plans: readonly ExecutionPlan[], logger: Logger): void {
+  for (const f of groupFallbacks(plans)) {
     logger.warn(`${f.provider} not used: ${f.reason}`, { provider: f.provider, models: f.models })
   }
 }

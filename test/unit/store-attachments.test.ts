@@ -1,20 +1,31 @@
 import { test } from 'node:test'
+import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { AttachmentServer, fetchAttachment } from '../../src/store/attachments.ts'
 import { resolveImages } from '../../src/node/image-inputs.ts'
 import { connect, startNode, stopAll, waitFor } from '../helpers/p2p-nodes.ts'
+import type { Node } from '../helpers/p2p-nodes.ts'
 import { photo } from '../helpers/images.ts'
 import type { ImageInputs, ImageSource } from '../../src/interfaces/index.ts'
 
-test('a worker fetches a client\'s attachment by CID from that client, and nothing else', async (t) => {
-  // The client listens nowhere (as a ClientNode does) and dials the worker; the worker fetches back over that connection.
+/**
+ * A worker and a client serving attachments: the client listens nowhere (as
+ * a ClientNode does) and dials the worker; the worker fetches back over
+ * that connection.
+ */
+async function pair (t: TestContext): Promise<{ worker: Node, client: Node, server: AttachmentServer }> {
   const worker = await startNode()
   const client = await startNode({ listen: false })
   const server = new AttachmentServer(client)
   t.after(async () => { await server.stop(); await stopAll(client, worker) })
   await connect(client, worker)
   await waitFor('the worker to see the client\'s connection', () => worker.getConnections(client.peerId).length > 0)
+  return { worker, client, server }
+}
+
+test('a worker fetches a client\'s attachment by CID from that client, and nothing else', async (t) => {
+  const { worker, client, server } = await pair(t)
 
   const big = new Uint8Array(randomBytes(5 * 1024 * 1024 + 123))
   const ref = await server.add(big)
@@ -32,12 +43,7 @@ test('a worker fetches a client\'s attachment by CID from that client, and nothi
 })
 
 test('resolveImages inlines images sent by CID and checks every image against the limits', async (t) => {
-  const worker = await startNode()
-  const client = await startNode({ listen: false })
-  const server = new AttachmentServer(client)
-  t.after(async () => { await server.stop(); await stopAll(client, worker) })
-  await connect(client, worker)
-  await waitFor('the worker to see the client\'s connection', () => worker.getConnections(client.peerId).length > 0)
+  const { worker, client, server } = await pair(t)
   interface In { images: ImageSource[] }
   const hooks: ImageInputs<In> = { list: (i) => i.images, withBytes: (i, bytes) => ({ ...i, images: bytes.map((b) => ({ bytes: b })) }) }
   const jpeg = photo('chelsea.jpg')

@@ -4,7 +4,7 @@ import { ConfigError, UsageError } from '../../errors.ts'
 import type { ExecutionPlan } from '../../interfaces/index.ts'
 import { DEFAULT_CATALOG_PATH, loadCatalog } from '../../models/catalog.ts'
 import type { HardwareProfile } from '../../../hardware/index.ts'
-import { detectHardware, parseDeviceSpec, planAll, summarizeHardware } from '../../../hardware/index.ts'
+import { detectHardware, groupFallbacks, parseDeviceSpec, planAll, summarizeHardware } from '../../../hardware/index.ts'
 
 const HELP = `Usage: ipfs-accelerate hardware [options]
 
@@ -86,18 +86,10 @@ export function formatHardware (profile: HardwareProfile, plans: ExecutionPlan[]
     out.push('', `  ${p.modelId}`)
     for (const r of p.reasons) out.push(`    - ${r}`)
   }
-  const notUsed = new Map<string, { provider: string, reason: string, models: string[] }>()
-  for (const p of plans) {
-    for (const f of p.fallbacks) {
-      const key = `${f.provider}\u0000${f.reason}`
-      const e = notUsed.get(key) ?? { ...f, models: [] }
-      e.models.push(p.modelId)
-      notUsed.set(key, e)
-    }
-  }
-  if (notUsed.size > 0) {
+  const notUsed = groupFallbacks(plans)
+  if (notUsed.length > 0) {
     out.push('', 'Not used')
-    for (const f of notUsed.values()) {
+    for (const f of notUsed) {
       out.push(`  ${f.provider} (${f.models.length === plans.length ? 'all models' : f.models.join(', ')}): ${f.reason}`)
     }
   }
