@@ -9,7 +9,7 @@
 import { z } from 'zod'
 import { InvalidInputError } from '../../src/errors.ts'
 import type { ImageInputs, ImageLimits, ImageSource } from '../../src/interfaces/index.ts'
-import { checkImageBytes, parseImageSource } from '../image/index.ts'
+import { oneImageInputs, parseImageSource } from '../image/index.ts'
 import { DEFAULT_THRESHOLD, DEFAULT_TOP_K, MAX_TOP_K } from './constants.ts'
 
 export interface DetrInput {
@@ -38,13 +38,5 @@ export function parseDetrInput (raw: unknown, limits: Pick<ImageLimits, 'maxByte
 
 /** Where a detr input's image is, for the worker that fetches images sent by CID. */
 export function detrImageInputs (limits: Pick<ImageLimits, 'maxBytes'>): ImageInputs<DetrInput> {
-  return Object.freeze({
-    list: (input: DetrInput): ImageSource[] => [input.image],
-    withBytes: (input: DetrInput, bytes: Uint8Array[]): DetrInput => {
-      const [only] = bytes
-      if (bytes.length !== 1 || only === undefined) throw new InvalidInputError(`detr input: one image expected, got ${bytes.length}`)
-      checkImageBytes(only, limits, 'detr input: image')
-      return { ...input, image: { bytes: only } }
-    }
-  })
+  return oneImageInputs<DetrInput>(limits, 'detr input: image')
 }

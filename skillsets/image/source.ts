@@ -70,3 +70,21 @@ export function inlineBytes (source: ImageSource, what = 'image'): Uint8Array {
   if ('bytes' in source) return source.bytes
   throw new InvalidInputError(`${what}: the image ${source.cid} was not fetched before the job ran`)
 }
+
+/**
+ * The `images` hook of a skillset whose input carries one `image` (detr,
+ * llava-next): the worker lists it, and gives it back as bytes once fetched
+ * (checked again here, since the hook may be called without the worker's
+ * own checks). `what` names the field in messages.
+ */
+export function oneImageInputs<I extends { image: ImageSource }> (limits: Pick<ImageLimits, 'maxBytes'>, what: string): ImageInputs<I> {
+  return Object.freeze({
+    list: (input: I): ImageSource[] => [input.image],
+    withBytes: (input: I, bytes: Uint8Array[]): I => {
+      const [only] = bytes
+      if (bytes.length !== 1 || only === undefined) throw new InvalidInputError(`${what}: one image expected, got ${bytes.length}`)
+      checkImageBytes(only, limits, what)
+      return { ...input, image: { bytes: only } }
+    }
+  })
+}

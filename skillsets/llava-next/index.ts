@@ -11,8 +11,7 @@
  * `maxImageTokens` (the most an image can become).
  */
 import type { ExecutionPlan, ImageInputs, ImageLimits, ModelLocation, SkillsetLoadOptions, StreamingSkillset } from '../../src/interfaces/index.ts'
-import { InvalidInputError } from '../../src/errors.ts'
-import { DEFAULT_IMAGE_LIMITS } from '../image/index.ts'
+import { DEFAULT_IMAGE_LIMITS, oneImageInputs } from '../image/index.ts'
 import type { LmOutput, LmPartial } from '../lm/codec.ts'
 import { decodeLmOutput, decodeLmPartial, encodeLmOutput, encodeLmPartial } from '../lm/codec.ts'
 import type { LmLimits } from '../lm/input.ts'
@@ -54,15 +53,6 @@ export interface LlavaNextSkillset extends StreamingSkillset<LlavaNextInput, LmO
   loadStreaming(model: ModelLocation, plan: ExecutionPlan, options?: SkillsetLoadOptions): Promise<LlavaNextRunner>
 }
 
-const imageInputs: ImageInputs<LlavaNextInput> = Object.freeze({
-  list: (input: LlavaNextInput) => [input.image],
-  withBytes: (input: LlavaNextInput, bytes: Uint8Array[]): LlavaNextInput => {
-    const [one] = bytes
-    if (one === undefined || bytes.length !== 1) throw new InvalidInputError(`llava-next input: one image expected, ${bytes.length} given`)
-    return { ...input, image: { bytes: one } }
-  }
-})
-
 export function createLlavaNextSkillset (init: LlavaNextSkillsetInit = {}): LlavaNextSkillset {
   const limits = Object.freeze({ ...lmLimits(init), maxImageTokens: positiveInt('maxImageTokens', init.maxImageTokens, DEFAULT_MAX_IMAGE_TOKENS) })
   const parseImages = init.images ?? DEFAULT_IMAGE_LIMITS
@@ -70,7 +60,7 @@ export function createLlavaNextSkillset (init: LlavaNextSkillsetInit = {}): Llav
     name: 'llava-next' as const,
     streaming: true as const,
     limits,
-    images: imageInputs,
+    images: oneImageInputs<LlavaNextInput>(parseImages, 'llava-next input: image'),
     parseInput: (raw: unknown): LlavaNextInput => parseLlavaNextInput(raw, limits, parseImages),
     cost: (input: LlavaNextInput): number => llavaNextCost(input, limits.maxImageTokens),
     loadStreaming: async (model: ModelLocation, plan: ExecutionPlan, options?: SkillsetLoadOptions): Promise<LlavaNextRunner> => {
