@@ -110,10 +110,15 @@ async function hubFetch (url: string, d: HubDownload, signal: AbortSignal): Prom
   }
 }
 
+/** Where the hub lists a repo's files at a revision, with their sizes and hashes. */
+export function revisionInfoUrl (repo: string, revision: string, baseUrl: string = hubUrl()): string {
+  return `${baseUrl}/api/models/${repo}/revision/${encodeURIComponent(revision)}?blobs=true`
+}
+
 /** Resolve `revision` to a commit and list what the hub states about each file there. */
 export async function resolveRevision (d: HubDownload): Promise<{ revision: string, files: Map<string, HubFile> }> {
   const rev = d.revision ?? 'main'
-  const url = `${d.baseUrl ?? hubUrl()}/api/models/${d.repo}/revision/${encodeURIComponent(rev)}?blobs=true`
+  const url = revisionInfoUrl(d.repo, rev, d.baseUrl)
   const stall = withStall(d)
   try {
     const res = await hubFetch(url, d, stall.signal)

@@ -13,7 +13,7 @@ import type { ModelEntry, SkillsetName } from '../interfaces/index.ts'
 import { errorMessage } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { ModelCatalog } from '../models/catalog.ts'
-import { hubUrl } from '../models/hub.ts'
+import { hubUrl, revisionInfoUrl } from '../models/hub.ts'
 import type { ModelStore, StoredModelLocation } from '../store/models/model-store.ts'
 import { parseCid } from '../store/blocks/cid.ts'
 import { ConfigError } from '../errors.ts'
@@ -30,7 +30,7 @@ export interface ModelChoice { entry: ModelEntry, fallback?: ModelEntry }
 /** Whether the hub answers for this model's repo and revision: undefined when it does, else why not. */
 export async function probeHub (entry: ModelEntry, timeoutMs = HUB_PROBE_MS): Promise<string | undefined> {
   if (entry.source.kind !== 'hub') return 'not a hub model'
-  const url = `${hubUrl()}/api/models/${entry.source.repo}/revision/${encodeURIComponent(entry.source.revision ?? 'main')}?blobs=true`
+  const url = revisionInfoUrl(entry.source.repo, entry.source.revision ?? 'main')
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'follow' })
     await res.body?.cancel()

@@ -24,15 +24,11 @@ export interface ResolveDeps {
 /** The input with every image inline and within the limits; InvalidInputError or InputTooLargeError otherwise. */
 export async function resolveImages<I> (images: ImageInputs<I>, input: I, deps: ResolveDeps): Promise<I> {
   const sources = images.list(input)
-  if (sources.every((s) => 'bytes' in s)) {
-    sources.forEach((s, i) => { if ('bytes' in s) checkImageBytes(s.bytes, deps.limits, `image ${i}`) })
-    return input
-  }
   const bytes = await Promise.all(sources.map(async (s, i) => {
     if ('bytes' in s) return s.bytes
     if (deps.libp2p === undefined || deps.client === undefined) throw new InvalidInputError(`image ${i} was sent by CID (${s.cid}), and this worker has no peer to fetch it from: send it inline`)
     return await fetchAttachment(deps.libp2p, s, peerIdFromString(deps.client), { maxBytes: deps.limits.maxBytes, signal: deps.signal })
   }))
   bytes.forEach((b, i) => { checkImageBytes(b, deps.limits, `image ${i}`) })
-  return images.withBytes(input, bytes)
+  return sources.every((s) => 'bytes' in s) ? input : images.withBytes(input, bytes)
 }
