@@ -39,6 +39,8 @@ export interface PullOptions {
   askTimeoutMs?: number
   /** Refuse a model larger than this (default: the store's `maxPullBytes`). */
   maxBytes?: number
+  /** Give up on bitswap when no block came for this long (ms, default 30 s). */
+  bitswapStallMs?: number
 }
 
 export interface PullResult {
@@ -182,10 +184,11 @@ export async function pullModel (ctx: PullContext): Promise<PullResult> {
       log.warn('fetching via bitswap', { cid: root.toString(), reason })
       let got: { blocks: number, bytes: number }
       try {
-        got = await bitswapFetch(c, root, leftover, candidates, fetched.bytes, { signal, onProgress: (bytes) => { onProgress({ bytes }) }, admit: admitRoot, maxBytes })
+        got = await bitswapFetch(c, root, leftover, candidates, fetched.bytes, { signal, onProgress: (bytes) => { onProgress({ bytes }) }, admit: admitRoot, maxBytes, stallMs: options.bitswapStallMs })
       } catch (err) {
         signal?.throwIfAborted()
-        if (err instanceof StoreError) throw err
+        // a limit (size, disk) says itself; anything else, a stall included, says what the exchange found first
+        if (err instanceof StoreError && !(err instanceof BitswapStalled)) throw err
         throw new StoreError(`no peer could give all of ${root.toString()}: ${reason}; then bitswap failed (${errorMessage(err)}): pass --bootstrap with the address of a peer that holds it`, { cause: err })
       }
       fetched.blocks += got.blocks
@@ -278,15 +281,19 @@ async function askManifest (ctx: PullContext, peers: PeerId[], ref: string): Pro
   return answers.find((a) => a !== undefined && (a.id === ref || a.cid === ref))
 }
 
+/** bitswap went quiet: the caller words the error with what the block exchange found before it. */
+class BitswapStalled extends StoreError {}
+
 /** Walk the missing subtrees through Helia's networked blockstore (bitswap), many wants at once. */
 async function bitswapFetch (c: ModelStoreComponents, root: CID, missing: CID[], peers: PeerId[], base: number, options: { signal?: AbortSignal, onProgress?: (bytes: number) => void, stallMs?: number, admit: (totalBytes: number) => Promise<void>, maxBytes: number }): Promise<{ blocks: number, bytes: number }> {
   // bitswap waits for providers for as long as it is let: give up when no block came for a while
   const stallMs = options.stallMs ?? 30_000
   const stalled = new AbortController()
-  let timer = setTimeout(() => { stalled.abort(new StoreError(`bitswap got no block of ${root.toString()} for ${stallMs / 1000} s: no reachable peer has it`)) }, stallMs)
+  const stall = (): void => { stalled.abort(new BitswapStalled(`it got no block of ${root.toString()} for ${stallMs / 1000} s: no reachable peer has it`)) }
+  let timer = setTimeout(stall, stallMs)
   const progress = (): void => {
     clearTimeout(timer)
-    timer = setTimeout(() => { stalled.abort(new StoreError(`bitswap got no block of ${root.toString()} for ${stallMs / 1000} s: no reachable peer has it`)) }, stallMs)
+    timer = setTimeout(stall, stallMs)
   }
   const signal = options.signal === undefined ? stalled.signal : AbortSignal.any([options.signal, stalled.signal])
   const session = c.blockstore.createSession?.(root, { signal, providers: peers.map((p) => p.toCID()) })
