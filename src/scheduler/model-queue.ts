@@ -132,9 +132,19 @@ export class ModelQueue {
   /** At least one runner can take a batch. */
   get ready (): boolean { return this.init.runners.some((r) => r.ready) }
 
-  /** Items per second measured so far (per runner); before the first batch, the calibrated figure or undefined. */
+  /**
+   * Items per second per runner: what jobs measured, with the calibrated
+   * figure (if any) counted as one more batch of `maxBatchCost` items. So a
+   * first small, cold batch (a few items, the per-batch overhead, a busy
+   * host) does not make this node look ten times slower than a peer that
+   * has run nothing yet and still shows its calibration; as jobs run, what
+   * they measured takes over. Undefined with neither.
+   */
   get throughput (): number | undefined {
-    return this.busySeconds > 0 ? this.processedItems / this.busySeconds : this.init.initialThroughput
+    const calibrated = this.init.initialThroughput
+    if (calibrated === undefined || !(calibrated > 0)) return this.busySeconds > 0 ? this.processedItems / this.busySeconds : undefined
+    const prior = this.init.maxBatchCost
+    return (this.processedItems + prior) / (this.busySeconds + prior / calibrated)
   }
 
   /** Whether a job of this cost should be taken (bid on) now. */

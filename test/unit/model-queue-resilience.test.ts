@@ -130,6 +130,22 @@ test('admits: cost-based, job-count cap, readiness and shutdown; submit refuses 
   await drained
 })
 
+test('throughput: the calibrated figure counts as one batch of maxBatchCost items, so one small cold batch does not sink it', async () => {
+  const r = manualRunner()
+  const q = queue(r, { maxBatchCost: 10, initialThroughput: 1000 })
+  assert.equal(q.throughput, 1000, 'before any job: the calibration')
+  const first = q.submit({ n: 2, tag: 'cold' }, later())
+  answer(r.calls[0]!, 100) // 2 items in 100 ms: 20 items/s alone
+  await first
+  assert.ok(Math.abs(q.throughput! - 12 / 0.11) < 1e-9, `(2 + 10) / (0.1 + 10 / 1000) = ${q.throughput}`)
+  for (let i = 1; i <= 20; i++) {
+    const p = q.submit({ n: 10, tag: `w${i}` }, later())
+    answer(r.calls[i]!, 50) // 200 items/s
+    await p
+  }
+  assert.ok(Math.abs(q.throughput! - 212 / 1.11) < 1e-9, `what jobs measured takes over: ${q.throughput}`)
+})
+
 test('estimateMs: undefined before a measurement, then (queued + running/2 + cost) / throughput', async () => {
   const r = manualRunner()
   const q = queue(r, { maxBatchCost: 10 })
