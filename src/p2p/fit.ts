@@ -8,6 +8,9 @@
  *   inverse of the expected completion time, so load spreads over the
  *   swarm instead of every client piling onto the same "best" worker, and
  *   a worker 10x slower gets about 10x fewer offers.
+ * - How long to wait for more bids after the first: as long as the first
+ *   took (bounded), longer while the best bid so far would take long anyway
+ *   (see bidWindowEnd).
  * - Which bid wins: the lowest expected completion time, where a bid's
  *   claim is checked against the worker's advert (a bid cannot be faster
  *   than the throughput it advertises) and against what this client saw
@@ -95,4 +98,20 @@ export function rankBids<B> (bids: ReadonlyArray<{ bid: B, ms: number, failures:
     .map((b) => ({ b, key: b.ms * (1 + 4 * b.failures) * (b.advertised ? 1 : 2) * (1 + 0.1 * random()) }))
     .sort((x, y) => x.key - y.key)
     .map((x) => x.b.bid)
+}
+
+/**
+ * When to stop waiting for the other direct candidates' bids, on the
+ * `performance.now()` clock. After the first bid, wait as long as it took
+ * to come (at least `minMs`, at most `maxMs`): the others are about as far
+ * away. But while the best bid so far would take long anyway (a queue,
+ * much of it this client's own jobs there), waiting costs little against
+ * it: wait up to half its expected time. A lone short job still goes at
+ * once to whoever answered first; a burst of jobs from a fresh `submit`,
+ * which knows one worker at once and must dial the others, fills that
+ * worker only until waiting for the others is worth it. The round's end
+ * bounds every wait.
+ */
+export function bidWindowEnd (w: { firstBidAt: number, tookMs: number, bestMs: number, minMs: number, maxMs: number }): number {
+  return w.firstBidAt + Math.max(Math.min(w.maxMs, Math.max(w.minMs, w.tookMs)), w.bestMs / 2)
 }

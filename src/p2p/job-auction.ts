@@ -10,7 +10,7 @@ import { errorMessage, NoWorkerError } from '../errors.ts'
 import type { Serving } from './adverts.ts'
 import type { BoundedMap } from './bounded.ts'
 import { encodeMessage } from './codec.ts'
-import { bidMs, expectedMs, rankBids, recentFailures, typicalThroughput, weight, weightedPick } from './fit.ts'
+import { bidMs, bidWindowEnd, expectedMs, rankBids, recentFailures, typicalThroughput, weight, weightedPick } from './fit.ts'
 import type { WorkerRecord } from './fit.ts'
 import type { JobClientInit, JobRequest } from './job-client.ts'
 import type { Pending } from './job-lease.ts'
@@ -20,6 +20,8 @@ import { MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from './protocol.ts'
 export interface AuctionDeps {
   init: JobClientInit
   records: BoundedMap<string, WorkerRecord>
+  /** This client's record of a worker, made if need be. */
+  record: (worker: string) => WorkerRecord
   stats: { rounds: number, directOffers: number, gossipOffers: number, oldLinks: number }
   /** Send a frame the protocol can do without (declines): never throws. */
   send: (peer: string, f: LinkFrame) => Promise<void>
@@ -103,19 +105,21 @@ export class Auctioneer {
       // Wait for bids: the round's end, or every direct candidate answered, or a window after the first bid.
       const roundMs = Math.min(this.deps.init.maxRoundMs ?? 2000, (this.deps.init.roundMs ?? 300) * 2 ** round)
       let windowEnd = Infinity
+      let firstBidAt: number | undefined
       for (;;) {
         const roundEnd = Math.min(deadline, (sentAt ?? performance.now()) + roundMs)
         const allAnswered = [...direct].every((d) => job.answered.has(d))
         if (job.bids.size > 0) {
-          if (windowEnd === Infinity) {
-            const took = performance.now() - now
-            windowEnd = performance.now() + Math.min(this.deps.init.maxBidWindowMs ?? 250, Math.max(this.deps.init.bidWindowMs ?? 20, took))
-          }
-          if (allAnswered || performance.now() >= windowEnd) {
-            const chosen = this.choose(job, req, excluded)
-            if (chosen !== undefined) return chosen
+          const ranked = this.rank(job, req, excluded)
+          if (ranked.length === 0) {
             // Every bid was unusable (another model, a worker given up on, a claim its advert contradicts): wait on for others.
+            this.settle(job, req, undefined)
+            firstBidAt = undefined
             windowEnd = Infinity
+          } else {
+            firstBidAt ??= performance.now()
+            windowEnd = bidWindowEnd({ firstBidAt, tookMs: firstBidAt - now, bestMs: ranked[0]!.ms, minMs: this.deps.init.bidWindowMs ?? 20, maxMs: this.deps.init.maxBidWindowMs ?? 250 })
+            if (allAnswered || performance.now() >= windowEnd) return this.settle(job, req, ranked[0])
           }
         }
         if (performance.now() >= roundEnd || signal.aborted) break
@@ -124,7 +128,7 @@ export class Auctioneer {
         await waitWake(Math.min(roundEnd, windowEnd))
       }
       if (job.bids.size > 0) {
-        const chosen = this.choose(job, req, excluded)
+        const chosen = this.settle(job, req, this.rank(job, req, excluded)[0])
         if (chosen !== undefined) return chosen
       }
     }
@@ -153,8 +157,8 @@ export class Auctioneer {
     }
   }
 
-  /** The winning bid; the others are declined. Bids from workers that fail the advert check rank last. */
-  private choose (job: Pending, req: JobRequest, excluded: ReadonlySet<string>): Bid & { worker: string } | undefined {
+  /** The usable bids, best first, each with its expected ms. Bids from workers that fail the advert check rank last. */
+  private rank (job: Pending, req: JobRequest, excluded: ReadonlySet<string>): Array<{ bid: Bid & { worker: string }, ms: number }> {
     const serving = new Map(this.deps.init.adverts.serving(req.skillset, req.model).map((s) => [s.peerId, s]))
     // What is typical comes from the bids as well: an advert's figure may be older than a worker's first batch.
     const typical = typicalThroughput([...[...serving.values()].map((s) => s.model), ...job.bids.values()])
@@ -166,16 +170,28 @@ export class Auctioneer {
       // A bid that contradicts the worker's own advert (another provider or dtype) is not believed.
       return ad === undefined || ad.source === 'hint' || (ad.model.id === b.model && ad.model.provider === b.provider && ad.model.dtype === b.dtype)
     })
-    const ranked = rankBids(entries.map(([w, b]) => {
+    return rankBids(entries.map(([w, b]) => {
       const ad = serving.get(w)
       const rec = this.deps.records.get(w)
-      return { bid: { ...b, worker: w }, ms: bidMs(b, req.cost, ad?.model, rec, typical), failures: recentFailures(rec, now), advertised: ad !== undefined && ad.model.provider !== '' }
+      const ms = bidMs(b, req.cost, ad?.model, rec, typical)
+      return { bid: { bid: { ...b, worker: w }, ms }, ms, failures: recentFailures(rec, now), advertised: ad !== undefined && ad.model.provider !== '' }
     }))
-    const best = ranked[0]
-    for (const [w] of job.bids) if (w !== best?.worker) void this.deps.send(w, { v: PROTOCOL_VERSION, t: 'decline', jobId: job.head.jobId })
+  }
+
+  /**
+   * The winner (if any), its cost counted in flight there at once; every
+   * other bidder is declined. Counting it here, not when the lease is sent,
+   * matters for a burst: the auctions that one event wakes (a dial that
+   * opened, a round's end) decide one after another in the same tick, and
+   * each must see what the ones before it took. leaseJob gives it back.
+   */
+  private settle (job: Pending, req: JobRequest, best: { bid: Bid & { worker: string }, ms: number } | undefined): Bid & { worker: string } | undefined {
+    for (const [w] of job.bids) if (w !== best?.bid.worker) void this.deps.send(w, { v: PROTOCOL_VERSION, t: 'decline', jobId: job.head.jobId })
+    const bids = job.bids.size
     job.bids.clear()
-    if (best !== undefined) this.deps.init.log.debug('leasing a job', { jobId: job.head.jobId, traceId: job.head.traceId, bids: ranked.length, worker: best.worker, queuedCost: best.queuedCost })
-    return best
+    if (best !== undefined) this.deps.record(best.bid.worker).inFlightCost += req.cost
+    if (best !== undefined) this.deps.init.log.debug('leasing a job', { jobId: job.head.jobId, traceId: job.head.traceId, bids, worker: best.bid.worker, queuedCost: best.bid.queuedCost, expectedMs: Math.round(best.ms) })
+    return best?.bid
   }
 
 }

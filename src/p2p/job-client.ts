@@ -102,7 +102,7 @@ export interface JobClientInit {
   fanout?: number
   /** After the first bid, wait at least this long (or as long as it took) for the other direct candidates (default 20 ms)... */
   bidWindowMs?: number
-  /** ...but never longer than this (default 250 ms). */
+  /** ...but never longer than this (default 250 ms), unless the best bid would take long anyway: then up to half its expected time (fit.ts bidWindowEnd). */
   maxBidWindowMs?: number
   /** The first round waits this long for a bid; later rounds twice as long each, up to maxRoundMs (defaults 300, 2000). */
   roundMs?: number
@@ -148,7 +148,7 @@ export class JobClient {
       record: (worker) => this.record(worker),
       send: async (peer, f) => { await this.send(peer, f) }
     }
-    this.auctioneer = new Auctioneer({ init, records: this.records, stats: this.stats, send: async (peer, f) => { await this.send(peer, f) } })
+    this.auctioneer = new Auctioneer({ init, records: this.records, record: (w) => this.record(w), stats: this.stats, send: async (peer, f) => { await this.send(peer, f) } })
   }
 
 

@@ -66,8 +66,8 @@ export interface LeaseDeps {
 /** Lease the job to the chosen worker and wait for its outcome; a lost or stalled worker yields an error outcome. */
 export async function leaseJob (deps: LeaseDeps, job: Pending, req: JobRequest, chosen: Bid & { worker: string }, deadline: number, signal: AbortSignal, waitWake: (until: number) => Promise<void>): Promise<Outcome> {
   const worker = chosen.worker
+  // the auction counted the job's cost in flight there when it chose this bid; it is given back when the lease ends
   const rec = deps.record(worker)
-  rec.inFlightCost += req.cost
   const leasedAt = performance.now()
   const hb = (deps.init.heartbeatMs ?? 1000)
   const leaseMs = Math.max(1, Math.min(Math.round(deadline - leasedAt), (deps.init.minLeaseMs ?? 10_000) + 4 * (chosen.etaMs ?? 0)))

@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { bidMs, DEFAULT_THROUGHPUT, expectedMs, FAILURE_WINDOW_MS, rankBids, recentFailures, typicalThroughput, weight, weightedPick } from '../../src/p2p/fit.ts'
+import { bidMs, bidWindowEnd, DEFAULT_THROUGHPUT, expectedMs, FAILURE_WINDOW_MS, rankBids, recentFailures, typicalThroughput, weight, weightedPick } from '../../src/p2p/fit.ts'
 import type { WorkerRecord } from '../../src/p2p/fit.ts'
 import { mulberry32 } from '../helpers/p2p-nodes.ts'
 
@@ -96,6 +96,22 @@ test('rankBids: lowest expected time first, recent failures pushed back, unadver
   const random = mulberry32(7)
   for (let i = 0; i < 100; i++) firsts.add(rankBids([{ bid: 'x', ms: 100, failures: 0, advertised: true }, { bid: 'y', ms: 100, failures: 0, advertised: true }], random)[0]!)
   assert.deepEqual([...firsts].sort(), ['x', 'y'])
+})
+
+test('bidWindowEnd: as long as the first bid took, bounded; longer while the best bid would take long anyway', () => {
+  const w = (o: Partial<Parameters<typeof bidWindowEnd>[0]>): number => bidWindowEnd({ firstBidAt: 1000, tookMs: 3, bestMs: 40, minMs: 20, maxMs: 250, ...o })
+  assert.equal(w({}), 1020, 'a quick bid for a short job: the minimum')
+  assert.equal(w({ tookMs: 90 }), 1090, 'the others are about as far as the first was')
+  assert.equal(w({ tookMs: 4000 }), 1250, 'never longer than the maximum for a short job')
+  assert.equal(w({ bestMs: 1200 }), 1600, 'a best bid 1.2 s away (a queue, or this client\'s own jobs there): wait up to half of it')
+  // a burst from one client: each job leased to the same worker makes the next one's best bid longer, and its window with it
+  let inFlight = 0
+  const windows: number[] = []
+  for (let k = 0; k < 5; k++) {
+    windows.push(w({ bestMs: bidMs({ queuedCost: 0 }, 2, undefined, { inFlightCost: inFlight, failures: [] }, 50) }) - 1000)
+    inFlight += 2
+  }
+  assert.deepEqual(windows, [20, 40, 60, 80, 100])
 })
 
 test('recentFailures counts only the last minute; weight divides down by failures', () => {
