@@ -143,6 +143,7 @@ export class ModelQueue {
   get throughput (): number | undefined {
     const calibrated = this.init.initialThroughput
     if (calibrated === undefined || !(calibrated > 0)) return this.busySeconds > 0 ? this.processedItems / this.busySeconds : undefined
+    if (this.busySeconds === 0) return calibrated
     const prior = this.init.maxBatchCost
     return (this.processedItems + prior) / (this.busySeconds + prior / calibrated)
   }
