@@ -286,7 +286,6 @@ export class JobClient {
         }
         if (chosen === undefined) break
         bidAt = bidAt === 0 ? performance.now() - t0 : bidAt
-        req.onLease?.(chosen.worker)
         const outcome = await leaseJob(this.leaseDeps, job, req, chosen, deadline, signal, waitWake)
         if (outcome.t === 'result') {
           this.stats.answered++

@@ -90,6 +90,8 @@ export async function leaseJob (deps: LeaseDeps, job: Pending, req: JobRequest, 
     return { t: 'error', worker, code, message }
   }
   try {
+    // inside the try: a caller's callback that throws still gives back the cost counted in flight
+    req.onLease?.(worker)
     const link = deps.links.find(worker)
     if (link === undefined) return lost('ERR_WORKER_LOST', 'the link to the worker closed before the lease')
     try {

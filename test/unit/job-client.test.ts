@@ -9,9 +9,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { JobRequest } from '../../src/p2p/job-client.ts'
-import { standInModel, stopAll, waitFor } from '../helpers/p2p-nodes.ts'
+import type { Assign } from '../../src/p2p/messages.ts'
+import { sleep, standInModel, stopAll, waitFor } from '../helpers/p2p-nodes.ts'
 import { FakeWorker, knows, startClient } from '../helpers/p2p-fake-worker.ts'
-import type { TestClient } from '../helpers/p2p-fake-worker.ts'
+import type { FakeWorkerInit, TestClient } from '../helpers/p2p-fake-worker.ts'
 
 /** Cost 10 against an advertised 10 units/s: a bid with 0 queued claims 1 s, one with 20 queued 3 s. */
 const job = (x: string, extra: Partial<JobRequest> = {}): JobRequest => ({ skillset: 'stand-in', model: 'test/model', input: { x }, cost: 10, timeoutMs: 10_000, ...extra })
@@ -237,5 +238,34 @@ test('a result signed for another client or another input is refused', async () 
     const res = await c.client.submit(job('replay'))
     assert.equal(res.worker, honest.id)
     assert.deepEqual(res.tries.map((t) => [t.worker, t.code]), [[replayer.id, 'ERR_BAD_SIGNATURE']])
+  })
+})
+
+test('a burst from one client spreads to a worker that bids later: the window waits while the quick one\'s queue (this client\'s own jobs) grows', async () => {
+  // Both hold each job 400 ms, so the burst's jobs are all in flight while it is auctioned.
+  const hold = (w: FakeWorker, link: Parameters<NonNullable<FakeWorkerInit['onAssign']>>[1], a: Assign): void => { void sleep(400).then(async () => { await w.answer(link, a) }) }
+  const near = await FakeWorker.start({ name: 'near', onAssign: hold })
+  const far = await FakeWorker.start({ name: 'far', bidDelayMs: 80, onAssign: hold })
+  // default bid window (20-250 ms after the first bid): without the wait for a long best bid, `far` would get nothing
+  await withSwarm([near, far], {}, async (c) => {
+    await knows(c, [near, far])
+    const res = await Promise.all(Array.from({ length: 10 }, async (_, i) => await c.client.submit(job(`b${i}`))))
+    const byFar = res.filter((r) => r.worker === far.id).length
+    assert.ok(byFar >= 3 && byFar <= 7, `jobs on the worker that bids 80 ms later: ${byFar} of 10`)
+  })
+})
+
+test('a lease callback that throws fails its job and gives back the cost counted in flight at that worker', async () => {
+  const a = await FakeWorker.start({ name: 'a' })
+  const b = await FakeWorker.start({ name: 'b' })
+  await withSwarm([a, b], patient, async (c) => {
+    await knows(c, [a, b])
+    for (let i = 0; i < 3; i++) {
+      await assert.rejects(c.client.submit(job(`t${i}`, { onLease: () => { throw new Error('the caller went away') } })), /the caller went away/)
+    }
+    // Had the 3 throws left their cost counted at a worker, it would look slower and lose every equal bid from now on.
+    const used = new Set<string>()
+    for (let i = 0; i < 16; i++) used.add((await c.client.submit(job(`n${i}`))).worker)
+    assert.equal(used.size, 2, 'equal bids go to both workers')
   })
 })
