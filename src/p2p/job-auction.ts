@@ -189,9 +189,10 @@ export class Auctioneer {
     for (const [w] of job.bids) if (w !== best?.bid.worker) void this.deps.send(w, { v: PROTOCOL_VERSION, t: 'decline', jobId: job.head.jobId })
     const bids = job.bids.size
     job.bids.clear()
-    if (best !== undefined) this.deps.record(best.bid.worker).inFlightCost += req.cost
-    if (best !== undefined) this.deps.init.log.debug('leasing a job', { jobId: job.head.jobId, traceId: job.head.traceId, bids, worker: best.bid.worker, queuedCost: best.bid.queuedCost, expectedMs: Math.round(best.ms) })
-    return best?.bid
+    if (best === undefined) return undefined
+    this.deps.record(best.bid.worker).inFlightCost += req.cost
+    this.deps.init.log.debug('leasing a job', { jobId: job.head.jobId, traceId: job.head.traceId, bids, worker: best.bid.worker, queuedCost: best.bid.queuedCost, expectedMs: Math.round(best.ms) })
+    return best.bid
   }
 
 }
