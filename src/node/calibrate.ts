@@ -11,6 +11,12 @@
  * skillset's `sampleInput`, bounded in time, and is stopped; items/s come
  * from the run time the runner reports, as the queue counts it.
  *
+ * The candidates run in the reverse of the fixed order, so the one that
+ * usually serves (the first on the fastest device) runs last: its runner,
+ * loaded and warm, is handed to serving (`Calibration.runner`) instead of
+ * being stopped and loaded again. One candidate is loaded at a time, so
+ * measuring never holds two copies of a model in memory.
+ *
  * Not measured (the first candidate serves, as the fixed order says): when
  * `scheduler.calibrate` is off, for an `inProcess` skillset (no inference to
  * measure) or one without `sampleInput`, and when only one candidate has its
@@ -22,6 +28,8 @@
 import { getSkillset } from '../../skillsets/index.ts'
 import { isStreamingSkillset } from '../interfaces/index.ts'
 import { LocalStreamRunner } from '../scheduler/local-stream-runner.ts'
+import type { LocalRunner } from '../scheduler/local-runner.ts'
+import type { InferenceThread } from '../scheduler/thread.ts'
 import type { ExecutionPlan, ModelEntry } from '../interfaces/index.ts'
 import { errorMessage, InferenceStalledError, ModelLoadError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
@@ -49,6 +57,8 @@ export interface CalibrateOptions {
   /** Longest one batch may run before its candidate is given up (default 30 000 ms). */
   batchTimeoutMs?: number
   signal?: AbortSignal
+  /** The logger the runners get (default: `log`); a runner handed to serving keeps it. */
+  runnerLog?: Logger
 }
 
 /** One candidate's measurement. */
@@ -71,6 +81,8 @@ export interface Calibration {
   figures: CandidateFigure[]
   /** Why nothing was measured. */
   skipped?: string
+  /** The served plan's runner, started by the measurement; the caller owns it (serves with it, or stops it). */
+  runner?: InferenceThread | LocalRunner
 }
 
 /** `cpu q8`, `cuda:0 fp16`. */
@@ -117,8 +129,10 @@ export async function calibrate (entry: ModelEntry, candidates: readonly Executi
   const loadTimeoutMs = options.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS
   const batchTimeoutMs = options.batchTimeoutMs ?? DEFAULT_BATCH_TIMEOUT_MS
 
-  const measure = async (plan: ExecutionPlan): Promise<CandidateFigure> => {
-    const runner = createRunner(entry, plan, location, config, log)
+  /** Measure one candidate; with `keep`, a runner that ran is left started, in `kept`. */
+  let kept: { plan: ExecutionPlan, runner: InferenceThread | LocalRunner } | undefined
+  const measure = async (plan: ExecutionPlan, keep: boolean): Promise<CandidateFigure> => {
+    const runner = createRunner(entry, plan, location, config, options.runnerLog ?? log)
     if (runner instanceof LocalStreamRunner) throw new ModelLoadError(`${entry.id}: a streaming runner cannot be calibrated`)
     const t0 = performance.now()
     let loadMs: number | undefined
@@ -138,36 +152,52 @@ export async function calibrate (entry: ModelEntry, candidates: readonly Executi
         runMs += await runBatch()
         batches++
       }
-      return { plan, itemsPerSecond: items * batches / (Math.max(runMs, 1e-3) / 1000), batches, loadMs }
+      const figure = { plan, itemsPerSecond: items * batches / (Math.max(runMs, 1e-3) / 1000), batches, loadMs }
+      if (keep) kept = { plan, runner }
+      return figure
     } catch (err) {
       if (options.signal?.aborted === true) throw err
       // One line: these go into a log line and the plan's reasons.
       return { plan, batches, ...(loadMs === undefined ? {} : { loadMs }), error: errorMessage(err).replace(/\s+/g, ' ').trim() }
     } finally {
-      await runner.stop()
+      if (kept?.runner !== runner) await runner.stop()
     }
   }
 
   const t0 = performance.now()
-  const figures: CandidateFigure[] = []
-  for (const plan of measurable) {
-    options.signal?.throwIfAborted()
-    const f = await measure(plan)
-    log.debug(`${entry.id}: ${figureText(f)}`, { batches: f.batches, items, loadMs: f.loadMs === undefined ? undefined : Math.round(f.loadMs) })
-    figures.push(f)
+  const byPlan = new Map<ExecutionPlan, CandidateFigure>()
+  try {
+    const reversed = [...measurable].reverse()
+    for (const [i, plan] of reversed.entries()) {
+      options.signal?.throwIfAborted()
+      const f = await measure(plan, i === reversed.length - 1)
+      log.debug(`${entry.id}: ${figureText(f)}`, { batches: f.batches, items, loadMs: f.loadMs === undefined ? undefined : Math.round(f.loadMs) })
+      byPlan.set(plan, f)
+    }
+    // Reported in the fixed order, whatever order they ran in.
+    const figures = measurable.map((p) => byPlan.get(p)!)
+    const { best, note } = choose(entry, figures)
+    const unheld = candidates.filter((c) => !held.has(c.dtype)).map(planLabel)
+    const summary = `${figures.map(figureText).join(', ')}${unheld.length === 0 ? '' : `; not measured (weights not in the store): ${unheld.join(', ')}`}`
+    const how = `${items} items a batch, ${warmup} warm-up batch${warmup === 1 ? '' : 'es'} then up to ${timed} timed within ${budgetMs} ms`
+    const order = best.plan === first ? 'also first in the fixed order' : `the fixed order would have chosen ${planLabel(first)}`
+    const plan = { ...best.plan, reasons: [...best.plan.reasons, `measured at start-up (${how}): ${summary}; the fastest device, ${best.plan.device}, serves ${planLabel(best.plan)} (${order})${note}`] }
+    log.info(`${entry.id}: measured ${summary}: serving ${planLabel(best.plan)}`, { ms: Math.round(performance.now() - t0) })
+    const handed = kept?.plan === best.plan ? kept.runner : undefined
+    if (handed !== undefined) kept = undefined // the caller owns it now
+    return { plan, itemsPerSecond: best.itemsPerSecond, figures, ...(handed === undefined ? {} : { runner: handed }) }
+  } finally {
+    await kept?.runner.stop()
   }
+}
+
+/** On the fastest device, the first dtype of the fixed order that ran: timing noise must not make nodes differ in dtype. */
+function choose (entry: ModelEntry, figures: readonly CandidateFigure[]): { best: CandidateFigure & { itemsPerSecond: number }, note: string } {
   const fastest = figures.reduce<CandidateFigure | undefined>((b, f) => f.itemsPerSecond !== undefined && (b?.itemsPerSecond === undefined || f.itemsPerSecond > b.itemsPerSecond) ? f : b, undefined)
   if (fastest?.itemsPerSecond === undefined) {
     throw new ModelLoadError(`model ${entry.id} ran on none of its candidate plans: ${figures.map(figureText).join('; ')}`)
   }
-  // On the fastest device, the first dtype of the fixed order that ran: timing noise must not make nodes differ in dtype.
   const best = figures.find((f) => f.itemsPerSecond !== undefined && f.plan.device === fastest.plan.device) as CandidateFigure & { itemsPerSecond: number }
-  const dtypeNote = best === fastest ? '' : `; on ${best.plan.device} its first dtype in the fixed order, ${best.plan.dtype}, not the fastest there (${planLabel(fastest.plan)}), so that every node on this kind of hardware serves the same dtype and results match across nodes`
-  const unheld = candidates.filter((c) => !held.has(c.dtype)).map(planLabel)
-  const summary = `${figures.map(figureText).join(', ')}${unheld.length === 0 ? '' : `; not measured (weights not in the store): ${unheld.join(', ')}`}`
-  const how = `${items} items a batch, ${warmup} warm-up batch${warmup === 1 ? '' : 'es'} then up to ${timed} timed within ${budgetMs} ms`
-  const order = best.plan === first ? 'also first in the fixed order' : `the fixed order would have chosen ${planLabel(first)}`
-  const plan = { ...best.plan, reasons: [...best.plan.reasons, `measured at start-up (${how}): ${summary}; the fastest device, ${best.plan.device}, serves ${planLabel(best.plan)} (${order})${dtypeNote}`] }
-  log.info(`${entry.id}: measured ${summary}: serving ${planLabel(best.plan)}`, { ms: Math.round(performance.now() - t0) })
-  return { plan, itemsPerSecond: best.itemsPerSecond, figures }
+  const note = best === fastest ? '' : `; on ${best.plan.device} its first dtype in the fixed order, ${best.plan.dtype}, not the fastest there (${planLabel(fastest.plan)}), so that every node on this kind of hardware serves the same dtype and results match across nodes`
+  return { best, note }
 }

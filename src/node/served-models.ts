@@ -182,6 +182,8 @@ export interface ServedModelHooks {
   onReadyChange?: (ready: boolean) => void
   /** Items/s per runner measured at start-up (calibration): the queue's throughput until jobs have run. */
   initialThroughput?: number
+  /** A runner of this plan already started (by calibration): serves as the first of `threadsPerModel`. */
+  started?: InferenceThread | LocalRunner
 }
 
 /**
@@ -210,8 +212,9 @@ export async function startServedModel (entry: ModelEntry, plan: ExecutionPlan, 
   const skillset = getSkillset(entry.skillset)
   const threads: Array<InferenceThread | LocalRunner | LocalStreamRunner> = []
   const t0 = performance.now()
+  if (hooks.started !== undefined) threads.push(hooks.started)
   try {
-    for (let i = 0; i < config.scheduler.threadsPerModel; i++) {
+    for (let i = threads.length; i < config.scheduler.threadsPerModel; i++) {
       const runner = createRunner(entry, plan, location, config, log)
       threads.push(runner)
       await runner.start()

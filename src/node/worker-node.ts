@@ -9,11 +9,12 @@
 import { mkdir } from 'node:fs/promises'
 import { multiaddr } from '@multiformats/multiaddr'
 import { batchDependenceReason, detectHardware, placement, planAll, summarizeHardware } from '../../hardware/index.ts'
+import type { Placement } from '../../hardware/index.ts'
 import type { HardwareProfile } from '../../hardware/index.ts'
 import type { NodeConfig } from '../config/schema.ts'
 import { ConfigError, errorMessage, InvalidInputError, ModelNotFoundError, ProtocolError } from '../errors.ts'
 import { isStreamingSkillset } from '../interfaces/index.ts'
-import type { HardwareSummary, SkillsetName, StreamingSkillset } from '../interfaces/index.ts'
+import type { HardwareSummary, ModelEntry, SkillsetName, StreamingSkillset } from '../interfaces/index.ts'
 import { StreamingQueue } from '../scheduler/streaming-queue.ts'
 import { forComponent } from '../logger.ts'
 import { loadCatalog } from '../models/catalog.ts'
@@ -43,6 +44,8 @@ import type { NodeFile } from './node-file.ts'
 import { ensureModel, requirePlannedWeights, startServedModel } from './served-models.ts'
 import { chooseModels, ensureChoice } from './default-models.ts'
 import { calibrate } from './calibrate.ts'
+import type { Calibration } from './calibrate.ts'
+import type { StoredModelLocation } from '../store/models/model-store.ts'
 import type { ServedModel } from './served-models.ts'
 import { resolveImages } from './image-inputs.ts'
 import { imageLimits } from '../config/schema.ts'
@@ -159,12 +162,9 @@ export class WorkerNode implements JobHandler {
       const candidates = place.candidates(entry)
       requirePlannedWeights(entry, location, candidates.map((c) => c.dtype))
       this.held = await store.models.heldRoots()
-      const { plan, itemsPerSecond } = await calibrate(entry, candidates, location, cfg, log.child('calibrate'))
-      place.place(entry, plan)
-      log.info(`${plan.modelId}: runs on ${plan.device} (${plan.provider}, ${plan.dtype}, ${plan.intraOpThreads} threads)`, { why: plan.reasons.join('; ') })
-      // Only a forced --dtype (or a model with no batch-independent dtype) gets here: say once what it costs.
-      if (plan.reproducible === false) log.warn(`${plan.modelId}: results are not reproducible: ${batchDependenceReason(entry, plan.dtype)}`, { dtype: plan.dtype })
-      const model = await startServedModel(entry, plan, location, cfg, log, { onReadyChange: () => { this.adverts?.publishSoon() }, ...(itemsPerSecond === undefined ? {} : { initialThroughput: itemsPerSecond }) })
+      const measured = await calibrate(entry, candidates, location, cfg, log.child('calibrate'), { runnerLog: log })
+      // The measured runner is this start's to stop until the served model owns it.
+      const model = await this.serve(entry, location, measured, place).catch(async (err: unknown) => { await measured.runner?.stop(); throw err })
       this.served.set(entry.id, model)
       if (!this.defaults.has(entry.skillset)) this.defaults.set(entry.skillset, entry.id)
       if (model.randomWeights) log.warn(`${entry.id} has RANDOM weights (generated offline, no model hub here): its outputs exercise the swarm but mean nothing`)
@@ -190,6 +190,14 @@ export class WorkerNode implements JobHandler {
         throw new ConfigError(`cannot serve HTTP on ${http}: ${errorMessage(err)}: pass --http with another HOST:PORT, or --http off`, { cause: err })
       })
     }
+  }
+
+  private async serve (entry: ModelEntry, location: StoredModelLocation, { plan, itemsPerSecond, runner }: Calibration, place: Placement): Promise<ServedModel> {
+    place.place(entry, plan)
+    log.info(`${plan.modelId}: runs on ${plan.device} (${plan.provider}, ${plan.dtype}, ${plan.intraOpThreads} threads)`, { why: plan.reasons.join('; ') })
+    // Only a forced --dtype (or a model with no batch-independent dtype) gets here: say once what it costs.
+    if (plan.reproducible === false) log.warn(`${plan.modelId}: results are not reproducible: ${batchDependenceReason(entry, plan.dtype)}`, { dtype: plan.dtype })
+    return await startServedModel(entry, plan, location, this.config, log, { onReadyChange: () => { this.adverts?.publishSoon() }, ...(itemsPerSecond === undefined ? {} : { initialThroughput: itemsPerSecond }), ...(runner === undefined ? {} : { started: runner }) })
   }
 
   private routes (): Parameters<typeof createGateway>[0] {

@@ -145,6 +145,17 @@ test('tiny model, static int8 vs fp32 on the CPU (q8 is batch-dependent, not a c
   assert.equal(lines.length, 1, log.lines.join('\n'))
   assert.match(lines[0] ?? '', /serving cpu int8$/)
   assert.ok(ms < 2 * 2 * 3000 + 30_000, `calibration took ${Math.round(ms)} ms`)
+  // int8, first in the fixed order, was measured last: its loaded runner is handed over, not loaded again.
+  const runner = cal.runner
+  assert.ok(runner !== undefined, 'the served plan\'s runner is handed to serving')
+  try {
+    assert.equal(runner.ready, true)
+    const input = embedSkillset.parseInput(embedSkillset.sampleInput!(4))
+    const r = await runner.run([input])
+    assert.equal(r.outputs.length, 1, 'the handed runner still runs batches')
+  } finally {
+    await runner.stop()
+  }
 
   // The figure seeds the queue's throughput until jobs have run.
   const q = new ModelQueue({ modelId: tiny.id, skillset: embedSkillset, runners: [], maxBatchCost: 16, maxQueuedJobs: 1, initialThroughput: cal.itemsPerSecond, log })
@@ -187,5 +198,7 @@ test('a candidate that cannot load is reported and left out; when none runs, sta
   assert.ok(cal.figures[0]?.error !== undefined, 'webgpu has no adapter here')
   assert.match(cal.plan.reasons.at(-1) ?? '', /webgpu int8 failed \(/)
   assert.match(cal.plan.reasons.at(-1) ?? '', /the fixed order would have chosen webgpu int8/)
+  // fp32 ran first (the candidates run last to first) and was stopped then: serving loads its own.
+  assert.equal(cal.runner, undefined)
   await assert.rejects(calibrate(tiny, [broken, { ...broken, dtype: 'fp32' }], location, config(), recorder(), { batchCost: 8 }), { code: 'ERR_MODEL_LOAD', message: /ran on none of its candidate plans: webgpu int8 failed .*; webgpu fp32 failed/ })
 })
