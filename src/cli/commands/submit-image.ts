@@ -30,8 +30,9 @@ nothing: its weights are random). Boxes are in the image's own pixels.
 
 Options:
 ${IMAGE_HELP}
-  --threshold X         keep detections scoring at least X (0 to 1)
-  --top-k K             keep the K best detections at most
+  --threshold X         keep detections scoring above X (0 to 1; default 0.5)
+  --top-k K             keep the K best detections at most (1 to 1000;
+                        default 100)
   --model ID            model to use (default: the worker's default detr model)
   --bootstrap MULTIADDR worker to join through, repeatable
   --data-dir DIR        data dir of a local node to find (default ~/.ipfs-accelerate)
