@@ -49,7 +49,11 @@ export const configSchema = z.strictObject({
    * a node that listens beyond loopback without one warns at start).
    */
   apiKey: z.string().min(16, 'at least 16 characters').max(512).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces (it travels in an Authorization header)').optional(),
-  /** Model ids to serve; empty means the offline default of each built skillset. */
+  /**
+   * Model ids to serve; empty: per built skillset, the models.json
+   * `onlineDefault` where the store holds it, the hub answers or a trusted
+   * peer gives it, else the `offlineDefault` demo model (node/default-models.ts).
+   */
   models: z.array(modelIdSchema).max(64).default([]),
   device: deviceSchema.default('auto'),
   /**

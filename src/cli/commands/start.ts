@@ -60,7 +60,10 @@ Options:
                         apiKey keep it out of \`ps\`); without one, /v1
                         answers any client that calls it by the --http
                         address (a warning when that is beyond loopback)
-  --models ID,...       models to serve (default: the offline demo model)
+  --models ID,...       models to serve (default: per skillset, the real model
+                        models.json marks onlineDefault where this store holds
+                        it, the hub answers or a trusted peer gives it, else
+                        the generated demo model, with a warning)
   --device DEV          auto, cpu, cuda, cuda:N, tensorrt or webgpu (default auto)
   --dtype DTYPE         weight format: auto, fp32, fp16, int8, q8, ... (default
                         auto: the hardware plan chooses among the model's
