@@ -39,9 +39,10 @@ export const startCommand: Command = {
   help: `Usage: ipfs-accelerate start [options]
 
 Runs a worker node: joins the libp2p swarm, serves the configured models and
-takes inference jobs offered over gossipsub, until SIGINT or SIGTERM; then it
-finishes (or fails, with a clear error) the jobs it holds and closes cleanly.
-When ready it prints its multiaddrs and writes <data-dir>/node.json.
+takes the inference jobs clients offer it (on job links, or over gossipsub,
+which reaches workers a client does not know yet), until SIGINT or SIGTERM;
+then it finishes (or fails, with a clear error) the jobs it holds and closes
+cleanly. When ready it prints its multiaddrs and writes <data-dir>/node.json.
 
 Options:
   --data-dir DIR        where identity, models and the block store live

@@ -13,9 +13,11 @@ const embedCommand: Command = {
   summary: 'embed texts into vectors',
   help: `Usage: ipfs-accelerate submit embed --text T [--text T2 ...] [options]
 
-Joins the swarm as a client only, offers the job over gossipsub, leases it to
-one worker and prints the result. Without --bootstrap it finds the node running
-from the same data dir (its node.json) and peers on the LAN by mDNS.
+Joins the swarm as a client only, offers the job on job links to a few
+workers that serve the model (over gossipsub too from the second round on,
+or while no worker is advertised yet), leases it to the best bid and prints
+the result. Without --bootstrap it finds the node running from the same data
+dir (its node.json) and peers on the LAN by mDNS.
 
 Options:
   --text T              a text to embed, repeatable (at least one)
