@@ -99,7 +99,11 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   /** Images as job inputs (detr, llava-next): refused past these before they are decoded. */
   images: z.strictObject({
-    /** Encoded size of one image, in MB (an image over 4 MiB travels by CID, fetched from the client). */
+    /**
+     * Encoded size of one image, in MB. `submit` sends an image over 4 MiB
+     * by CID, fetched from the client; the HTTP API takes images inline only,
+     * up to 15 MiB or this, whichever is less.
+     */
     maxMB: z.number().positive().max(256).default(32),
     /** Width × height of one image, in millions of pixels (a decompression bomb is refused from its header). */
     maxMegapixels: z.number().positive().max(268).default(40),

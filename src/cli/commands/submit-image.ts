@@ -15,7 +15,8 @@ import { GENERATION_HELP, GENERATION_OPTIONS, generationInput, tokenTimings } fr
 
 const IMAGE_HELP = `  --image PATH          a PNG, JPEG or WebP file; up to 4 MiB it travels inside
                         the job, above that this client serves it to the
-                        worker by CID while the job runs`
+                        worker by CID while the job runs (workers refuse
+                        images over their images.maxMB, 32 by default)`
 
 interface Detection { label: string, score: number, box: { xmin: number, ymin: number, xmax: number, ymax: number } }
 
