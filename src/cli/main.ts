@@ -19,6 +19,10 @@ Usage: ipfs-accelerate <command> [options]
 Commands:
 ${lines.join('\n')}
 
+Options:
+  -h, --help     this help
+  -v, --version  print the version
+
 Run \`ipfs-accelerate <command> --help\` for a command's options.
 `
 }

@@ -52,7 +52,7 @@ Exit status: 0 with a result; 1 when no worker answered in time, no worker
 serves the model (ERR_NO_WORKER, at once, naming what the swarm serves), or
 the job failed on every worker it was tried on (up to 3, each named), or
 every worker that serves it refused this client (ERR_FORBIDDEN: their
---allow-peer lists); 2 for invalid usage.
+\`start --allow-peer\` lists); 2 for invalid usage.
 `,
   options: { ...CLIENT_OPTIONS, text: { type: 'string', multiple: true }, model: { type: 'string' }, pooling: { type: 'string' }, normalize: { type: 'boolean' } },
   async run (args) {
