@@ -65,7 +65,8 @@ Options:
                         models.json marks onlineDefault where this store holds
                         it, the hub answers or a trusted peer gives it, else
                         the generated demo model, with a warning)
-  --device DEV          auto, cpu, cuda, cuda:N, tensorrt or webgpu (default auto)
+  --device DEV          auto, cpu, cuda, cuda:N, tensorrt, tensorrt:N or webgpu
+                        (default auto)
   --dtype DTYPE         weight format: auto, fp32, fp16, int8, q8, ... (default
                         auto: the hardware plan chooses among the model's
                         reproducible dtypes; q8, faster but batch-dependent,
@@ -82,7 +83,7 @@ Options:
                         ask it for cached embeddings, repeatable (default: no
                         peer; pulls by CID work with any peer)
   --config FILE         a JSON or YAML config file (env IPFS_ACCELERATE_CONFIG)
-  --log-level LEVEL     error, warn, info or debug
+  --log-level LEVEL     error, warn, info or debug (default info)
   --json                print the ready line as one JSON object
   -h, --help            this help
 

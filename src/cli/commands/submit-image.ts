@@ -39,7 +39,7 @@ ${IMAGE_HELP}
   --data-dir DIR        data dir of a local node to find (default ~/.ipfs-accelerate)
   --no-mdns             do not look for workers on the LAN
   --swarm-key FILE      the private swarm's key file
-  --timeout SECONDS     give up after this long (default 30)
+  --timeout SECONDS     give up after this long (default 30, up to 3600)
   --json                one JSON object on stdout:
                         {"jobId","worker","skillset","model",
                          "output":{"detections":[{"label","score",

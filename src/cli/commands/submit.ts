@@ -30,7 +30,7 @@ Options:
   --swarm-key FILE      the private swarm's key file (swarm.key format; env
                         IPFS_ACCELERATE_SWARM_KEY): needed to reach workers
                         started with --swarm-key
-  --timeout SECONDS     give up after this long (default 30)
+  --timeout SECONDS     give up after this long (default 30, up to 3600)
   --json                one JSON object on stdout:
                         {"jobId","worker","skillset","model",
                          "output":{"embeddings":number[][],"dims":N},
