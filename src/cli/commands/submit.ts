@@ -20,7 +20,8 @@ the result. Without --bootstrap it finds the node running from the same data
 dir (its node.json) and peers on the LAN by mDNS.
 
 Options:
-  --text T              a text to embed, repeatable (at least one)
+  --text T              a text to embed, repeatable (1 to 256 texts, 8192
+                        characters each)
   --model ID            model to use (default: the worker's default embed model)
   --pooling mean|cls    pooling over tokens (default mean)
   --no-normalize        do not L2-normalise the vectors
