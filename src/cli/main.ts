@@ -8,7 +8,7 @@ import { modelsCommand } from './commands/models.ts'
 import { swarmKeyCommand } from './commands/swarm-key.ts'
 import { statusCommand } from './commands/status.ts'
 
-const COMMANDS: readonly Command[] = Object.freeze([startCommand, submitCommand, hardwareCommand, modelsCommand, swarmKeyCommand, statusCommand])
+export const COMMANDS: readonly Command[] = Object.freeze([startCommand, submitCommand, hardwareCommand, modelsCommand, swarmKeyCommand, statusCommand])
 
 function topHelp (): string {
   const lines = COMMANDS.map((c) => `  ${c.name.padEnd(10)} ${c.summary}`)
@@ -18,6 +18,10 @@ Usage: ipfs-accelerate <command> [options]
 
 Commands:
 ${lines.join('\n')}
+
+Options:
+  -h, --help     this help
+  -v, --version  print the version
 
 Run \`ipfs-accelerate <command> --help\` for a command's options.
 `

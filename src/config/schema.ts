@@ -49,7 +49,11 @@ export const configSchema = z.strictObject({
    * a node that listens beyond loopback without one warns at start).
    */
   apiKey: z.string().min(16, 'at least 16 characters').max(512).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces (it travels in an Authorization header)').optional(),
-  /** Model ids to serve; empty means the offline default of each built skillset. */
+  /**
+   * Model ids to serve; empty: per built skillset, the models.json
+   * `onlineDefault` where the store holds it, the hub answers or a trusted
+   * peer gives it, else the `offlineDefault` demo model (node/default-models.ts).
+   */
   models: z.array(modelIdSchema).max(64).default([]),
   device: deviceSchema.default('auto'),
   /**
@@ -95,7 +99,11 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   /** Images as job inputs (detr, llava-next): refused past these before they are decoded. */
   images: z.strictObject({
-    /** Encoded size of one image, in MB (an image over 4 MiB travels by CID, fetched from the client). */
+    /**
+     * Encoded size of one image, in MB. `submit` sends an image over 4 MiB
+     * by CID, fetched from the client; the HTTP API takes images inline only,
+     * up to 15 MiB or this, whichever is less.
+     */
     maxMB: z.number().positive().max(256).default(32),
     /** Width × height of one image, in millions of pixels (a decompression bomb is refused from its header). */
     maxMegapixels: z.number().positive().max(268).default(40),

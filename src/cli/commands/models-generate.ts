@@ -74,9 +74,10 @@ export const modelsGenerateCommand: Command = {
   summary: 'write the generated (seeded random) models of models.json to disk',
   help: `Usage: ipfs-accelerate models generate [--id ID]... [options]
 
-Writes the catalog's generated models (source kind "generated": BERT encoders
-and Qwen2-shaped decoder LMs with seeded RANDOM weights, real ONNX in the
-Hugging Face layout) into the models directory, one directory per model id:
+Writes the catalog's generated models (source kind "generated": BERT encoders,
+Qwen2-shaped decoder LMs, DETR-shaped detectors and LLaVA-NeXT-shaped models
+with seeded RANDOM weights, real ONNX in the Hugging Face layout, and the
+stand-ins' placeholders) into the models directory, one directory per model id:
 
   <models-dir>/<id>/config.json, tokenizer.json, tokenizer_config.json,
                     special_tokens_map.json, generated.json,
@@ -87,6 +88,10 @@ Hugging Face layout) into the models directory, one directory per model id:
                     ChatML chat template)
   detectors (generator detr): config.json, preprocessor_config.json
                     (DetrImageProcessor) and onnx/model.onnx only
+  vision-language (generator llava-next): generation_config.json,
+                    preprocessor_config.json, processor_config.json and
+                    onnx/vision_encoder.onnx, embed_tokens.onnx and
+                    decoder_model_merged.onnx only
 
 The same seed always gives byte-identical files, so the same root CID on every
 host: each model's CID is printed, and checked against the one models.json
@@ -106,7 +111,8 @@ Options:
   --catalog FILE    the model catalog (default: the package's models.json)
   --force           regenerate models that are already complete
   --json            no progress; one JSON object on stdout:
-                    {"modelsDir","models":[{"id","dir","status":"generated"|"present","ms"}]}
+                    {"modelsDir","models":[{"id","dir","status":"generated"|"present",
+                    "ms","cid","pinned":"matches"|"differs"|"none"}]}
   -h, --help        this help
 
 Exit status: 0 when every model is in place; 1 when one could not be written

@@ -29,8 +29,9 @@ Options:
   --swarm-key FILE  the private swarm's key file (env IPFS_ACCELERATE_SWARM_KEY)
                     (with a node running on the data dir, the node pulls, and
                     its own --trusted-peer and --swarm-key apply)
-  --max-mb N        refuse a model larger than N MB (default: config
-                    store.maxPullMB, 65536); the disk must also have room
+  --max-mb N        refuse a model larger than N MB (default 65536; with a
+                    node running on the data dir, its store.maxPullMB); the
+                    disk must also have room
   --id ID           record the model under this id
   --skillset S      ${SKILLSET_NAMES.join(', ')}
   --timeout SECS    give up after this long

@@ -11,7 +11,7 @@ import { modelsVerifyCommand } from './models-verify.ts'
 /** `models <sub-command>`: one file per sub-command, listed here. */
 export const modelsCommand: Command = {
   name: 'models',
-  summary: 'generate, import, list, pull, pin, export models',
+  summary: 'generate, import, list, pull, pin, unpin, gc, export, verify models',
   help: 'Usage: ipfs-accelerate models <sub-command> [options]',
   options: {},
   subcommands: Object.freeze([

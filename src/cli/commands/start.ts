@@ -39,9 +39,10 @@ export const startCommand: Command = {
   help: `Usage: ipfs-accelerate start [options]
 
 Runs a worker node: joins the libp2p swarm, serves the configured models and
-takes inference jobs offered over gossipsub, until SIGINT or SIGTERM; then it
-finishes (or fails, with a clear error) the jobs it holds and closes cleanly.
-When ready it prints its multiaddrs and writes <data-dir>/node.json.
+takes the inference jobs clients offer it (on job links, or over gossipsub,
+which reaches workers a client does not know yet), until SIGINT or SIGTERM;
+then it finishes (or fails, with a clear error) the jobs it holds and closes
+cleanly. When ready it prints its multiaddrs and writes <data-dir>/node.json.
 
 Options:
   --data-dir DIR        where identity, models and the block store live
@@ -60,8 +61,12 @@ Options:
                         apiKey keep it out of \`ps\`); without one, /v1
                         answers any client that calls it by the --http
                         address (a warning when that is beyond loopback)
-  --models ID,...       models to serve (default: the offline demo model)
-  --device DEV          auto, cpu, cuda, cuda:N, tensorrt or webgpu (default auto)
+  --models ID,...       models to serve (default: per skillset, the real model
+                        models.json marks onlineDefault where this store holds
+                        it, the hub answers or a trusted peer gives it, else
+                        the generated demo model, with a warning)
+  --device DEV          auto, cpu, cuda, cuda:N, tensorrt, tensorrt:N or webgpu
+                        (default auto)
   --dtype DTYPE         weight format: auto, fp32, fp16, int8, q8, ... (default
                         auto: the hardware plan chooses among the model's
                         reproducible dtypes; q8, faster but batch-dependent,
@@ -78,7 +83,7 @@ Options:
                         ask it for cached embeddings, repeatable (default: no
                         peer; pulls by CID work with any peer)
   --config FILE         a JSON or YAML config file (env IPFS_ACCELERATE_CONFIG)
-  --log-level LEVEL     error, warn, info or debug
+  --log-level LEVEL     error, warn, info or debug (default info)
   --json                print the ready line as one JSON object
   -h, --help            this help
 

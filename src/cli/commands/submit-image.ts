@@ -15,7 +15,8 @@ import { GENERATION_HELP, GENERATION_OPTIONS, generationInput, tokenTimings } fr
 
 const IMAGE_HELP = `  --image PATH          a PNG, JPEG or WebP file; up to 4 MiB it travels inside
                         the job, above that this client serves it to the
-                        worker by CID while the job runs`
+                        worker by CID while the job runs (workers refuse
+                        images over their images.maxMB, 32 by default)`
 
 interface Detection { label: string, score: number, box: { xmin: number, ymin: number, xmax: number, ymax: number } }
 
@@ -30,14 +31,15 @@ nothing: its weights are random). Boxes are in the image's own pixels.
 
 Options:
 ${IMAGE_HELP}
-  --threshold X         keep detections scoring at least X (0 to 1)
-  --top-k K             keep the K best detections at most
+  --threshold X         keep detections scoring above X (0 to 1; default 0.5)
+  --top-k K             keep the K best detections at most (1 to 1000;
+                        default 100)
   --model ID            model to use (default: the worker's default detr model)
   --bootstrap MULTIADDR worker to join through, repeatable
   --data-dir DIR        data dir of a local node to find (default ~/.ipfs-accelerate)
   --no-mdns             do not look for workers on the LAN
   --swarm-key FILE      the private swarm's key file
-  --timeout SECONDS     give up after this long (default 30)
+  --timeout SECONDS     give up after this long (default 30, up to 3600)
   --json                one JSON object on stdout:
                         {"jobId","worker","skillset","model",
                          "output":{"detections":[{"label","score",

@@ -80,13 +80,14 @@ export function tokenTimings (output: Record<string, unknown>, t: { totalMs: num
 export const GENERATION_HELP = `  --prompt P            the text to continue, as is
   --messages FILE       a JSON array of {"role", "content"} (system, user,
                         assistant), rendered with the model's chat template
-  --max-tokens N        tokens to generate at most (default 128)
+  --max-tokens N        tokens to generate at most (default 128, up to 2048)
   --temperature T       0 (greedy, the default) to 10
   --top-k K             sample from the K most likely tokens (0: off)
   --top-p P             sample from the smallest set with probability >= P
   --repetition-penalty R  above 1 discourages repeats (default 1: off)
   --seed S              0 to 4294967295: the same seed, the same text
-  --stop S              end before this text, repeatable (up to 4)
+  --stop S              end before this text, repeatable (up to 4, 64 bytes
+                        each)
 
 The result ("output") is {"text", "tokens", "finishReason"}: "stop" (eos
 or a stop sequence, which is left out of the text) or "length". With --json,

@@ -36,7 +36,7 @@ export const STREAM_SUBMIT_HELP = `Common options:
   --data-dir DIR        data dir of a local node to find (default ~/.ipfs-accelerate)
   --no-mdns             do not look for workers on the LAN
   --swarm-key FILE      the private swarm's key file
-  --timeout SECONDS     give up after this long (default 30)
+  --timeout SECONDS     give up after this long (default 30, up to 3600)
   --json                the result as one JSON object on stdout (with --stream,
                         one {"seq","partial"} line per partial first); it has
                         "partials" (how many came) and "timings.firstPartialMs"

@@ -13,12 +13,15 @@ const embedCommand: Command = {
   summary: 'embed texts into vectors',
   help: `Usage: ipfs-accelerate submit embed --text T [--text T2 ...] [options]
 
-Joins the swarm as a client only, offers the job over gossipsub, leases it to
-one worker and prints the result. Without --bootstrap it finds the node running
-from the same data dir (its node.json) and peers on the LAN by mDNS.
+Joins the swarm as a client only, offers the job on job links to a few
+workers that serve the model (over gossipsub too from the second round on,
+or while no worker is advertised yet), leases it to the best bid and prints
+the result. Without --bootstrap it finds the node running from the same data
+dir (its node.json) and peers on the LAN by mDNS.
 
 Options:
-  --text T              a text to embed, repeatable (at least one)
+  --text T              a text to embed, repeatable (1 to 256 texts, 8192
+                        characters each)
   --model ID            model to use (default: the worker's default embed model)
   --pooling mean|cls    pooling over tokens (default mean)
   --no-normalize        do not L2-normalise the vectors
@@ -28,7 +31,7 @@ Options:
   --swarm-key FILE      the private swarm's key file (swarm.key format; env
                         IPFS_ACCELERATE_SWARM_KEY): needed to reach workers
                         started with --swarm-key
-  --timeout SECONDS     give up after this long (default 30)
+  --timeout SECONDS     give up after this long (default 30, up to 3600)
   --json                one JSON object on stdout:
                         {"jobId","worker","skillset","model",
                          "output":{"embeddings":number[][],"dims":N},
@@ -50,7 +53,7 @@ Exit status: 0 with a result; 1 when no worker answered in time, no worker
 serves the model (ERR_NO_WORKER, at once, naming what the swarm serves), or
 the job failed on every worker it was tried on (up to 3, each named), or
 every worker that serves it refused this client (ERR_FORBIDDEN: their
---allow-peer lists); 2 for invalid usage.
+\`start --allow-peer\` lists); 2 for invalid usage.
 `,
   options: { ...CLIENT_OPTIONS, text: { type: 'string', multiple: true }, model: { type: 'string' }, pooling: { type: 'string' }, normalize: { type: 'boolean' } },
   async run (args) {

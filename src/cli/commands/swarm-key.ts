@@ -11,9 +11,10 @@ const generateCommand: Command = {
 
 Writes a new pre-shared key for a private swarm, in the IPFS swarm.key format
 (three lines: /key/swarm/psk/1.0.0/, /base16/, 64 hex digits), with mode 0600.
-Give every node a copy (over a channel you trust), then start each with
-\`--swarm-key FILE\` and submit with the same flag: nodes without the key
-cannot connect to them, nor they to nodes without it.
+Give every node a copy (over a channel you trust), then run each with
+\`start --swarm-key FILE\` and submit with the same flag (\`submit embed
+--swarm-key FILE\`): nodes without the key cannot connect to them, nor they
+to nodes without it.
 
 Options:
   --out FILE        where to write it (default <data-dir>/swarm.key)
