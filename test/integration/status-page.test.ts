@@ -1,35 +1,50 @@
 /**
- * The status page in a real browser (Debian's Chromium, driven by
+ * The status page in a real browser (headless Chromium, driven by
  * playwright-core): a two-worker swarm on loopback, the page of the first
  * shows both nodes' models and the peer; a third worker joins and the page
  * shows it without a reload. The page must run under its own CSP without a
  * console error. A screenshot is kept (its path is printed).
  *
- * Chromium: /usr/bin/chromium (`apt-get install -y chromium`; .ci/run
- * installs it), or CHROMIUM_PATH.
+ * Chromium: the headless build inside the npm package @sparticuz/chromium
+ * (a dev dependency; unpacked to the temp dir on first use), or the browser
+ * CHROMIUM_PATH names.
  */
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { access, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import packaged from '@sparticuz/chromium'
 import { chromium } from 'playwright-core'
 import type { Browser, Page } from 'playwright-core'
 import { CLI, ROOT, runProc, startWorker, stopProc } from '../helpers/procs.ts'
 import type { WorkerProc } from '../helpers/procs.ts'
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+/**
+ * The package's launch flags, less the two that weaken the page's security
+ * (this test checks that the page runs under its own CSP).
+ */
+const WEAKENING = new Set(['--disable-web-security', '--allow-running-insecure-content'])
+
+async function launchBrowser (): Promise<Browser> {
+  const path = process.env.CHROMIUM_PATH
+  if (path !== undefined && path !== '') {
+    await access(path).catch((err: unknown) => {
+      throw new Error(`CHROMIUM_PATH=${path}: no browser there: unset it to use the one from @sparticuz/chromium`, { cause: err })
+    })
+    // Root in CI containers: Chromium's sandbox needs user namespaces it may not have.
+    return await chromium.launch({ executablePath: path, headless: true, args: ['--no-sandbox'] })
+  }
+  const executablePath = await packaged.executablePath()
+  return await chromium.launch({ executablePath, headless: true, args: packaged.args.filter((a) => !WEAKENING.has(a)) })
+}
 const config = { adverts: { intervalMs: 1000 } }
 const workers: WorkerProc[] = []
 let browser: Browser | undefined
 
 before(async () => {
-  await access(CHROMIUM).catch((err: unknown) => {
-    throw new Error(`no Chromium at ${CHROMIUM}: install it (apt-get install -y chromium) or set CHROMIUM_PATH`, { cause: err })
-  })
   const a = await startWorker({ models: 'demo/tiny-random', config })
   workers.push(a, await startWorker({ models: 'demo/lm-tiny-random', config, bootstrap: [a.multiaddrs[0]!] }))
-  // Root in CI containers: Chromium's sandbox needs user namespaces it may not have.
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] })
+  browser = await launchBrowser()
 })
 
 after(async () => {
