@@ -1,20 +1,26 @@
 /**
  * Start-up calibration: a model with more than one candidate plan (provider
- * × dtype, hardware/plan.ts `planCandidates`) is measured on each; the
- * fastest device serves, with its first dtype in the fixed order that ran
- * (not the fastest dtype): every node on the same kind of hardware then
- * serves the same dtype, so a text's vector is the same whichever node runs
- * it. The candidates are batch-independent by default (the planner leaves
- * the others out), so that vector is also the same alone and in any batch. Each candidate gets a runner built the way serving builds
- * it (`createRunner`: an inference thread reading the weights from the
- * content store), runs a warm-up batch and then a few timed batches of the
- * skillset's `sampleInput`, bounded in time, and is stopped; items/s come
- * from the run time the runner reports, as the queue counts it.
+ * × dtype, hardware/plan.ts `planCandidates`) is measured on each device it
+ * could run on, and the fastest device serves. A device is measured on its
+ * first dtype in the fixed order that runs, and only on that one: that is the
+ * dtype it would serve (not the fastest dtype: timing noise must not make
+ * nodes differ in dtype, so every node on the same kind of hardware serves
+ * the same one and a text's vector is the same whichever node runs it), so
+ * devices are compared on what they would actually serve, and the later
+ * dtypes of a device cost nothing to start. The candidates are
+ * batch-independent by default (the planner leaves the others out), so that
+ * vector is also the same alone and in any batch. Each measured candidate
+ * gets a runner built the way serving builds it (`createRunner`: an
+ * inference thread reading the weights from the content store), runs a
+ * warm-up batch and then a few timed batches of the skillset's
+ * `sampleInput`, bounded in time; items/s come from the run time the runner
+ * reports, as the queue counts it.
  *
- * The candidates run in the reverse of the fixed order, so the one that
- * usually serves (the first on the fastest device) runs last: its runner,
- * loaded and warm, is handed to serving (`Calibration.runner`) instead of
- * being stopped and loaded again. One candidate is loaded at a time, so
+ * The devices run in the reverse of the fixed order, so the one that
+ * usually serves (the first device) runs last: its runner, loaded and warm,
+ * is handed to serving (`Calibration.runner`) instead of being stopped and
+ * loaded again. On a host with one device (a CPU-only host) that is one
+ * load, the one serving needs anyway. One candidate is loaded at a time, so
  * measuring never holds two copies of a model in memory.
  *
  * Not measured (the first candidate serves, as the fixed order says): when
@@ -22,8 +28,8 @@
  * measure) or one without `sampleInput`, and when only one candidate has its
  * weights in the store (a forced `--device`/`--dtype` can leave one; a hub
  * download holds the planned dtype only). A candidate that fails to load or
- * to run is reported with its error and left out; when all fail, start-up
- * fails with each reason.
+ * to run is reported with its error and left out, and its device's next
+ * dtype is measured instead; when all fail, start-up fails with each reason.
  */
 import { getSkillset } from '../../skillsets/index.ts'
 import { isStreamingSkillset } from '../interfaces/index.ts'
@@ -64,13 +70,15 @@ export interface CalibrateOptions {
 /** One candidate's measurement. */
 export interface CandidateFigure {
   plan: ExecutionPlan
-  /** Items per second per runner over the timed batches; absent when the candidate failed. */
+  /** Items per second per runner over the timed batches; absent when the candidate failed or was not measured. */
   itemsPerSecond?: number
   /** Timed batches run. */
   batches: number
   loadMs?: number
   /** Why it has no figure (load or run failure). */
   error?: string
+  /** Not measured: an earlier dtype of the fixed order ran on its device (that one would serve there). */
+  skipped?: true
 }
 
 export interface Calibration {
@@ -91,6 +99,7 @@ export function planLabel (plan: Pick<ExecutionPlan, 'device' | 'dtype'>): strin
 }
 
 function figureText (f: CandidateFigure): string {
+  if (f.skipped === true) return `${planLabel(f.plan)} not measured`
   return f.itemsPerSecond !== undefined ? `${planLabel(f.plan)} ${f.itemsPerSecond.toFixed(1)} items/s` : `${planLabel(f.plan)} failed (${f.error ?? 'no figure'})`
 }
 
@@ -103,7 +112,7 @@ async function withTimeout<T> (p: Promise<T>, ms: number, onTimeout: () => Error
   }
 }
 
-/** Measure every candidate that can be measured and choose the fastest; see the module comment. */
+/** Measure each device on its first dtype that runs and serve the fastest; see the module comment. */
 export async function calibrate (entry: ModelEntry, candidates: readonly ExecutionPlan[], location: StoredModelLocation, config: Readonly<NodeConfig>, log: Logger, options: CalibrateOptions = {}): Promise<Calibration> {
   const first = candidates[0]
   if (first === undefined) throw new ModelLoadError(`model ${entry.id}: no plan to run it on`)
@@ -165,23 +174,36 @@ export async function calibrate (entry: ModelEntry, candidates: readonly Executi
   }
 
   const t0 = performance.now()
+  // Devices in the fixed order of their first candidate; each with its candidates, in the fixed order.
+  const devices = new Map<string, ExecutionPlan[]>()
+  for (const c of measurable) devices.set(c.device, [...(devices.get(c.device) ?? []), c])
   const byPlan = new Map<ExecutionPlan, CandidateFigure>()
   try {
-    const reversed = [...measurable].reverse()
-    for (const [i, plan] of reversed.entries()) {
-      options.signal?.throwIfAborted()
-      const f = await measure(plan, i === reversed.length - 1)
-      log.debug(`${entry.id}: ${figureText(f)}`, { batches: f.batches, items, loadMs: f.loadMs === undefined ? undefined : Math.round(f.loadMs) })
-      byPlan.set(plan, f)
+    const reversed = [...devices.values()].reverse()
+    for (const [i, plans] of reversed.entries()) {
+      let ran = false
+      for (const plan of plans) {
+        if (ran) {
+          byPlan.set(plan, { plan, batches: 0, skipped: true })
+          continue
+        }
+        options.signal?.throwIfAborted()
+        const f = await measure(plan, i === reversed.length - 1)
+        log.debug(`${entry.id}: ${figureText(f)}`, { batches: f.batches, items, loadMs: f.loadMs === undefined ? undefined : Math.round(f.loadMs) })
+        byPlan.set(plan, f)
+        ran = f.itemsPerSecond !== undefined
+      }
     }
     // Reported in the fixed order, whatever order they ran in.
     const figures = measurable.map((p) => byPlan.get(p)!)
-    const { best, note } = choose(entry, figures)
+    const best = choose(entry, figures)
     const unheld = candidates.filter((c) => !held.has(c.dtype)).map(planLabel)
-    const summary = `${figures.map(figureText).join(', ')}${unheld.length === 0 ? '' : `; not measured (weights not in the store): ${unheld.join(', ')}`}`
-    const how = `${items} items a batch, ${warmup} warm-up batch${warmup === 1 ? '' : 'es'} then up to ${timed} timed within ${budgetMs} ms`
+    const notMeasured = figures.filter((f) => f.skipped === true).map((f) => planLabel(f.plan))
+    const ranText = figures.filter((f) => f.skipped !== true).map(figureText).join(', ')
+    const summary = `${ranText}${notMeasured.length === 0 ? '' : `; not measured (an earlier dtype ran on that device and would serve there): ${notMeasured.join(', ')}`}${unheld.length === 0 ? '' : `; not measured (weights not in the store): ${unheld.join(', ')}`}`
+    const how = `${items} items a batch, ${warmup} warm-up batch${warmup === 1 ? '' : 'es'} then up to ${timed} timed within ${budgetMs} ms, each device on its first dtype that runs`
     const order = best.plan === first ? 'also first in the fixed order' : `the fixed order would have chosen ${planLabel(first)}`
-    const plan = { ...best.plan, reasons: [...best.plan.reasons, `measured at start-up (${how}): ${summary}; the fastest device, ${best.plan.device}, serves ${planLabel(best.plan)} (${order})${note}`] }
+    const plan = { ...best.plan, reasons: [...best.plan.reasons, `measured at start-up (${how}): ${summary}; the fastest device, ${best.plan.device}, serves ${planLabel(best.plan)} (${order})`] }
     log.info(`${entry.id}: measured ${summary}: serving ${planLabel(best.plan)}`, { ms: Math.round(performance.now() - t0) })
     const handed = kept?.plan === best.plan ? kept.runner : undefined
     if (handed !== undefined) kept = undefined // the caller owns it now
@@ -191,13 +213,11 @@ export async function calibrate (entry: ModelEntry, candidates: readonly Executi
   }
 }
 
-/** On the fastest device, the first dtype of the fixed order that ran: timing noise must not make nodes differ in dtype. */
-function choose (entry: ModelEntry, figures: readonly CandidateFigure[]): { best: CandidateFigure & { itemsPerSecond: number }, note: string } {
+/** The fastest of the measured candidates (one per device: the first of its dtypes that ran). */
+function choose (entry: ModelEntry, figures: readonly CandidateFigure[]): CandidateFigure & { itemsPerSecond: number } {
   const fastest = figures.reduce<CandidateFigure | undefined>((b, f) => f.itemsPerSecond !== undefined && (b?.itemsPerSecond === undefined || f.itemsPerSecond > b.itemsPerSecond) ? f : b, undefined)
   if (fastest?.itemsPerSecond === undefined) {
     throw new ModelLoadError(`model ${entry.id} ran on none of its candidate plans: ${figures.map(figureText).join('; ')}`)
   }
-  const best = figures.find((f) => f.itemsPerSecond !== undefined && f.plan.device === fastest.plan.device) as CandidateFigure & { itemsPerSecond: number }
-  const note = best === fastest ? '' : `; on ${best.plan.device} its first dtype in the fixed order, ${best.plan.dtype}, not the fastest there (${planLabel(fastest.plan)}), so that every node on this kind of hardware serves the same dtype and results match across nodes`
-  return { best, note }
+  return fastest as CandidateFigure & { itemsPerSecond: number }
 }

@@ -15,6 +15,7 @@ import { configSchema } from '../../src/config/schema.ts'
 import type { ConfigInput } from '../../src/config/schema.ts'
 import { loadCatalog } from '../../src/models/catalog.ts'
 import { calibrate } from '../../src/node/calibrate.ts'
+import type { CandidateFigure } from '../../src/node/calibrate.ts'
 import { ensureModel, storedDtypes } from '../../src/node/served-models.ts'
 import { ModelQueue } from '../../src/scheduler/model-queue.ts'
 import { embedSkillset } from '../../skillsets/embed/index.ts'
@@ -41,7 +42,7 @@ function recorder (): Logger & { lines: string[] } {
     error: (m) => { lines.push(`error ${m}`) },
     warn: (m) => { lines.push(`warn ${m}`) },
     info: (m) => { lines.push(`info ${m}`) },
-    debug: () => {},
+    debug: (m) => { lines.push(`debug ${m}`) },
     child: () => logger
   }
   return logger
@@ -122,7 +123,7 @@ after(async () => {
 
 const config = (over: ConfigInput = {}): ReturnType<typeof configSchema.parse> => configSchema.parse({ dataDir: root, ...over })
 
-test('tiny model, static int8 vs fp32 on the CPU (q8 is batch-dependent, not a candidate): a figure for both, the larger serves, the figures are in the reasons and the log', { timeout: 120_000 }, async () => {
+test('tiny model on the CPU, int8 and fp32 candidates (q8 is batch-dependent, not one): one device, so only int8, its first dtype, is measured, and its loaded runner serves', { timeout: 120_000 }, async () => {
   assert.deepEqual(storedDtypes(location).sort(), ['fp32', 'int8', 'q8'])
   const candidates = planCandidates(tiny, baseProfile({ cpu: { ...baseProfile().cpu, cores: { physical: 1, logical: 1 } } }))
   assert.deepEqual(candidates.map(label), ['cpu int8', 'cpu fp32'])
@@ -132,20 +133,21 @@ test('tiny model, static int8 vs fp32 on the CPU (q8 is batch-dependent, not a c
   const ms = performance.now() - t0
   assert.equal(cal.skipped, undefined)
   assert.deepEqual(cal.figures.map((f) => label(f.plan)), ['cpu int8', 'cpu fp32'])
-  for (const f of cal.figures) {
-    assert.equal(f.error, undefined, f.error)
-    assert.ok(f.itemsPerSecond !== undefined && f.itemsPerSecond > 0, `${label(f.plan)}: ${f.itemsPerSecond}`)
-    assert.ok(f.batches >= 1 && f.batches <= 3)
-  }
-  // One device: its first dtype in the fixed order serves whichever measured faster, so every such node serves the same dtype.
+  const [int8, fp32] = cal.figures as [CandidateFigure, CandidateFigure]
+  assert.equal(int8.error, undefined, int8.error)
+  assert.ok(int8.itemsPerSecond !== undefined && int8.itemsPerSecond > 0, `cpu int8: ${int8.itemsPerSecond}`)
+  assert.ok(int8.batches >= 1 && int8.batches <= 3)
+  // fp32 would never serve on this device while int8 runs: it is not loaded at all.
+  assert.deepEqual(fp32, { plan: candidates[1], batches: 0, skipped: true })
+  assert.equal(log.lines.filter((l) => l.startsWith('debug demo/tiny-random: cpu')).length, 1, `one candidate loaded and run:\n${log.lines.join('\n')}`)
   assert.equal(cal.plan.dtype, 'int8')
-  assert.equal(cal.itemsPerSecond, cal.figures[0]?.itemsPerSecond)
-  assert.match(cal.plan.reasons.at(-1) ?? '', /^measured at start-up \(16 items a batch, .*cpu int8 [\d.]+ items\/s, cpu fp32 [\d.]+ items\/s; the fastest device, cpu, serves cpu int8 \(also first in the fixed order\)/)
+  assert.equal(cal.itemsPerSecond, int8.itemsPerSecond)
+  assert.match(cal.plan.reasons.at(-1) ?? '', /^measured at start-up \(16 items a batch, .*each device on its first dtype that runs\): cpu int8 [\d.]+ items\/s; not measured \(an earlier dtype ran on that device and would serve there\): cpu fp32; the fastest device, cpu, serves cpu int8 \(also first in the fixed order\)/)
   const lines = log.lines.filter((l) => l.startsWith('info demo/tiny-random: measured'))
   assert.equal(lines.length, 1, log.lines.join('\n'))
   assert.match(lines[0] ?? '', /serving cpu int8$/)
-  assert.ok(ms < 2 * 2 * 3000 + 30_000, `calibration took ${Math.round(ms)} ms`)
-  // int8, first in the fixed order, was measured last: its loaded runner is handed over, not loaded again.
+  assert.ok(ms < 3000 + 30_000, `calibration took ${Math.round(ms)} ms`)
+  // The measured runner is handed over, not loaded again.
   const runner = cal.runner
   assert.ok(runner !== undefined, 'the served plan\'s runner is handed to serving')
   try {
@@ -161,6 +163,28 @@ test('tiny model, static int8 vs fp32 on the CPU (q8 is batch-dependent, not a c
   const q = new ModelQueue({ modelId: tiny.id, skillset: embedSkillset, runners: [], maxBatchCost: 16, maxQueuedJobs: 1, initialThroughput: cal.itemsPerSecond, log })
   assert.equal(q.throughput, cal.itemsPerSecond)
   assert.ok(q.estimateMs(16) !== undefined)
+})
+
+test('two devices: each is measured on its first dtype only, the faster serves, and the first device\'s runner is handed over when it wins', { timeout: 120_000 }, async () => {
+  // A second "device" that runs on the CPU provider too (the runner builds its session from the provider; the device is the plan's label).
+  const [int8, fp32] = planCandidates(tiny, baseProfile({ cpu: { ...baseProfile().cpu, cores: { physical: 1, logical: 1 } } })) as [ExecutionPlan, ExecutionPlan]
+  const other = (p: ExecutionPlan): ExecutionPlan => ({ ...p, device: 'cuda:0' })
+  const candidates = [other(int8), other(fp32), int8, fp32]
+  const log = recorder()
+  const cal = await calibrate(tiny, candidates, location, config(), log, { batchCost: 8, timedBatches: 2 })
+  try {
+    assert.deepEqual(cal.figures.map((f) => f.skipped === true ? 'skipped' : f.itemsPerSecond !== undefined ? 'ran' : 'failed'), ['ran', 'skipped', 'ran', 'skipped'])
+    const [a, , b] = cal.figures as [CandidateFigure, CandidateFigure, CandidateFigure]
+    const winner = a.itemsPerSecond! >= b.itemsPerSecond! ? a : b
+    assert.equal(cal.plan.device, winner.plan.device)
+    assert.equal(cal.plan.dtype, 'int8')
+    assert.equal(cal.itemsPerSecond, winner.itemsPerSecond)
+    assert.deepEqual(log.lines.filter((l) => l.startsWith('debug demo/tiny-random: c')).map((l) => l.split(' ').slice(2, 4).join(' ')), ['cpu int8', 'cuda:0 int8'], `two candidates loaded and run, the last device first:\n${log.lines.join('\n')}`)
+    // cuda:0 is first in the fixed order, so it ran last: its runner is handed over exactly when it serves.
+    assert.equal(cal.runner !== undefined, winner === a)
+  } finally {
+    await cal.runner?.stop()
+  }
 })
 
 test('nothing measured: a forced dtype (one candidate), calibrate off, an in-process skillset, weights not in the store', async () => {
