@@ -1,5 +1,6 @@
 /**
- * The content store's engine: Helia light (no public routers) with bitswap,
+ * The content store's engine: Helia light (no public routers; loaded without
+ * Helia's default network stack, helia-light.ts) with bitswap,
  * on a persistent filesystem blockstore and datastore in the data dir.
  * Helia owns the libp2p node it composes from the options it is given.
  * Without libp2p options it is an offline store (import, list, export, gc).
@@ -9,13 +10,12 @@ import { join } from 'node:path'
 import { withBitswap } from '@helia/bitswap'
 import type { BitswapOptions } from '@helia/bitswap'
 import type { Helia, Router } from '@helia/interface'
-import { withLibp2pLight } from '@helia/libp2p'
 import type { HeliaWithLibp2p } from '@helia/libp2p'
 import { FsDatastore } from 'datastore-fs'
-import { createHeliaLight } from 'helia'
 import type { Libp2pOptions } from 'libp2p'
 import type { NodeServices } from '../p2p/libp2p.ts'
 import { FastFsBlockstore } from './blocks/fs-blockstore.ts'
+import { createHeliaLight, withLibp2pLight } from './helia-light.ts'
 
 export type StoreHelia = HeliaWithLibp2p<NodeServices>
 
@@ -67,8 +67,8 @@ async function openStores (dataDir: string, fsync?: boolean): Promise<{ blocksto
 export async function createStoreHelia (init: CreateHeliaInit): Promise<StoreHelia> {
   const stores = await openStores(init.dataDir, init.fsync)
   const light = createHeliaLight({ ...stores, routers: init.routers ?? [] })
-  const withP2p = withLibp2pLight(light, { ...init.libp2p, start: false } as Parameters<typeof withLibp2pLight>[1])
-  return withBitswap(withP2p as HeliaWithLibp2p, init.bitswap) as unknown as StoreHelia
+  const withP2p = withLibp2pLight(light, { ...init.libp2p, start: false })
+  return withBitswap(withP2p as unknown as HeliaWithLibp2p, init.bitswap) as unknown as StoreHelia
 }
 
 /** Build (not start) a Helia node with no network: for the CLI's local import, list, export and gc. */
