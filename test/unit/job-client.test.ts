@@ -194,7 +194,8 @@ test('no peers at all: ERR_NO_WORKER within discoveryMs', async () => {
 
 test('the only worker fails the job: the error names that try, not just "no other worker"', async () => {
   const only = await FakeWorker.start({ name: 'only', onAssign: (w, l, a) => w.fail(l, a, 'ERR_INFERENCE', 'the model blew up') })
-  await withSwarm([only], {}, async (c) => {
+  // Its one try failed: the client looks for another worker for discoveryMs (5 s by default) before it gives up.
+  await withSwarm([only], { discoveryMs: 500 }, async (c) => {
     await knows(c, [only])
     await assert.rejects(c.client.submit(job('alone')), (err: Error & { code?: string }) => {
       assert.equal(err.code, 'ERR_JOB_FAILED')
