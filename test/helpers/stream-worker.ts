@@ -34,6 +34,8 @@ export interface StreamWorker {
   runner: LocalStreamRunner
   /** The stand-in-stream runner's step counter (all jobs). */
   steps: () => number
+  /** Jobs the stand-in-stream runner is running now (0: it let every job go, no step can follow). */
+  running: () => number
   id: string
   stop: () => Promise<void>
 }
@@ -77,6 +79,7 @@ export async function startStreamWorker (opts: { protocols?: string[], resumeGra
     queue,
     runner,
     steps: () => (runner.current as StandInStreamRunner | undefined)?.steps ?? 0,
+    running: () => (runner.current as StandInStreamRunner | undefined)?.running ?? 0,
     id: node.peerId.toString(),
     stop: async () => {
       await jobs.stop(0)

@@ -8,18 +8,37 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { acquireDirLock, lockFile } from '../../src/store/dir-lock.ts'
 import { storePaths } from '../../src/store/helia.ts'
-import { CLI, runProc, startStorePeer, stopProc } from '../helpers/procs.ts'
-import { startStore, tempDir } from '../helpers/store-fixtures.ts'
+import { CID } from 'multiformats/cid'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { RAW_CODE } from '../../src/store/blocks/cid.ts'
+import { CLI, ROOT, startStorePeer, stopProc, track } from '../helpers/procs.ts'
+import { blockFile, startStore, tempDir } from '../helpers/store-fixtures.ts'
+
+/** A block no model pins (gc's to delete), put into the store of `dataDir`. */
+async function putUnpinnedBlock (dataDir: string): Promise<CID> {
+  const store = await startStore(dataDir, { lock: { waitMs: 0 } })
+  try {
+    const bytes = randomBytes(1000)
+    const cid = CID.createV1(RAW_CODE, await sha256.digest(bytes))
+    await store.helia.blockstore.put(cid, bytes)
+    return cid
+  } finally {
+    await store.stop()
+  }
+}
 
 const locked = (re: RegExp) => (err: Error & { code?: string }): boolean => err.code === 'ERR_STORE_LOCKED' && re.test(err.message)
 
-test('a second process gets ERR_STORE_LOCKED naming the owner; the CLI\'s gc waits for the owner to let go', async () => {
+test('a second process gets ERR_STORE_LOCKED naming the owner; the CLI\'s gc waits for the owner to let go, deleting nothing until then', async () => {
   const dataDir = join(await tempDir('ia-lock-'), 'data')
+  const garbage = await putUnpinnedBlock(dataDir)
   const peer = await startStorePeer(dataDir)
   try {
     const owner = JSON.parse(await readFile(lockFile(storePaths(dataDir).root), 'utf8')) as { pid: number }
@@ -28,12 +47,24 @@ test('a second process gets ERR_STORE_LOCKED naming the owner; the CLI\'s gc wai
     await assert.rejects(startStore(dataDir, { lock: { waitMs: 300 } }), locked(new RegExp(`in use by pid ${peer.proc.pid} .*wait for it to finish`)))
     assert.ok(Date.now() - t >= 300, 'it waited its bound first')
 
-    const gc = runProc([CLI, 'models', 'gc', '--json', '--data-dir', dataDir], { timeoutMs: 60_000 })
-    await new Promise((resolve) => setTimeout(resolve, 1500))
+    // gc, started while the peer holds the lock, must wait: it says so, and the unpinned block stays until the peer lets go
+    const gc = spawn(process.execPath, [CLI, 'models', 'gc', '--json', '--log-level', 'info', '--data-dir', dataDir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    const gcLog = track(gc, 'models gc')
+    let gcOut = ''
+    gc.stdout.on('data', (d: Buffer) => { gcOut += d.toString() })
+    const gcExit = new Promise<number | null>((resolve) => gc.once('exit', resolve))
+    const waiting = await new Promise<boolean>((resolve) => {
+      const seen = (): void => { if (gcLog().includes('waiting for the store lock')) { gc.stderr.off('data', seen); resolve(true) } }
+      gc.stderr.on('data', seen)
+      void gcExit.then(() => { resolve(false) })
+    })
+    assert.ok(waiting, `gc ended while the store peer held the lock (stdout ${gcOut}):\n${gcLog()}`)
+    assert.match(gcLog(), new RegExp(`waiting for the store lock .*owner="pid ${peer.proc.pid} `))
+    assert.ok(existsSync(blockFile(storePaths(dataDir).blocks, garbage)), 'the unpinned block is still there while gc waits')
     assert.equal(await stopProc(peer.proc, 15_000), 0)
-    const done = await gc
-    assert.equal(done.code, 0, done.stderr)
-    assert.deepEqual(JSON.parse(done.stdout), { deletedBlocks: 0 })
+    assert.equal(await gcExit, 0, gcLog())
+    assert.deepEqual(JSON.parse(gcOut), { deletedBlocks: 1 })
+    assert.ok(!existsSync(blockFile(storePaths(dataDir).blocks, garbage)), 'gc deleted it once it had the lock')
   } finally {
     await stopProc(peer.proc, 15_000)
   }

@@ -11,7 +11,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { expectedText } from '../../skillsets/stand-in-stream/index.ts'
 import type { JobRequest } from '../../src/p2p/job-client.ts'
-import { sleep, stopAll, waitFor } from '../helpers/p2p-nodes.ts'
+import { stopAll, waitFor } from '../helpers/p2p-nodes.ts'
 import { startClient } from '../helpers/p2p-fake-worker.ts'
 import type { TestClient } from '../helpers/p2p-fake-worker.ts'
 import { BATCH_MODEL, startStreamWorker, STREAM_MODEL } from '../helpers/stream-worker.ts'
@@ -64,13 +64,16 @@ test('a slow reader pauses its job on the worker: steps and buffers stay within 
     const window = 4
     const job = c.client.submit(streamJob(500, 'slow', texts, { stream: { window, onPartial: () => {} } }, async () => { if (texts.length === 1) await gate }))
     await waitFor('the first partial', () => texts.length === 1)
-    await sleep(300)
+    await waitFor('the worker to fill the window', () => w!.jobs.stats.partials >= window)
+    // The client acks what its caller consumed on every heartbeat: once the worker has read two of them, it knows all the client will let it send.
+    const heard = async (): Promise<void> => { const acks = w!.jobs.stats.acks; await waitFor('two acks from the client', () => w!.jobs.stats.acks >= acks + 2) }
+    await heard()
     const steps = w!.steps()
     // The runner emitted `window` partials (the last one's emit waits), nothing more; the client holds them.
-    assert.ok(steps <= window, `the runner stepped ${steps} times with a window of ${window}`)
-    assert.ok(w!.jobs.stats.partials <= window, `the worker sent ${w!.jobs.stats.partials} partials`)
+    assert.equal(steps, window, `the runner stepped ${steps} times with a window of ${window}`)
+    assert.equal(w!.jobs.stats.partials, window, `the worker sent ${w!.jobs.stats.partials} partials`)
     assert.equal(w!.queue.stats.partials, steps)
-    await sleep(200)
+    await heard()
     assert.equal(w!.steps(), steps, 'still paused: the reader has not consumed')
     release()
     const res = await job
@@ -104,8 +107,9 @@ test('a cancelled job stops the runner: no steps after the cancel', async () => 
     await assert.rejects(job)
     await waitFor('the worker to cancel the job', () => w!.jobs.stats.cancelled === 1)
     const steps = w!.steps()
-    await sleep(100)
-    assert.equal(w!.steps(), steps, 'no step after the cancel reached the worker')
+    // until the runner lets the job go (then no step of it can follow), not one more step
+    await waitFor('the runner to let the job go', () => { assert.equal(w!.steps(), steps, 'no step after the cancel reached the worker'); return w!.running() === 0 })
+    assert.ok(steps < 4000)
     assert.equal(w!.queue.depth, 0)
   })
 })
@@ -118,8 +122,8 @@ test('a client that goes away mid-stream: the worker cancels its job after the r
     await c.stop()
     await waitFor('the worker to cancel the orphaned job', () => w!.jobs.stats.orphaned === 1)
     const steps = w!.steps()
-    await sleep(100)
-    assert.equal(w!.steps(), steps, 'the runner stopped')
+    await waitFor('the runner to let the job go', () => { assert.equal(w!.steps(), steps, 'the runner stopped'); return w!.running() === 0 })
+    assert.ok(steps < 4000)
     assert.equal(w!.queue.stats.cancelled, 1)
   }, { resumeGraceMs: 200 })
 })

@@ -8,6 +8,7 @@ import { after, before, test } from 'node:test'
 import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { InferenceError } from '../../src/errors.ts'
+import type { Logger } from '../../src/logger.ts'
 import { frameLimits } from '../../src/node/frame-limits.ts'
 import { encodeMessage } from '../../src/p2p/codec.ts'
 import { JobLinks } from '../../src/p2p/job-link.ts'
@@ -16,7 +17,7 @@ import { JobWorker } from '../../src/p2p/job-worker.ts'
 import type { BidTerms, JobHandler, JobHead, RunOutcome } from '../../src/p2p/job-worker.ts'
 import type { Assign, LinkFrame, Offer } from '../../src/p2p/messages.ts'
 import { jobsTopic, MAX_GOSSIP_BYTES, PROTOCOL_VERSION } from '../../src/p2p/protocol.ts'
-import { connect, FrameLog, jobId, keyOf, silentLog, sleep, startNode, stopAll, waitFor } from '../helpers/p2p-nodes.ts'
+import { connect, FrameLog, jobId, keyOf, silentLog, startNode, stopAll, waitFor } from '../helpers/p2p-nodes.ts'
 import type { Node } from '../helpers/p2p-nodes.ts'
 
 const MODEL = 'test/model'
@@ -54,6 +55,10 @@ class StubHandler implements JobHandler {
 
 interface Client { node: Node, links: JobLinks, log: FrameLog, link: () => Promise<JobLink> }
 
+/** The worker's info lines (what it says when it cannot deliver an outcome). */
+const heard: string[] = []
+const workerLog: Logger = { ...silentLog, info: (m, f) => { heard.push(m); silentLog.info(m, f) }, child: () => workerLog }
+
 let worker: Node
 let workerLinks: JobLinks
 let jobs: JobWorker
@@ -85,7 +90,7 @@ before(async () => {
   worker = await startNode()
   workerLinks = new JobLinks({ libp2p: worker, log: silentLog })
   await workerLinks.start()
-  jobs = new JobWorker({ libp2p: worker, privateKey: keyOf(worker), links: workerLinks, handler, skillsets: ['stand-in'], limits: frameLimits, log: silentLog })
+  jobs = new JobWorker({ libp2p: worker, privateKey: keyOf(worker), links: workerLinks, handler, skillsets: ['stand-in'], limits: frameLimits, log: workerLog })
   jobs.start()
 })
 after(async () => {
@@ -128,18 +133,18 @@ test('bids on a direct offer, with the handler\'s terms; the same round offered 
 
 test('a bid that would not be valid on the wire (an infinite estimate) is not sent; the next good one is', async (t) => {
   reset()
-  handler.terms = () => ({ ...TERMS, etaMs: Number.POSITIVE_INFINITY })
+  const bad = jobId('bad-bid')
+  const good = jobId('good-bid')
+  handler.terms = (head) => head.jobId === bad ? { ...TERMS, etaMs: Number.POSITIVE_INFINITY } : TERMS
   const c = await client(t)
   const link = await c.link()
-  const bad = jobId('bad-bid')
   await link.send(offer(bad))
-  await waitFor('the handler to be asked', () => handler.bids.some((h) => h.jobId === bad))
-  await sleep(200)
-  assert.equal(c.log.of('bid', bad).length, 0, 'no malformed bid went out')
-  reset()
-  const good = jobId('good-bid')
   await link.send(offer(good))
+  // the worker takes a link's frames in order and answers at once: a bid on `bad` would have come before this one
   assert.deepEqual(await c.log.next('bid', good), { v: PROTOCOL_VERSION, t: 'bid', jobId: good, ...TERMS })
+  assert.ok(handler.bids.some((h) => h.jobId === bad), 'the handler was asked about the bad one')
+  assert.equal(c.log.of('bid', bad).length, 0, 'no malformed bid went out')
+  assert.deepEqual(c.log.bad.map((b) => `${b.jobId}: ${b.err.message}`), [], 'nor anything the client could not read')
 })
 
 test('answers `busy` when the handler is busy or does not serve the model', async (t) => {
@@ -239,10 +244,10 @@ test('cancel aborts the handler\'s signal; no outcome is sent', async (t) => {
   assert.equal((run.signal.reason as { code?: string }).code, 'ERR_JOB_CANCELLED')
   assert.equal(jobs.stats.cancelled, cancelled + 1)
   await waitFor('the job to be released', () => jobs.held === 0)
-  await sleep(300)
-  assert.equal(c.log.of('result', id).length + c.log.of('error', id).length, 0, 'a cancelled job is not answered')
+  // an answer would have been sent when the job was released, and a job's frames go out in order: the status comes after it
   await link.send(frame('query', id))
   assert.equal((await c.log.next('status', id)).state, 'unknown', 'a cancelled job is unknown to a query')
+  assert.equal(c.log.of('result', id).length + c.log.of('error', id).length, 0, 'a cancelled job is not answered')
 })
 
 test('errors from the handler go back with their code; a code-less error becomes ERR_INTERNAL', async (t) => {
@@ -274,7 +279,7 @@ test('a client that lost its link and came back gets the kept result by query', 
   await c.node.hangUp(worker.peerId)
   await waitFor('the worker to see the link end', () => !workerLinks.has(c.node.peerId.toString()))
   await waitFor('the job to finish', () => jobs.held === 0)
-  await sleep(300)
+  await waitFor('the worker to give up delivering', () => heard.some((m) => m.includes('keeping its outcome for its query')))
   assert.equal(jobs.stats.results, results, 'nothing delivered while the client was away')
   assert.equal(c.log.of('result', id).length, 0)
   await connect(c.node, worker)

@@ -11,13 +11,15 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { tmpdir } from 'node:os'
-import { expectedText, standInStreamSkillset, StandInStreamRunner } from '../../skillsets/stand-in-stream/index.ts'
+import type { Worker } from 'node:worker_threads'
+import { expectedText, standInStreamSkillset, StandInStreamRunner, streamToken } from '../../skillsets/stand-in-stream/index.ts'
 import type { StreamPartial } from '../../skillsets/stand-in-stream/index.ts'
 import type { ExecutionPlan } from '../../src/interfaces/index.ts'
 import { LocalStreamRunner } from '../../src/scheduler/local-stream-runner.ts'
 import { StreamingQueue } from '../../src/scheduler/streaming-queue.ts'
 import type { StreamHost, StreamingQueueInit } from '../../src/scheduler/streaming-queue.ts'
 import { InferenceThread } from '../../src/scheduler/thread.ts'
+import { STREAM_THREAD_CREDITS } from '../../src/scheduler/thread-protocol.ts'
 import { silentLog, sleep, waitFor } from '../helpers/p2p-nodes.ts'
 
 const plan: ExecutionPlan = { modelId: 'demo/stand-in-stream', device: 'cpu', provider: 'cpu', dtype: 'fp32', intraOpThreads: 1, reasons: [], fallbacks: [] }
@@ -61,7 +63,8 @@ test('a slow consumer pauses its own job only; the other job runs on', async () 
   const fast = await q.submit({ steps: 40, tag: 'fast' }, { deadline: later(), emit: async () => {} })
   assert.equal(fast.partials, 40, 'the other job finished while the slow one was paused')
   assert.equal(slowSeen, 3, 'the slow job did not step past its blocked emit')
-  await sleep(20)
+  // another job's steps on the same runner: the slow one had every chance to step meanwhile
+  assert.equal((await q.submit({ steps: 20, tag: 'after' }, { deadline: later(), emit: async () => {} })).partials, 20)
   assert.equal(slowSeen, 3, 'still paused')
   release()
   assert.equal((await slow).partials, 50)
@@ -75,13 +78,14 @@ test('cancel aborts ctx.signal and the runner takes no more steps', async () => 
   let seen = 0
   const job = q.submit({ steps: 4000, tag: 'c', msPerStep: 1 }, { deadline: later(), signal: ctl.signal, emit: async () => { seen++ } })
   await waitFor('some partials', () => seen >= 5)
+  const inner = runner.current as StandInStreamRunner
+  // each step emits at once, so between two steps the counts agree
+  const steps = inner.steps
+  assert.equal(steps, seen)
   ctl.abort(new Error('client went away'))
   await assert.rejects(job, /client went away/)
-  const inner = runner.current as StandInStreamRunner
-  const steps = inner.steps
-  await sleep(50)
-  assert.equal(inner.steps, steps, 'no step after the cancel')
-  assert.equal(inner.running, 0, 'the runner let the job go')
+  // until the runner lets the job go (then no step of it can follow), not one more step
+  await waitFor('the runner to let the job go', () => { assert.equal(inner.steps, steps, 'no step after the cancel'); return inner.running === 0 })
   assert.equal(q.stats.cancelled, 1)
   await runner.stop()
 })
@@ -124,9 +128,19 @@ test('in a real inference thread: partials with credit, cancel, and a crash fail
     // Back-pressure crosses the thread: with the consumer stuck, the thread sends no more than its credit.
     let held = 0
     const ctl = new AbortController()
+    // what the thread sends for this job, seen on its port
+    const worker = (thread as unknown as { worker: Worker }).worker
+    const bTokens = new Set(Array.from({ length: 1000 }, (_, i) => streamToken('b', i)))
+    let sent = 0
+    const onMessage = (m: { type: string, partial?: { text?: string } }): void => { if (m.type === 'partial' && bTokens.has(m.partial?.text ?? '')) sent++ }
+    worker.on('message', onMessage)
     const blocked = q.submit({ steps: 1000, tag: 'b' }, { deadline: later(), signal: ctl.signal, emit: async () => { held++; await new Promise(() => {}) } })
-    await waitFor('the first partial', () => held === 1)
-    await sleep(50)
+    blocked.catch(() => undefined) // asserted below; if an assert fails first, its message must not give way to this job's rejection at drain
+    await waitFor('the thread to spend its credit', () => sent >= STREAM_THREAD_CREDITS)
+    // another job through the same thread: the blocked one had every chance to step meanwhile
+    assert.equal((await q.submit({ steps: 20, tag: 'm' }, { deadline: later(), emit: async () => {} })).partials, 20)
+    worker.off('message', onMessage)
+    assert.equal(sent, STREAM_THREAD_CREDITS, 'the thread sent its credit, no more')
     assert.equal(held, 1, 'the consumer holds one partial; the rest wait in the thread')
     ctl.abort(new Error('cancelled by the test'))
     await assert.rejects(blocked, /cancelled by the test/)

@@ -28,6 +28,8 @@ export interface LinkReport {
   directory: Tally
   /** Answers the worker sent on the body-fault link, by type. */
   answers: Record<string, number>
+  /** Valid offers sent before a bad body (each makes its job known: the worker bids, then answers the bad body with an error). */
+  knownJobs: number
   /** A valid query after the body faults was answered on the same link. */
   linkSurvived: boolean
   ms: number
@@ -121,7 +123,7 @@ function answers (stream: Stream, into: Record<string, number>, onFrame: (f: Lin
 export async function fuzzLinks (node: Libp2p, peer: PeerId, opts: { count: number, seed: number, headerCount?: number, directoryCount?: number }): Promise<LinkReport> {
   const t0 = performance.now()
   const f = new Fuzzer(opts.seed)
-  const report: LinkReport = { body: new Tally(), header: new Tally(), directory: new Tally(), answers: {}, linkSurvived: false, ms: 0 }
+  const report: LinkReport = { body: new Tally(), header: new Tally(), directory: new Tally(), answers: {}, knownJobs: 0, linkSurvived: false, ms: 0 }
 
   // 1. body faults on one link
   const stream = await node.dialProtocol(peer, JOB_PROTOCOL, { signal: AbortSignal.timeout(5000) })
@@ -145,7 +147,7 @@ export async function fuzzLinks (node: Libp2p, peer: PeerId, opts: { count: numb
       if (validBody(jobId, input.bytes)) { report.body.validByChance++; continue }
     }
     // a known job (bid on) gets its bad frame answered with an error frame
-    if (n % 4 === 0) await send(frame(jobId, encode(bases[0])))
+    if (n % 4 === 0) { await send(frame(jobId, encode(bases[0]))); report.knownJobs++ }
     await send(frame(jobId, input.bytes))
     report.body.count(input.kind)
   }

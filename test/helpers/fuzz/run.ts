@@ -16,6 +16,7 @@ import { CID } from 'multiformats/cid'
 import { ClientNode } from '../../../src/node/client-node.ts'
 import { libp2pOptions } from '../../../src/p2p/libp2p.ts'
 import { standInDigest } from '../../../skillsets/stand-in/index.ts'
+import { parsePrometheusText, samples } from '../prom-text.ts'
 import { writeModelDir, smallModelFiles } from '../store-fixtures.ts'
 import { dagRequest, fuzzBlocks } from './blocks.ts'
 import type { BlocksReport } from './blocks.ts'
@@ -30,14 +31,22 @@ export interface FuzzTarget { pid: number, httpUrl: string, addr: string, peerId
 
 export interface Serving { alive: boolean, jobOk: boolean, jobMs: number, blocks: number, apiStatus: number, rssMB: number }
 
+/**
+ * What a surface's inputs made the worker do: how much each of its own
+ * counters (/healthz: job worker, adverts, store exchange) moved while the
+ * surface ran, read before the honest check that follows; and how many
+ * workers its advert table holds after it (an accepted fuzz advert would be one).
+ */
+export interface Moved { jobs: Record<string, number>, adverts: Record<string, number>, exchange: Record<string, number>, workersKnown: number }
+
 export interface FuzzReport {
   seed: number
   count: number
   rssBeforeMB: number
-  gossip?: GossipReport & { after: Serving }
-  links?: LinkReport & { after: Serving }
-  blocks?: BlocksReport & { after: Serving }
-  http?: HttpReport & { after: Serving }
+  gossip?: GossipReport & { after: Serving, moved: Moved }
+  links?: LinkReport & { after: Serving, moved: Moved }
+  blocks?: BlocksReport & { after: Serving, moved: Moved }
+  http?: HttpReport & { after: Serving, moved: Moved }
 }
 
 export type Surface = 'gossip' | 'links' | 'blocks' | 'http'
@@ -116,30 +125,53 @@ export async function runFuzz (t: FuzzTarget, opts: { count: number, seed: numbe
     await fetcher.dial(multiaddr(t.addr), { signal: AbortSignal.timeout(5000) })
     await fuzzer.dial(multiaddr(t.addr), { signal: AbortSignal.timeout(5000) })
     const check = async (): Promise<Serving> => await serving(t, token, fetcher, root)
+    let before = await counters(t)
+    const diff = (a: Record<string, number>, b: Record<string, number>): Record<string, number> => Object.fromEntries(Object.entries(b).map(([k, v]) => [k, v - (a[k] ?? 0)]))
+    const checked = async (): Promise<{ moved: Moved, after: Serving }> => {
+      const now = await counters(t)
+      const moved = { jobs: diff(before.jobs, now.jobs), adverts: diff(before.adverts, now.adverts), exchange: diff(before.exchange, now.exchange), workersKnown: await workersKnown(t) }
+      const after = await check()
+      before = await counters(t) // the honest check moves counters too: the next surface starts from here
+      return { moved, after }
+    }
     if (surfaces.includes('gossip')) {
       const r = await fuzzGossip({ addr: t.addr, dropped: async () => await dropped(t) }, { count: opts.count, seed: opts.seed })
-      report.gossip = { ...r, after: await check() }
+      report.gossip = { ...r, ...await checked() }
       opts.log?.(`gossip: ${r.offers.sent} offers + ${r.adverts.sent} adverts from ${r.identities} peers, ${r.rejected} rejected by the validators, ${r.notSent} refused by our own node; ${r.ms} ms; after: ${JSON.stringify(report.gossip.after)}`)
     }
     if (surfaces.includes('links')) {
       const r = await fuzzLinks(fuzzer, peer, { count: opts.count, seed: opts.seed + 1 })
-      report.links = { ...r, after: await check() }
+      report.links = { ...r, ...await checked() }
       opts.log?.(`job link: ${r.body.sent} bad bodies on one link (answers ${JSON.stringify(r.answers)}, link survived: ${r.linkSurvived}), ${r.header.sent} bad headers (${r.header.resets} resets, ${r.header.timeouts} timeouts); directory: ${r.directory.sent} (${r.directory.resets} resets, ${r.directory.answered} answered); ${r.ms} ms; after: ${JSON.stringify(report.links.after)}`)
     }
     if (surfaces.includes('blocks')) {
       const r = await fuzzBlocks(fuzzer, peer, root, { count: opts.count, seed: opts.seed + 2 })
-      report.blocks = { ...r, after: await check() }
+      report.blocks = { ...r, ...await checked() }
       opts.log?.(`blocks: ${r.tally.sent} requests (${r.tally.resets} resets, ${r.errorReplies} error replies, ${r.tally.timeouts} timeouts); ${r.ms} ms; after: ${JSON.stringify(report.blocks.after)}`)
     }
     if (surfaces.includes('http')) {
       const r = await fuzzHttp({ url: t.httpUrl, token, sandbox: t.sandbox, modelRef: root.toString() }, { count: opts.count, seed: opts.seed + 3 })
-      report.http = { ...r, after: await check() }
+      report.http = { ...r, ...await checked() }
       opts.log?.(`http: ${r.tally.sent} requests, statuses ${JSON.stringify(r.statuses)}, codes ${JSON.stringify(r.codes)}, ${r.unclear.length} unclear ${JSON.stringify(r.unclear)}, ${r.tally.resets} resets, ${r.tally.timeouts} unanswered ${JSON.stringify(r.hung)}; ${r.ms} ms; after: ${JSON.stringify(report.http.after)}`)
     }
   } finally {
     await Promise.allSettled([fetcher.stop(), fuzzer.stop()])
   }
   return report
+}
+
+async function counters (t: FuzzTarget): Promise<{ jobs: Record<string, number>, adverts: Record<string, number>, exchange: Record<string, number> }> {
+  const h = await (await fetch(`${t.httpUrl}/healthz`, { signal: AbortSignal.timeout(5000) })).json() as { jobs: Record<string, number>, adverts: Record<string, number> }
+  const m = parsePrometheusText(await (await fetch(`${t.httpUrl}/metrics`, { signal: AbortSignal.timeout(5000) })).text())
+  // the exchange's counters are in /metrics only (dropped_messages_total, source="store")
+  const exchange = Object.fromEntries(samples(m, 'ipfs_accelerate_dropped_messages_total', 'ipfs_accelerate_dropped_messages_total', { source: 'store' }).map((x) => [x.labels.reason ?? '', x.value]))
+  const jobsRun = samples(m, 'ipfs_accelerate_jobs_total', 'ipfs_accelerate_jobs_total').reduce((n, x) => n + x.value, 0)
+  return { jobs: { ...h.jobs, jobsRun }, adverts: h.adverts, exchange }
+}
+
+async function workersKnown (t: FuzzTarget): Promise<number> {
+  const s = await (await fetch(`${t.httpUrl}/status.json`, { signal: AbortSignal.timeout(5000) })).json() as { swarm: { peers: unknown[] } }
+  return s.swarm.peers.length
 }
 
 async function dropped (t: FuzzTarget): Promise<{ offers: number, adverts: number }> {
