@@ -343,6 +343,8 @@ export class WorkerNode implements JobHandler {
   private async doStop (graceMs: number): Promise<void> {
     this.jobWorker?.stopBidding()
     await this.adverts?.stop()
+    const inHand = [...this.served.values()].reduce((n, m) => n + m.queue.depth, 0)
+    if (inHand > 0) log.info(`draining: ${inHand} job${inHand === 1 ? '' : 's'} in hand, waiting up to ${Math.round(graceMs / 1000)} s for them to finish`)
     await Promise.all([...this.served.values()].map(async (m) => { await m.queue.drain(graceMs) }))
     await this.jobWorker?.stop(5000)
     this.openai?.stop()

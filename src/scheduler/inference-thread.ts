@@ -2,7 +2,7 @@
  * Entry point of an inference thread: loads one model through its skillset
  * and runs batches, so ONNX Runtime's blocking calls stay off the event loop.
  */
-import { closeSync, openSync } from 'node:fs'
+import { closeSync, existsSync, openSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
 import type { TransferListItem } from 'node:worker_threads'
 import { getSkillset } from '../../skillsets/index.ts'
@@ -47,14 +47,17 @@ async function useStore (model: ThreadInit['model']): Promise<void> {
  * hang or crash. Inert unless IPFS_ACCELERATE_TEST_FAULTS is set:
  * - `hang-once`: the first run never answers (the stall watchdog recovers);
  * - `crash-once`: the first run calls process.exit(1), which ends this
- *   thread only (the InferenceThread restarts it).
+ *   thread only (the InferenceThread restarts it);
+ * - `hold-once`: the first run waits until the file named by
+ *   IPFS_ACCELERATE_TEST_RELEASE_FILE exists (at most 120 s), then runs, so
+ *   a test can act while a job is known to be running.
  * "Once" is once per node process when IPFS_ACCELERATE_TEST_FAULTS_FILE
  * names a marker file (the thread that creates it fires the fault), else
  * once per InferenceThread object (its first worker, generation 0, only).
  */
-function takeTestFault (): 'hang' | 'crash' | undefined {
+function takeTestFault (): 'hang' | 'crash' | 'hold' | undefined {
   const faults = process.env.IPFS_ACCELERATE_TEST_FAULTS ?? ''
-  const fault = faults.includes('hang-once') ? 'hang' : faults.includes('crash-once') ? 'crash' : undefined
+  const fault = faults.includes('hang-once') ? 'hang' : faults.includes('crash-once') ? 'crash' : faults.includes('hold-once') ? 'hold' : undefined
   if (fault === undefined) return undefined
   const marker = process.env.IPFS_ACCELERATE_TEST_FAULTS_FILE ?? ''
   if (marker === '') return (init.generation ?? 0) === 0 ? fault : undefined
@@ -67,6 +70,14 @@ function takeTestFault (): 'hang' | 'crash' | undefined {
   return fault
 }
 let faultChecked = false
+
+/** `hold-once`: resolves once the release file exists, or after 120 s. */
+async function held (): Promise<void> {
+  const release = process.env.IPFS_ACCELERATE_TEST_RELEASE_FILE ?? ''
+  if (release === '') throw new Error('IPFS_ACCELERATE_TEST_FAULTS=hold-once needs IPFS_ACCELERATE_TEST_RELEASE_FILE')
+  const until = Date.now() + 120_000
+  while (!existsSync(release) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20))
+}
 
 let runner: SkillsetRunner | undefined
 let streamer: StreamingRunner | undefined
@@ -143,7 +154,16 @@ port.on('message', (msg: ToThread) => {
     const fault = takeTestFault()
     if (fault === 'crash') process.exit(1)
     if (fault === 'hang') return // this run never answers
+    if (fault === 'hold') {
+      const r = runner
+      held().then(() => { runBatch(r, msg) }, (err: unknown) => { post({ type: 'error', id: msg.id, code: 'ERR_INFERENCE', message: errorMessage(err) }) })
+      return
+    }
   }
+  runBatch(runner, msg)
+})
+
+function runBatch (runner: SkillsetRunner, msg: Extract<ToThread, { type: 'run' }>): void {
   const start = performance.now()
   runner.run(msg.inputs).then((results) => {
     // An Error in an input's place fails that input's job only (structured clone would drop its code).
@@ -157,4 +177,4 @@ port.on('message', (msg: ToThread) => {
     const e = toError(err)
     post({ type: 'error', id: msg.id, code: e.code, message: e.message })
   })
-})
+}
