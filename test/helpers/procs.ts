@@ -111,6 +111,19 @@ export async function startWorker (opts: { dataDir?: string, models?: string | n
   return { proc, dataDir, peerId: ready.peerId as string, multiaddrs: ready.multiaddrs as string[], httpUrl: ready.httpUrl as string, stderr }
 }
 
+/**
+ * Start several workers at once. If any fails to start, the ones that did
+ * are stopped before the first failure is thrown, so a failed `before` hook
+ * leaves no sibling running until its file ends.
+ */
+export async function startWorkers (opts: ReadonlyArray<Parameters<typeof startWorker>[0]>): Promise<WorkerProc[]> {
+  const settled = await Promise.allSettled(opts.map(async (o) => await startWorker(o)))
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (failed === undefined) return settled.map((r) => (r as PromiseFulfilledResult<WorkerProc>).value)
+  await Promise.all(settled.map(async (r) => { if (r.status === 'fulfilled') await stopProc(r.value.proc, 10_000) }))
+  throw failed.reason
+}
+
 /** SIGTERM, wait for a clean exit (bounded), else SIGKILL. Resolves with the exit code. */
 export async function stopProc (proc: ChildProcess, timeoutMs = 30_000): Promise<number | null> {
   if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict'
 import { ClientNode } from '../../src/node/client-node.ts'
 import type { JobResponse } from '../../src/p2p/job-client.ts'
 import { standInDigest } from '../../skillsets/stand-in/index.ts'
-import { CLI, health, runProc, startWorker, stopProc, waitForJobInHand } from '../helpers/procs.ts'
+import { CLI, health, runProc, startWorker, startWorkers, stopProc, waitForJobInHand } from '../helpers/procs.ts'
 import type { WorkerProc } from '../helpers/procs.ts'
 
 const STAND_IN = 'demo/stand-in'
@@ -18,7 +18,7 @@ const STAND_IN = 'demo/stand-in'
 async function standInWorkers (n: number, msPerItem: number): Promise<WorkerProc[]> {
   const config = { standIn: { msPerItem }, adverts: { intervalMs: 1000 } }
   const first = await startWorker({ models: STAND_IN, config })
-  const rest = await Promise.all(Array.from({ length: n - 1 }, async () => await startWorker({ models: STAND_IN, config, bootstrap: [first.multiaddrs[0]!] })))
+  const rest = await startWorkers(Array.from({ length: n - 1 }, () => ({ models: STAND_IN, config, bootstrap: [first.multiaddrs[0]!] })))
   return [first, ...rest]
 }
 

@@ -6,14 +6,15 @@
  */
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { CLI, runProc, startWorker, stopProc } from '../helpers/procs.ts'
+import { CLI, runProc, startWorker, startWorkers, stopProc } from '../helpers/procs.ts'
 import type { WorkerProc } from '../helpers/procs.ts'
 
 let workers: WorkerProc[] = []
 
 before(async () => {
   const a = await startWorker({ dtype: 'fp32' })
-  const rest = await Promise.all([0, 1].map(async () => await startWorker({ dtype: 'fp32', bootstrap: [a.multiaddrs[0]!] })))
+  workers = [a] // stopped by the after hook if the others fail to start
+  const rest = await startWorkers([0, 1].map(() => ({ dtype: 'fp32', bootstrap: [a.multiaddrs[0]!] })))
   workers = [a, ...rest]
 })
 

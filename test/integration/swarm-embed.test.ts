@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { getBatchSkillset as getSkillset } from '../../skillsets/index.ts'
 import type { ExecutionPlan, SkillsetRunner } from '../../src/interfaces/index.ts'
-import { CLI, ROOT, runProc, startWorker, stopProc, tempDir } from '../helpers/procs.ts'
+import { CLI, ROOT, runProc, startWorker, startWorkers, stopProc, tempDir } from '../helpers/procs.ts'
 import type { WorkerProc } from '../helpers/procs.ts'
 
 const MODEL = 'demo/tiny-random'
@@ -21,7 +21,8 @@ before(async () => {
   // so a q8 job's numbers depend on what it was batched with.
   const config = { adverts: { intervalMs: 500 } }
   const first = await startWorker({ config, dtype: 'fp32' })
-  const rest = await Promise.all([0, 1].map(async () => await startWorker({ config, dtype: 'fp32', bootstrap: [first.multiaddrs[0]!] })))
+  workers = [first] // stopped by the after hook if the others fail to start
+  const rest = await startWorkers([0, 1].map(() => ({ config, dtype: 'fp32', bootstrap: [first.multiaddrs[0]!] })))
   workers = [first, ...rest]
   // This test is about spreading jobs over a fleet that is up: the client asks
   // the first worker for its directory, so wait (bounded) until that worker has

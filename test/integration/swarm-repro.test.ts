@@ -7,7 +7,7 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { ROOT, runProc, startWorker, stopProc } from '../helpers/procs.ts'
+import { ROOT, runProc, startWorkers, stopProc } from '../helpers/procs.ts'
 import type { WorkerProc } from '../helpers/procs.ts'
 
 const MODEL = 'demo/tiny-random'
@@ -17,7 +17,7 @@ let workers: WorkerProc[] = []
 before(async () => {
   // Two separate one-worker swarms, so each client's jobs run on the worker it names.
   const config = { store: { embeddingCache: false } }
-  workers = await Promise.all([0, 1].map(async () => await startWorker({ models: MODEL, config })))
+  workers = await startWorkers([0, 1].map(() => ({ models: MODEL, config })))
 })
 
 after(async () => {
