@@ -69,7 +69,8 @@ async function start (msg: Json): Promise<Json> {
     mdns: false,
     http: false,
     models: ['demo/stand-in'],
-    adverts: { intervalMs: Number(msg.advertsMs ?? 5000) },
+    // No advertsMs (null, or NaN sent as JSON): the node's own default.
+    ...(typeof msg.advertsMs === 'number' ? { adverts: { intervalMs: msg.advertsMs } } : {}),
     standIn: { msPerItem: Number(msg.msPerItem), slowdown, failRate: Number(msg.failRate ?? 0) },
     logLevel: 'warn'
   })
