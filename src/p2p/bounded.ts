@@ -75,6 +75,11 @@ export class TokenBucket {
     this.tokens -= n
     return true
   }
+
+  /** Give back `n` tokens (never past `burst`). */
+  give (n = 1): void {
+    this.tokens = Math.min(this.burst, this.tokens + n)
+  }
 }
 
 /** One token bucket per peer, the peers themselves bounded. */
@@ -93,5 +98,10 @@ export class PeerBuckets {
     let b = this.buckets.get(peer)
     if (b === undefined) { b = new TokenBucket(this.rate, this.burst); this.buckets.set(peer, b) }
     return b.take(n)
+  }
+
+  /** Give back tokens a peer spent on something that turned out to be worth it. */
+  give (peer: string, n = 1): void {
+    this.buckets.get(peer)?.give(n)
   }
 }

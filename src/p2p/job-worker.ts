@@ -303,7 +303,9 @@ export class JobWorker {
 
   private onAssign (link: JobLink, a: Assign): void {
     const key = `${link.peer}/${a.jobId}`
-    this.bids.delete(key)
+    // An offer that became a lease was worth answering: its token goes back, so the offer rate bounds
+    // offers a peer makes without leasing (a flood), not the jobs of a client that leases what it is bid.
+    if (this.bids.delete(key)) this.offerBuckets.give(link.peer)
     if (this.forbids(link.peer)) { void this.sendForbidden(link, a.jobId); return }
     const existing = this.jobs.get(key)
     if (existing !== undefined) {

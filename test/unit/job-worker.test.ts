@@ -326,6 +326,25 @@ test('an offer flood from one peer is rate limited; the worker still answers a n
   assert.deepEqual((await flooder.log.next('result', mine)).output, { echo: 'still-served' })
 })
 
+test('offers that become leases are not rate limited: a client that leases every bid can offer past the burst', async (t) => {
+  reset()
+  const c = await client(t)
+  const link = await c.link()
+  const limited = jobs.stats.rateLimited
+  // 1,200 offers in batches of 100, each bid leased at once: past the burst (400) plus what 200/s refills in the time it takes.
+  const t0 = performance.now()
+  for (let b = 0; b < 12; b++) {
+    const ids = Array.from({ length: 100 }, (_, i) => jobId(`leased-${b}-${i}`))
+    await Promise.all(ids.map(async (id) => { await link.send(offer(id)) }))
+    await waitFor(`batch ${b}'s bids`, () => ids.every((id) => c.log.of('bid', id).length + c.log.of('busy', id).length > 0), 15_000)
+    await Promise.all(ids.map(async (id) => { await link.send(assign(id, id)) }))
+    await waitFor(`batch ${b}'s results`, () => ids.every((id) => c.log.of('result', id).length > 0), 15_000)
+  }
+  const seconds = (performance.now() - t0) / 1000
+  t.diagnostic(`1200 offers and leases in ${seconds.toFixed(2)} s`)
+  assert.equal(jobs.stats.rateLimited - limited, 0, `no offer of a client that leases its bids is refused (it took ${seconds.toFixed(2)} s; without the refund ${400 + Math.floor(seconds * 200)} would have been allowed)`)
+})
+
 test('a malformed gossip offer is rejected by the topic validator and not bid on; a good one from another peer is', async (t) => {
   reset()
   const g = await client(t)
