@@ -136,6 +136,7 @@ export class WorkerNode implements JobHandler {
       log: log.child('adverts'),
       build: () => this.advertBody(),
       intervalMs: cfg.adverts.intervalMs,
+      refreshMs: cfg.adverts.refreshMs,
       onAdvert: (p) => {
         const addrs = p.advert.addrs.map((a) => multiaddr(a))
         this.dialer?.dial(addrs)

@@ -1,9 +1,17 @@
 /**
- * Adverts: each worker's heartbeat on the adverts topic (hardware summary,
- * models with provider, dtype, measured throughput and queued cost) with a
- * time-to-live, a fresh one whenever a new peer subscribes, and a final
- * "leaving" advert on stop. Every node, client or worker, keeps the table
- * of live adverts it heard, bounded and pruned.
+ * Adverts: what each worker serves, on the adverts topic (hardware summary,
+ * models with provider, dtype, measured throughput and queued cost), with a
+ * time-to-live, and a final "leaving" advert on stop. Every node, client or
+ * worker, keeps the table of live adverts it heard, bounded and pruned.
+ *
+ * An advert goes out when something changes, not on a clock: at once
+ * (debounced) when what the node serves changes (models, readiness,
+ * addresses), at most once per `intervalMs` while only its load changes
+ * (queued cost, depth, throughput), once per `intervalMs` when new peers
+ * subscribed, and otherwise as a refresh every `refreshMs` — or every
+ * second per peer in the table, if that is longer, so that the adverts a
+ * node takes in stay near one a second however large the swarm. The TTL is
+ * three refreshes. An idle swarm sends next to nothing.
  *
  * - An advert's addresses must end in its sender's own peer id; others are
  *   dropped, so one advert cannot make the swarm dial an arbitrary host.
@@ -49,9 +57,14 @@ export interface AdvertsInit {
   onLeave?: (peerId: string) => void
   /** Peers kept in the table at most (default 4096). */
   maxPeers?: number
+  /** An unchanged advert is re-sent this often at least (default 60 000 ms; longer in a large swarm, see above). */
+  refreshMs?: number
 }
 
-const HINT_TTL_MS = 15_000
+/** A refresh comes at least this many ms apart per peer in the table: a node takes in about one advert a second. */
+const REFRESH_PER_PEER_MS = 1000
+/** Load fields of an advert's models: a change in these alone waits for `intervalMs`. */
+type LoadFree = Omit<AdvertBody, 'queueDepth'> & { models: Array<Omit<AdvertModel, 'queuedCost' | 'throughput'>> }
 
 /** The addresses of an advert that end in its sender's peer id, parsed. */
 export function ownAddrs (peerId: string, addrs: readonly string[]): Multiaddr[] {
@@ -80,17 +93,27 @@ export class Adverts {
   private readonly asked = new BoundedMap<string, Promise<void>>(4096, 60_000)
   readonly stats = { dropped: 0, foreignAddrs: 0, restarts: 0, directoriesServed: 0, directoriesFetched: 0, badHints: 0 }
   private readonly onMessage = (evt: CustomEvent<Message>): void => { this.receive(evt.detail) }
-  private lastSubscriptionPublish = -Infinity
+  /** What the last advert said: its shape (load left out) and its load, and when it went. */
+  private last: { shape: string, load: string, at: number } | undefined
+  /** New subscribers to the adverts topic since the last advert (they have not heard us yet). */
+  private newSubscribers = false
+  /** Peers that subscribed to the adverts topic lately: a peer that re-subscribes is not new. */
+  private readonly subscribers = new BoundedMap<string, true>(4096, 10 * 60_000)
+  /** Counters: adverts sent, and why. */
+  readonly sent = { change: 0, load: 0, subscribers: 0, refresh: 0 }
   /**
-   * A peer subscribed: advertise again soon, at most once per fifth of the
-   * interval. Every short-lived client subscribes, and each re-publish
-   * reaches the whole swarm; new peers get the table by the directory anyway.
+   * A peer subscribed: it hears our next advert. That advert goes at the
+   * next tick (at most once per `intervalMs`, however many subscribe: every
+   * short-lived client subscribes, and each advert reaches the whole swarm;
+   * new peers get the table by the directory anyway). At start, the first
+   * subscriber (the bootstrap peer) is heard at once.
    */
-  private readonly onSubscription = (): void => {
-    const now = performance.now()
-    if (now - this.lastSubscriptionPublish < this.intervalMs / 5) return
-    this.lastSubscriptionPublish = now
-    this.publishSoon()
+  private readonly onSubscription = (evt: CustomEvent<{ peerId: PeerId, subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
+    const peer = evt.detail.peerId.toString()
+    if (!evt.detail.subscriptions.some((s) => s.topic === ADVERTS_TOPIC && s.subscribe) || this.subscribers.has(peer)) return
+    this.subscribers.set(peer, true)
+    this.newSubscribers = true
+    if (this.last === undefined || performance.now() - this.last.at >= this.intervalMs) this.publishSoon('subscribers')
   }
 
   constructor (init: AdvertsInit) {
@@ -98,6 +121,10 @@ export class Adverts {
   }
 
   get intervalMs (): number { return this.init.intervalMs ?? 5000 }
+  /** How often an unchanged advert is re-sent now: `refreshMs`, or a second per peer in the table if longer. */
+  get refreshMs (): number { return Math.max(this.init.refreshMs ?? 60_000, this.intervalMs, REFRESH_PER_PEER_MS * this.table.size) }
+  /** How long this node's adverts (and the hints it takes from directories) live: three refreshes. */
+  get ttlMs (): number { return Math.min(3_600_000, 3 * this.refreshMs) }
   /** Malformed adverts dropped. */
   get dropped (): number { return this.stats.dropped }
 
@@ -111,7 +138,7 @@ export class Adverts {
     await this.init.libp2p.handle(DIRECTORY_PROTOCOL, (stream, connection) => { this.answerDirectory(stream, connection.remotePeer.toString()) }, { maxInboundStreams: 32 })
     if (this.init.build !== undefined) {
       pubsub.addEventListener('subscription-change', this.onSubscription)
-      this.timer = setInterval(() => { void this.publish(false) }, this.intervalMs)
+      this.timer = setInterval(() => { this.tick() }, this.intervalMs)
       this.timer.unref()
       this.publishSoon()
     }
@@ -133,19 +160,37 @@ export class Adverts {
   }
 
   /** Publish soon (debounced), e.g. when a peer joins or what we serve changed. */
-  publishSoon (): void {
+  publishSoon (why: keyof Adverts['sent'] = 'change'): void {
     if (this.init.build === undefined || this.debounce !== undefined || !this.started) return
     this.debounce = setTimeout(() => {
       this.debounce = undefined
-      void this.publish(false)
+      void this.publish(false, why)
     }, 50)
     this.debounce.unref()
   }
 
-  private async publish (leaving: boolean): Promise<void> {
+  /** Each `intervalMs`: advertise if the load changed, new peers subscribed, or the refresh is due; otherwise nothing. */
+  private tick (): void {
+    const build = this.init.build
+    if (build === undefined || this.debounce !== undefined) return
+    const body = build()
+    const { shape, load } = keys(body)
+    const last = this.last
+    const why = last === undefined || shape !== last.shape
+      ? 'change'
+      : load !== last.load ? 'load' : this.newSubscribers ? 'subscribers' : performance.now() - last.at >= this.refreshMs ? 'refresh' : undefined
+    if (why !== undefined) void this.publish(false, why, body)
+  }
+
+  private async publish (leaving: boolean, why: keyof Adverts['sent'] = 'change', built?: AdvertBody): Promise<void> {
     const build = this.init.build
     if (build === undefined) return
-    const advert: Advert = { v: PROTOCOL_VERSION, t: 'advert', bootId: this.bootId, seq: this.seq++, ttlMs: this.intervalMs * 3, leaving, ...build() }
+    const body = built ?? build()
+    const { shape, load } = keys(body)
+    this.last = { shape, load, at: performance.now() }
+    this.newSubscribers = false
+    if (!leaving) this.sent[why]++
+    const advert: Advert = { v: PROTOCOL_VERSION, t: 'advert', bootId: this.bootId, seq: this.seq++, ttlMs: this.ttlMs, leaving, ...body }
     try {
       await this.init.libp2p.services.pubsub.publish(ADVERTS_TOPIC, encodeMessage(advert, MAX_GOSSIP_BYTES))
     } catch (err) {
@@ -261,7 +306,7 @@ export class Adverts {
   private hint (peerId: string, models: AdvertModel[], addrs: readonly string[]): void {
     if (peerId === this.init.libp2p.peerId.toString() || this.table.has(peerId)) return
     this.hints.delete(peerId)
-    this.hints.set(peerId, { peerId, models, addrs: ownAddrs(peerId, addrs), expiresAt: performance.now() + HINT_TTL_MS })
+    this.hints.set(peerId, { peerId, models, addrs: ownAddrs(peerId, addrs), expiresAt: performance.now() + this.ttlMs })
     while (this.hints.size > (this.init.maxPeers ?? 4096)) this.hints.delete(this.hints.keys().next().value as string)
   }
 
@@ -324,6 +369,13 @@ export class Adverts {
     }
     return named
   }
+}
+
+/** An advert body's shape (what it serves, where) and its load (queued cost, depth, throughput), each as a string to compare. */
+function keys (body: AdvertBody): { shape: string, load: string } {
+  const shape: LoadFree = { ...body, models: body.models.map(({ queuedCost: _q, throughput: _t, ...m }) => m) }
+  delete (shape as Partial<AdvertBody>).queueDepth
+  return { shape: JSON.stringify(shape), load: JSON.stringify([body.queueDepth, body.models.map((m) => [m.queuedCost, m.throughput])]) }
 }
 
 /**
