@@ -12,9 +12,9 @@
  */
 import type { HardwareSummary } from '../interfaces/index.ts'
 import { errorCode } from '../errors.ts'
-import type { Adverts } from '../p2p/adverts.ts'
-import type { JobLinks } from '../p2p/job-link.ts'
-import type { JobHandler, JobHead, JobWorker } from '../p2p/job-worker.ts'
+import type { Adverts } from '../p2p/swarm/adverts.ts'
+import type { JobLinks } from '../p2p/jobs/link.ts'
+import type { JobHandler, JobHead, JobWorker } from '../p2p/jobs/worker.ts'
 import type { ExchangeStats } from '../store/exchange/server.ts'
 import { StreamingQueue } from '../scheduler/streaming-queue.ts'
 import type { Route } from '../gateway/http.ts'
@@ -41,7 +41,7 @@ export interface NodeParts {
 export const RECENT_JOBS = 50
 const OUTCOME_CODE = /^ERR_[A-Z0-9_]{1,60}$/
 
-/** The outcome label of a job's end: `ok`, or its error code as the client gets it (job-worker.ts). */
+/** The outcome label of a job's end: `ok`, or its error code as the client gets it (p2p/jobs/worker.ts). */
 export function outcomeOf (err: unknown): string {
   const code = errorCode(err)
   return OUTCOME_CODE.test(code) ? code : 'ERR_INTERNAL'

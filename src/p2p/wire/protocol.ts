@@ -1,5 +1,5 @@
 /** Names and limits of wire protocol version 1 (see docs/architecture.md). */
-import type { SkillsetName } from '../interfaces/index.ts'
+import type { SkillsetName } from '../../interfaces/index.ts'
 
 export const PROTOCOL_VERSION = 1
 export const ADVERTS_TOPIC = '/ipfs-accelerate/1/adverts'

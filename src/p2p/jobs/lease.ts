@@ -4,7 +4,7 @@
  * client waits for the outcome, checks a result's signed provenance, and
  * gives the worker up when it goes silent (after a `query` it does not
  * answer), when its link breaks and it cannot be reached again, or when the
- * lease runs out. Split from job-client.ts, which runs the auctions; job-client.ts and this file share the `Pending` job state.
+ * lease runs out. Split from client.ts, which runs the auctions; client.ts and this file share the `Pending` job state.
  *
  * A streaming job (1.1.0) hands its partials to the caller in order as they
  * come (stream-flow.ts PartialIn), acknowledging them as the caller
@@ -14,16 +14,16 @@
  * The result must name as many partials as arrived, with their hash
  * signed; it is returned once the caller has consumed every partial.
  */
-import type { Bid, LinkFrame, Offer, Result } from './messages.ts'
-import type { JobLinks } from './job-link.ts'
-import type { FrameLimits } from './job-worker.ts'
+import type { Bid, LinkFrame, Offer, Result } from '../wire/messages.ts'
+import type { JobLinks } from './link.ts'
+import type { FrameLimits } from './worker.ts'
 import type { WorkerRecord } from './fit.ts'
-import type { JobRequest } from './job-client.ts'
-import { errorCode, errorMessage } from '../errors.ts'
+import type { JobRequest } from './client.ts'
+import { errorCode, errorMessage } from '../../errors.ts'
 import { DEFAULT_STREAM_WINDOW, PartialIn } from './stream-flow.ts'
-import type { SkillsetName } from '../interfaces/index.ts'
-import { MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION } from './protocol.ts'
-import { hashInput, hashOutput, verifyResult } from './provenance.ts'
+import type { SkillsetName } from '../../interfaces/index.ts'
+import { MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION } from '../wire/protocol.ts'
+import { hashInput, hashOutput, verifyResult } from '../trust/provenance.ts'
 
 export type Outcome = { t: 'result', worker: string, result: Result } | { t: 'error', worker: string, code: string, message: string }
 

@@ -30,26 +30,26 @@
  *
  * Execution is at least once (a worker given up on may still finish);
  * delivery to the caller is exactly once: a job resolves once, and a late
- * or second answer is dropped. The auction lives in job-auction.ts, the
- * lease in job-lease.ts.
+ * or second answer is dropped. The auction lives in auction.ts, the
+ * lease in lease.ts.
  */
 import { randomBytes } from 'node:crypto'
 import type { Libp2p } from '@libp2p/interface'
-import { AccelerateError, errorCode, errorMessage, ForbiddenError, JobFailedError, JobTimeoutError, StreamBrokenError } from '../errors.ts'
-import type { SkillsetName } from '../interfaces/index.ts'
-import type { Logger } from '../logger.ts'
-import type { Adverts } from './adverts.ts'
-import { BoundedMap } from './bounded.ts'
-import { encodeMessage } from './codec.ts'
+import { AccelerateError, errorCode, errorMessage, ForbiddenError, JobFailedError, JobTimeoutError, StreamBrokenError } from '../../errors.ts'
+import type { SkillsetName } from '../../interfaces/index.ts'
+import type { Logger } from '../../logger.ts'
+import type { Adverts } from '../swarm/adverts.ts'
+import { BoundedMap } from '../wire/bounded.ts'
+import { encodeMessage } from '../wire/codec.ts'
 import type { WorkerRecord } from './fit.ts'
-import type { JobLink, JobLinks } from './job-link.ts'
-import { Auctioneer } from './job-auction.ts'
-import { leaseJob } from './job-lease.ts'
-import type { LeaseDeps, Pending } from './job-lease.ts'
-import type { FrameLimits } from './job-worker.ts'
-import type { NodeServices } from './libp2p.ts'
-import type { Bid, LinkFrame, Result } from './messages.ts'
-import { MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION } from './protocol.ts'
+import type { JobLink, JobLinks } from './link.ts'
+import { Auctioneer } from './auction.ts'
+import { leaseJob } from './lease.ts'
+import type { LeaseDeps, Pending } from './lease.ts'
+import type { FrameLimits } from './worker.ts'
+import type { NodeServices } from '../swarm/libp2p.ts'
+import type { Bid, LinkFrame, Result } from '../wire/messages.ts'
+import { MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION } from '../wire/protocol.ts'
 
 export interface JobRequest {
   skillset: SkillsetName
