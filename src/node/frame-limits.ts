@@ -5,7 +5,7 @@
  * its job's limit fails that job only (see src/p2p/jobs/frames.ts).
  */
 import type { SkillsetName } from '../interfaces/index.ts'
-import type { FrameLimits } from '../p2p/jobs/worker.ts'
+import type { FrameLimits } from '../p2p/jobs/types.ts'
 import { MAX_TEXTS, MAX_TOTAL_CHARS } from '../../skillsets/embed/constants.ts'
 
 const KiB = 1024

@@ -13,16 +13,11 @@ import type { JobLink, JobLinks } from './link.ts'
 import type { LinkFrame, Offer, Result } from '../wire/messages.ts'
 import { MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION } from '../wire/protocol.ts'
 import { PartialOut } from './stream-flow.ts'
+import type { FrameLimits } from './types.ts'
 
 /** What a worker knows of a job before its input arrives. */
 export type JobHead = Pick<Offer, 'jobId' | 'traceId' | 'skillset' | 'model' | 'cost' | 'inputBytes'>
 export type ResultBody = Omit<Result, 'v' | 't' | 'jobId'>
-export interface FrameLimits {
-  input: number
-  output: number
-  /** Streaming skillsets: the largest `partial` frame body (its envelope included). */
-  partial?: number
-}
 
 /** A job in hand (or its kept outcome), by `client/jobId`. */
 export interface Held {

@@ -36,7 +36,7 @@ import type { AnswerDeps, Held, JobHead } from './answers.ts'
 import type { BidTerms, JobWorkerInit } from './handler.ts'
 import { DEFAULT_STREAM_WINDOW } from './stream-flow.ts'
 
-export type { FrameLimits, JobHead, ResultBody } from './answers.ts'
+export type { JobHead, ResultBody } from './answers.ts'
 export type { BidTerms, JobHandler, JobWorkerInit, RunOutcome } from './handler.ts'
 
 const OUTCOME_TTL_MS = 120_000
