@@ -52,7 +52,7 @@ import { imageLimits } from '../config/schema.ts'
 import { createOpenAiGateway } from './openai-gateway.ts'
 import type { OpenAiGateway } from './openai-gateway.ts'
 import { NodeObserver } from './observe.ts'
-import type { NodeParts } from './observe.ts'
+import type { NodeParts } from './node-parts.ts'
 
 const log = forComponent('ipfs-accelerate:node')
 
