@@ -22,7 +22,6 @@ import { hashOutput } from '../trust/provenance.ts'
 
 /** Partials a worker may have unacknowledged per job, unless the client asks for fewer (assign `window`). */
 export const DEFAULT_STREAM_WINDOW = 16
-export const MAX_STREAM_WINDOW = 256
 
 /** The running hash of a job's partials, in order. */
 export class PartialsHash {

@@ -11,8 +11,7 @@ import { z } from 'zod'
 import { SKILLSET_NAMES } from '../../interfaces/index.ts'
 import type { SkillsetName } from '../../interfaces/index.ts'
 import { modelIdSchema } from '../../models/catalog.ts'
-import { MAX_DIRECTORY_PEERS, PROTOCOL_VERSION } from './protocol.ts'
-import { MAX_STREAM_WINDOW } from '../jobs/stream-flow.ts'
+import { MAX_DIRECTORY_PEERS, MAX_STREAM_WINDOW, PROTOCOL_VERSION } from './protocol.ts'
 
 const v = z.literal(PROTOCOL_VERSION)
 export const jobIdSchema = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, 'job ids are 8-64 characters of letters, digits, "_" and "-"')
