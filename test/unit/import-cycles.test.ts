@@ -1,7 +1,7 @@
 // No import cycles among src/, skillsets/ and hardware/ files. A static scan
 // of import and export-from statements (type-only ones too: a cycle of types
 // still ties the two modules together for a reader); dynamic import() is not
-// a statement and is left out.
+// a statement and is left out. Also: src/p2p's rooms import one way.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readdirSync, readFileSync } from 'node:fs'
@@ -25,7 +25,7 @@ const FROM = /^(?:import|export)\b[^;'"`]*?\bfrom\s*(['"])([^'"]+)\1/gm
 const BARE = /^import\s*(['"])([^'"]+)\1/gm
 
 /** Each scanned file → the scanned files it imports. */
-export function importGraph (root: string, dirs: string[]): Map<string, string[]> {
+function importGraph (root: string, dirs: string[]): Map<string, string[]> {
   const files = dirs.flatMap((d) => tsFiles(join(root, d)))
   const known = new Set(files)
   const graph = new Map<string, string[]>()
@@ -46,7 +46,7 @@ export function importGraph (root: string, dirs: string[]): Map<string, string[]
 }
 
 /** Each group of files that import one another, with one cycle among them (a path back to its start). */
-export function cycles (graph: Map<string, string[]>): Array<{ files: string[], cycle: string[] }> {
+function cycles (graph: Map<string, string[]>): Array<{ files: string[], cycle: string[] }> {
   // Tarjan's strongly connected components.
   let next = 0
   const index = new Map<string, number>()
@@ -103,4 +103,15 @@ test('the scan sees multi-line and type-only imports', () => {
   assert.ok(graph.size > 100, `only ${graph.size} files scanned`)
   const edges = [...graph.values()].reduce((n, d) => n + d.length, 0)
   assert.ok(edges > 300, `only ${edges} imports found`)
+})
+
+test('src/p2p\'s rooms import one way: jobs → swarm → trust → wire', () => {
+  const order = ['wire', 'trust', 'swarm', 'jobs']
+  const room = (f: string): number => order.indexOf(relative(join(ROOT, 'src/p2p'), f).split('/')[0] as string)
+  const upward: string[] = []
+  for (const [file, deps] of importGraph(ROOT, DIRS)) {
+    if (room(file) < 0) continue
+    for (const dep of deps) if (room(dep) > room(file)) upward.push(`${relative(ROOT, file)} → ${relative(ROOT, dep)}`)
+  }
+  assert.deepEqual(upward, [], `imports against the rooms' order (docs/architecture.md):\n  ${upward.join('\n  ')}`)
 })
