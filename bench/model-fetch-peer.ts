@@ -10,7 +10,7 @@ import { stat } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import { resolve, sep } from 'node:path'
 import { parseArgs } from 'node:util'
-import { libp2pOptions } from '../src/p2p/libp2p.ts'
+import { libp2pOptions } from '../src/p2p/swarm/libp2p.ts'
 import { createContentStore } from '../src/store/content-store.ts'
 
 const { values } = parseArgs({ options: { 'data-dir': { type: 'string' }, 'model-dir': { type: 'string' }, id: { type: 'string', default: 'bench/model' } } })

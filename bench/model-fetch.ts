@@ -25,7 +25,7 @@ import { pipeline } from 'node:stream/promises'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { setLogLevel } from '../src/logger.ts'
-import { libp2pOptions } from '../src/p2p/libp2p.ts'
+import { libp2pOptions } from '../src/p2p/swarm/libp2p.ts'
 import { createContentStore } from '../src/store/content-store.ts'
 import { median, printTable } from './lib.ts'
 

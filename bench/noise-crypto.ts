@@ -1,6 +1,6 @@
 /**
  * Raw libp2p stream throughput, TCP + noise + yamux on 127.0.0.1, with
- * noise's default crypto vs src/p2p/noise-crypto.ts (both ends use the same
+ * noise's default crypto vs src/p2p/swarm/noise-crypto.ts (both ends use the same
  * one). Two processes: this one sends `--mb` MB of random bytes over one
  * stream in 1 MiB sends; a child process (this file with --serve) receives
  * and counts them, and answers with its byte count and CPU time once the
@@ -28,7 +28,7 @@ import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { median, printTable } from './lib.ts'
-import { nativeNoiseCrypto } from '../src/p2p/noise-crypto.ts'
+import { nativeNoiseCrypto } from '../src/p2p/swarm/noise-crypto.ts'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 const MB = 1e6

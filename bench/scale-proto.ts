@@ -6,7 +6,7 @@
  * Requests carry `rid`; the answer carries the same `rid`. Lines without a
  * `rid` are events (job outcomes, client summaries).
  */
-import type { JobClientInit } from '../src/p2p/job-client.ts'
+import type { JobClientInit } from '../src/p2p/jobs/client.ts'
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'

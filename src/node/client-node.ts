@@ -11,16 +11,16 @@ import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { errorMessage } from '../errors.ts'
 import { forComponent } from '../logger.ts'
-import { Adverts } from '../p2p/adverts.ts'
-import type { Serving } from '../p2p/adverts.ts'
-import { JobClient } from '../p2p/job-client.ts'
-import type { JobClientInit, JobRequest, JobResponse } from '../p2p/job-client.ts'
-import { autoDial } from '../p2p/dialer.ts'
-import type { AutoDialer } from '../p2p/dialer.ts'
-import { JobLinks } from '../p2p/job-link.ts'
-import { libp2pOptions } from '../p2p/libp2p.ts'
+import { Adverts } from '../p2p/swarm/adverts.ts'
+import type { Serving } from '../p2p/swarm/adverts.ts'
+import { JobClient } from '../p2p/jobs/client.ts'
+import type { JobClientInit, JobRequest, JobResponse } from '../p2p/jobs/client.ts'
+import { autoDial } from '../p2p/swarm/dialer.ts'
+import type { AutoDialer } from '../p2p/swarm/dialer.ts'
+import { JobLinks } from '../p2p/jobs/link.ts'
+import { libp2pOptions } from '../p2p/swarm/libp2p.ts'
 import type { SkillsetName } from '../interfaces/index.ts'
-import type { NodeServices } from '../p2p/libp2p.ts'
+import type { NodeServices } from '../p2p/swarm/libp2p.ts'
 import { frameLimits } from './frame-limits.ts'
 import { AttachmentServer } from '../store/attachments.ts'
 
@@ -33,7 +33,7 @@ export interface ClientNodeInit {
   joinMs?: number
   /** The client's libp2p identity (default: a new one each start); workers' allow lists name it. */
   privateKey?: PrivateKey
-  /** A private swarm's pre-shared key (32 bytes, src/p2p/swarm-key.ts); without it only open swarms can be joined. */
+  /** A private swarm's pre-shared key (32 bytes, src/p2p/trust/swarm-key.ts); without it only open swarms can be joined. */
   swarmKey?: Uint8Array
   /** Job client tuning (tests and benchmarks). */
   jobs?: Omit<JobClientInit, 'libp2p' | 'links' | 'adverts' | 'limits' | 'log'>

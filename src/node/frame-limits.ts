@@ -2,10 +2,10 @@
  * Frame limits per skillset: how large a job's input (the `assign` frame),
  * its output (the `result` frame) and, for streaming skillsets, each of its
  * partials (the `partial` frame) may be on a job link. A frame over
- * its job's limit fails that job only (see src/p2p/frames.ts).
+ * its job's limit fails that job only (see src/p2p/jobs/frames.ts).
  */
 import type { SkillsetName } from '../interfaces/index.ts'
-import type { FrameLimits } from '../p2p/job-worker.ts'
+import type { FrameLimits } from '../p2p/jobs/types.ts'
 import { MAX_TEXTS, MAX_TOTAL_CHARS } from '../../skillsets/embed/constants.ts'
 
 const KiB = 1024

@@ -14,7 +14,7 @@
  * tables below. No peer id, job id or input ever becomes a label.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
-import type { NodeParts } from './observe.ts'
+import type { NodeParts } from './node-parts.ts'
 import { StreamingQueue } from '../scheduler/streaming-queue.ts'
 
 const P = 'ipfs_accelerate_'

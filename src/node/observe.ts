@@ -1,7 +1,7 @@
 /**
  * What a worker shows about itself: Prometheus metrics (`/metrics`), the
  * status document (`/status.json`) and the status page (`/`). The node hands
- * in a view of its parts (`NodeParts`, read at each request) and wraps its
+ * in a view of its parts (`NodeParts`, node-parts.ts, read at each request) and wraps its
  * job handler with `observeJobs`, which records each job's end; nothing here
  * changes what the node does.
  *
@@ -10,38 +10,21 @@
  * that has none. What they show is public to the swarm already or counts
  * (status-schema.ts says what is left out).
  */
-import type { HardwareSummary } from '../interfaces/index.ts'
 import { errorCode } from '../errors.ts'
-import type { Adverts } from '../p2p/adverts.ts'
-import type { JobLinks } from '../p2p/job-link.ts'
-import type { JobHandler, JobHead, JobWorker } from '../p2p/job-worker.ts'
-import type { ExchangeStats } from '../store/exchange/server.ts'
+import type { JobHandler, JobHead } from '../p2p/jobs/worker.ts'
 import { StreamingQueue } from '../scheduler/streaming-queue.ts'
 import type { Route } from '../gateway/http.ts'
 import { statusRoutes } from '../gateway/status-routes.ts'
 import { NodeMetrics } from './metrics.ts'
-import type { ServedModel } from './served-models.ts'
+import type { NodeParts } from './node-parts.ts'
 import { STATUS_VERSION } from './status-schema.ts'
 import type { RecentJob, StatusDocument } from './status-schema.ts'
-
-/** The parts of a worker the observer reads; any may be absent while it starts or stops. */
-export interface NodeParts {
-  state: StatusDocument['status']
-  libp2p: { peerId: { toString(): string }, getPeers(): Array<{ toString(): string }> } | undefined
-  hardware: HardwareSummary | undefined
-  requested: { device: string, dtype: string }
-  served: readonly ServedModel[]
-  adverts: Pick<Adverts, 'peers' | 'stats'> | undefined
-  jobs: JobWorker['stats'] | undefined
-  links: JobLinks['stats'] | undefined
-  exchange: ExchangeStats | undefined
-}
 
 /** How many ended jobs the status keeps. */
 export const RECENT_JOBS = 50
 const OUTCOME_CODE = /^ERR_[A-Z0-9_]{1,60}$/
 
-/** The outcome label of a job's end: `ok`, or its error code as the client gets it (job-worker.ts). */
+/** The outcome label of a job's end: `ok`, or its error code as the client gets it (p2p/jobs/worker.ts). */
 export function outcomeOf (err: unknown): string {
   const code = errorCode(err)
   return OUTCOME_CODE.test(code) ? code : 'ERR_INTERNAL'

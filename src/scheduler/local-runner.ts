@@ -9,8 +9,7 @@ import type { ExecutionPlan, ModelLocation, Skillset, SkillsetLoadOptions, Skill
 import { InferenceError, NotStartedError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import { InProcessRunner } from './in-process.ts'
-import type { Runner } from './model-queue.ts'
-import type { BatchResult } from './thread.ts'
+import type { BatchResult, Runner } from './runner.ts'
 
 export interface LocalRunnerInit {
   skillset: Skillset

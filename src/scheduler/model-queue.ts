@@ -18,20 +18,7 @@ import { announceReadiness } from './readiness.ts'
 import type { Skillset } from '../interfaces/index.ts'
 import { errorMessage, InferenceStalledError, JobCancelledError, JobTimeoutError, QueueFullError, ShuttingDownError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
-import type { BatchResult } from './thread.ts'
-
-/** What the queue runs batches on: an InferenceThread or a LocalRunner. */
-export interface Runner {
-  /** Set by the queue while it has a batch (or a stall restart) on this runner. */
-  busy: boolean
-  /** Able to take a batch now: started, not crashed, not restarting. */
-  readonly ready: boolean
-  run(inputs: unknown[]): Promise<BatchResult>
-  /** Replace the runner's worker; a pending run is abandoned. The stall watchdog calls it. */
-  restart(): Promise<void>
-  /** Set by the queue when it is built: the runner calls it whenever `ready` changes. */
-  onReadyChange?: ((ready: boolean) => void) | undefined
-}
+import type { BatchResult, Runner } from './runner.ts'
 
 export interface JobOutcome<O = unknown> {
   output: O

@@ -19,7 +19,7 @@ import { Worker } from 'node:worker_threads'
 import { AccelerateError, errorMessage, InferenceError, ModelLoadError, NotStartedError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { JobContext } from '../interfaces/index.ts'
-import type { Runner } from './model-queue.ts'
+import type { BatchResult, Runner } from './runner.ts'
 import type { StreamHost } from './streaming-queue.ts'
 import type { FromThread, ThreadInit, ToThread } from './thread-protocol.ts'
 import { isItemFailure } from './thread-protocol.ts'
@@ -27,9 +27,6 @@ import { isItemFailure } from './thread-protocol.ts'
 const THREAD_ENTRY = new URL('./inference-thread.ts', import.meta.url)
 const DEFAULT_START_TIMEOUT_MS = 300_000
 const DEFAULT_BACKOFF = Object.freeze({ initialMs: 1000, maxMs: 30_000 })
-
-/** A batch's outputs in input order; an Error in a slot fails that input's job only. */
-export interface BatchResult { outputs: unknown[], runMs: number }
 
 export interface InferenceThreadOptions {
   /** The thread's entry module (default ./inference-thread.ts); tests pass a stand-in, e.g. a data: URL. */

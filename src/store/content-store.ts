@@ -9,7 +9,7 @@ import type { Libp2p } from '@libp2p/interface'
 import type { Libp2pOptions } from 'libp2p'
 import { basename } from 'node:path'
 import type { ModelCatalog } from '../models/catalog.ts'
-import type { NodeServices } from '../p2p/libp2p.ts'
+import type { NodeServices } from '../p2p/swarm/libp2p.ts'
 import { BlockExchange } from './exchange/block-exchange.ts'
 import type { BlockExchangeInit } from './exchange/block-exchange.ts'
 import { EmbeddingCache } from './cache/embedding-cache.ts'
@@ -26,7 +26,7 @@ const log = forComponent('ipfs-accelerate:store')
 
 export interface ContentStoreInit {
   dataDir: string
-  /** libp2p options (src/p2p/libp2p.ts); without them the store is offline. */
+  /** libp2p options (src/p2p/swarm/libp2p.ts); without them the store is offline. */
   libp2p?: Libp2pOptions<NodeServices>
   catalog?: ModelCatalog
   /** config `store.cacheBudgetMB` (default 1024). */

@@ -6,7 +6,7 @@
  * `createHelia`, and `@helia/libp2p`'s index imports its `libp2pDefaults`:
  * auto-TLS with an ACME client and X.509, WebRTC, UPnP, circuit relay,
  * delegated routing, an HTTP gateway client. None of it runs here (we build
- * our own libp2p options, src/p2p/libp2p.ts), yet loading it cost every
+ * our own libp2p options, src/p2p/swarm/libp2p.ts), yet loading it cost every
  * `start` and every store command ~0.5 s of CPU (~700 modules). So this
  * module loads `helia`'s `Helia` class and `@helia/libp2p`'s router from
  * their files, and does what `withLibp2pLight` does (helia 7.1 /

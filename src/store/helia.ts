@@ -13,7 +13,7 @@ import type { Helia, Router } from '@helia/interface'
 import type { HeliaWithLibp2p } from '@helia/libp2p'
 import { FsDatastore } from 'datastore-fs'
 import type { Libp2pOptions } from 'libp2p'
-import type { NodeServices } from '../p2p/libp2p.ts'
+import type { NodeServices } from '../p2p/swarm/libp2p.ts'
 import { FastFsBlockstore } from './blocks/fs-blockstore.ts'
 import { createHeliaLight, withLibp2pLight } from './helia-light.ts'
 

@@ -5,7 +5,7 @@
  * prints {"worker","dims","protocol"} as JSON.
  */
 import { ClientNode } from '../../src/node/client-node.ts'
-import { JOB_PROTOCOL } from '../../src/p2p/protocol.ts'
+import { JOB_PROTOCOL } from '../../src/p2p/wire/protocol.ts'
 
 const [addr, text] = process.argv.slice(2)
 if (addr === undefined || text === undefined) throw new Error('usage: old-client.ts MULTIADDR TEXT')

@@ -7,16 +7,16 @@
  * listens nowhere, as a ClientNode.
  */
 import { frameLimits } from '../../src/node/frame-limits.ts'
-import { Adverts } from '../../src/p2p/adverts.ts'
-import { JobClient } from '../../src/p2p/job-client.ts'
-import type { JobClientInit } from '../../src/p2p/job-client.ts'
-import { JobLinks } from '../../src/p2p/job-link.ts'
-import type { JobLink } from '../../src/p2p/job-link.ts'
-import type { BidTerms } from '../../src/p2p/job-worker.ts'
-import type { AdvertModel, Assign, LinkFrame, Offer } from '../../src/p2p/messages.ts'
-import { jobsTopic, PROTOCOL_VERSION } from '../../src/p2p/protocol.ts'
+import { Adverts } from '../../src/p2p/swarm/adverts.ts'
+import { JobClient } from '../../src/p2p/jobs/client.ts'
+import type { JobClientInit } from '../../src/p2p/jobs/client.ts'
+import { JobLinks } from '../../src/p2p/jobs/link.ts'
+import type { JobLink } from '../../src/p2p/jobs/link.ts'
+import type { BidTerms } from '../../src/p2p/jobs/worker.ts'
+import type { AdvertModel, Assign, LinkFrame, Offer } from '../../src/p2p/wire/messages.ts'
+import { jobsTopic, PROTOCOL_VERSION } from '../../src/p2p/wire/protocol.ts'
 import { advertBody, connect, FrameLog, keyOf, silentLog, sleep, standInModel, startNode, stopAll, waitFor } from './p2p-nodes.ts'
-import { hashInput, hashOutput, signResult } from '../../src/p2p/provenance.ts'
+import { hashInput, hashOutput, signResult } from '../../src/p2p/trust/provenance.ts'
 import type { Node } from './p2p-nodes.ts'
 
 export interface FakeWorkerInit {

@@ -11,12 +11,12 @@ import { encode } from 'cborg'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { Logger } from '../../src/logger.ts'
-import { libp2pOptions } from '../../src/p2p/libp2p.ts'
-import type { NodeServices } from '../../src/p2p/libp2p.ts'
-import type { JobLink, LinkHandler } from '../../src/p2p/job-link.ts'
-import type { AdvertModel, LinkFrame } from '../../src/p2p/messages.ts'
-import type { AdvertBody } from '../../src/p2p/adverts.ts'
-import { MAX_CONTROL_FRAME_BYTES } from '../../src/p2p/protocol.ts'
+import { libp2pOptions } from '../../src/p2p/swarm/libp2p.ts'
+import type { NodeServices } from '../../src/p2p/swarm/libp2p.ts'
+import type { JobLink, LinkHandler } from '../../src/p2p/jobs/link.ts'
+import type { AdvertModel, LinkFrame } from '../../src/p2p/wire/messages.ts'
+import type { AdvertBody } from '../../src/p2p/swarm/adverts.ts'
+import { MAX_CONTROL_FRAME_BYTES } from '../../src/p2p/wire/protocol.ts'
 
 export type Node = Libp2p<NodeServices>
 

@@ -6,7 +6,7 @@
  * models to load.)
  */
 import { parseArgs } from 'node:util'
-import { libp2pOptions } from '../../src/p2p/libp2p.ts'
+import { libp2pOptions } from '../../src/p2p/swarm/libp2p.ts'
 import { createContentStore } from '../../src/store/content-store.ts'
 
 const { values } = parseArgs({ options: { 'data-dir': { type: 'string' } } })

@@ -6,10 +6,10 @@
  * `protocols: [JOB_PROTOCOL]` makes a worker that speaks only 1.0.0.
  */
 import { frameLimits } from '../../src/node/frame-limits.ts'
-import { Adverts } from '../../src/p2p/adverts.ts'
-import { JobLinks } from '../../src/p2p/job-link.ts'
-import { JobWorker } from '../../src/p2p/job-worker.ts'
-import type { JobHandler, JobWorkerInit } from '../../src/p2p/job-worker.ts'
+import { Adverts } from '../../src/p2p/swarm/adverts.ts'
+import { JobLinks } from '../../src/p2p/jobs/link.ts'
+import { JobWorker } from '../../src/p2p/jobs/worker.ts'
+import type { JobHandler, JobWorkerInit } from '../../src/p2p/jobs/worker.ts'
 import type { ExecutionPlan } from '../../src/interfaces/index.ts'
 import { LocalRunner } from '../../src/scheduler/local-runner.ts'
 import { LocalStreamRunner } from '../../src/scheduler/local-stream-runner.ts'

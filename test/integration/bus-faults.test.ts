@@ -8,7 +8,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ClientNode } from '../../src/node/client-node.ts'
-import type { JobResponse } from '../../src/p2p/job-client.ts'
+import type { JobResponse } from '../../src/p2p/jobs/client.ts'
 import { standInDigest } from '../../skillsets/stand-in/index.ts'
 import { CLI, health, runProc, startWorker, startWorkers, stopProc, waitForJobInHand } from '../helpers/procs.ts'
 import type { WorkerProc } from '../helpers/procs.ts'

@@ -15,8 +15,8 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { ClientNode } from '../../src/node/client-node.ts'
-import { libp2pOptions } from '../../src/p2p/libp2p.ts'
-import { newSwarmKey, writeSwarmKey } from '../../src/p2p/swarm-key.ts'
+import { libp2pOptions } from '../../src/p2p/swarm/libp2p.ts'
+import { newSwarmKey, writeSwarmKey } from '../../src/p2p/trust/swarm-key.ts'
 import { CLI, health, runProc, startWorker, stopProc, tempDir } from '../helpers/procs.ts'
 import type { WorkerProc } from '../helpers/procs.ts'
 
@@ -153,7 +153,7 @@ test('start refuses a malformed swarm key file and a bad peer id with ERR_CONFIG
 })
 
 test('swarm-key generate: a key in <data-dir>/swarm.key, mode 0600, never overwritten without --force', async () => {
-  const { readSwarmKey } = await import('../../src/p2p/swarm-key.ts')
+  const { readSwarmKey } = await import('../../src/p2p/trust/swarm-key.ts')
   const { stat } = await import('node:fs/promises')
   const dir = await tempDir('ia-gen-')
   const r1 = await runProc([CLI, 'swarm-key', 'generate', '--data-dir', dir, '--json'], { timeoutMs: 30_000 })

@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { expectedText } from '../../skillsets/stand-in-stream/index.ts'
 import { ClientNode } from '../../src/node/client-node.ts'
-import { JOB_PROTOCOL } from '../../src/p2p/protocol.ts'
+import { JOB_PROTOCOL } from '../../src/p2p/wire/protocol.ts'
 import { CLI, health, ROOT, runProc, startWorker, stopProc } from '../helpers/procs.ts'
 import type { WorkerProc } from '../helpers/procs.ts'
 

@@ -1,15 +1,15 @@
 /**
- * Adverts (src/p2p/adverts.ts): the table of live workers every node keeps.
+ * Adverts (src/p2p/swarm/adverts.ts): the table of live workers every node keeps.
  * accept() is driven directly for the table's rules (seq within a boot, a
  * restart, foreign addresses, the size cap, leaving); two and three real
  * nodes on 127.0.0.1 for gossip and the directory protocol.
  */
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Adverts } from '../../src/p2p/adverts.ts'
-import type { PeerAdvert } from '../../src/p2p/adverts.ts'
-import type { Advert, AdvertModel } from '../../src/p2p/messages.ts'
-import { PROTOCOL_VERSION } from '../../src/p2p/protocol.ts'
+import { Adverts } from '../../src/p2p/swarm/adverts.ts'
+import type { PeerAdvert } from '../../src/p2p/swarm/adverts.ts'
+import type { Advert, AdvertModel } from '../../src/p2p/wire/messages.ts'
+import { PROTOCOL_VERSION } from '../../src/p2p/wire/protocol.ts'
 import { advertBody, connect, newPeerId, silentLog, standInModel, startNode, stopAll, waitFor } from '../helpers/p2p-nodes.ts'
 import type { Node } from '../helpers/p2p-nodes.ts'
 

@@ -1,9 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { encode } from 'cborg'
-import { decodeMessage, encodeMessage } from '../../src/p2p/codec.ts'
-import { advertSchema, assignSchema, bidSchema, linkFrameSchema, offerSchema, resultSchema } from '../../src/p2p/messages.ts'
-import { MAX_GOSSIP_BYTES, MAX_FRAME_BYTES } from '../../src/p2p/protocol.ts'
+import { decodeMessage, encodeMessage } from '../../src/p2p/wire/codec.ts'
+import { advertSchema, assignSchema, bidSchema, linkFrameSchema, offerSchema, resultSchema } from '../../src/p2p/wire/messages.ts'
+import { MAX_GOSSIP_BYTES, MAX_FRAME_BYTES } from '../../src/p2p/wire/protocol.ts'
 
 const offer = { v: 1, t: 'offer', jobId: 'abcdefgh1234', traceId: 'trace1', skillset: 'embed', model: 'demo/tiny-random', cost: 2, inputBytes: 40, ttlMs: 1000, round: 0 }
 

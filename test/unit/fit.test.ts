@@ -1,13 +1,13 @@
 /**
- * Choosing workers by fit (src/p2p/fit.ts), with a seeded random so every
+ * Choosing workers by fit (src/p2p/jobs/fit.ts), with a seeded random so every
  * count below is reproducible: the weighted pick spreads load in proportion
  * to speed, a bid cannot claim more than twice its advertised throughput,
  * and recent failures push a worker back.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { bidMs, bidWindowEnd, DEFAULT_THROUGHPUT, expectedMs, FAILURE_WINDOW_MS, rankBids, recentFailures, typicalThroughput, weight, weightedPick } from '../../src/p2p/fit.ts'
-import type { WorkerRecord } from '../../src/p2p/fit.ts'
+import { bidMs, bidWindowEnd, DEFAULT_THROUGHPUT, expectedMs, FAILURE_WINDOW_MS, rankBids, recentFailures, typicalThroughput, weight, weightedPick } from '../../src/p2p/jobs/fit.ts'
+import type { WorkerRecord } from '../../src/p2p/jobs/fit.ts'
 import { mulberry32 } from '../helpers/p2p-nodes.ts'
 
 function tally<T extends string> (n: number, pick: () => T[]): Map<T, number> {

@@ -9,8 +9,8 @@ import assert from 'node:assert/strict'
 import { createLibp2p } from 'libp2p'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Message } from '@libp2p/gossipsub'
-import { libp2pOptions } from '../../src/p2p/libp2p.ts'
-import { jobsTopic } from '../../src/p2p/protocol.ts'
+import { libp2pOptions } from '../../src/p2p/swarm/libp2p.ts'
+import { jobsTopic } from '../../src/p2p/wire/protocol.ts'
 
 const opts = (): ReturnType<typeof libp2pOptions> => libp2pOptions({ listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], mdns: false })
 

@@ -1,5 +1,5 @@
 /**
- * The client side of the job protocol (src/p2p/job-client.ts), set up as a
+ * The client side of the job protocol (src/p2p/jobs/client.ts), set up as a
  * ClientNode sets it up (JobLinks + Adverts + JobClient on a node that
  * listens nowhere), against fake workers on real libp2p nodes that speak
  * the protocol by hand: a liar that bids low and never answers, a worker
@@ -8,8 +8,8 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { JobRequest } from '../../src/p2p/job-client.ts'
-import type { Assign } from '../../src/p2p/messages.ts'
+import type { JobRequest } from '../../src/p2p/jobs/client.ts'
+import type { Assign } from '../../src/p2p/wire/messages.ts'
 import { sleep, standInModel, stopAll, waitFor } from '../helpers/p2p-nodes.ts'
 import { FakeWorker, knows, startClient } from '../helpers/p2p-fake-worker.ts'
 import type { FakeWorkerInit, TestClient } from '../helpers/p2p-fake-worker.ts'

@@ -1,5 +1,5 @@
 /**
- * The job link's framing (src/p2p/frames.ts) on its own: frames survive any
+ * The job link's framing (src/p2p/jobs/frames.ts) on its own: frames survive any
  * split of the byte stream; a body over its job's limit is skipped without
  * being buffered, only that job hears of it, and the frame after it reads
  * correctly; a body that is not CBOR still reaches frame() (decoding is the
@@ -10,8 +10,8 @@ import assert from 'node:assert/strict'
 import { decode } from 'cborg'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { ProtocolError } from '../../src/errors.ts'
-import { encodeFrame, FrameReader } from '../../src/p2p/frames.ts'
-import { MAX_FRAME_BYTES } from '../../src/p2p/protocol.ts'
+import { encodeFrame, FrameReader } from '../../src/p2p/jobs/frames.ts'
+import { MAX_FRAME_BYTES } from '../../src/p2p/wire/protocol.ts'
 import { rawFrame } from '../helpers/p2p-nodes.ts'
 
 interface Sunk { frames: Array<{ jobId: string, body: Uint8Array }>, oversize: Array<{ jobId: string, bytes: number, limit: number }>, reader: FrameReader }

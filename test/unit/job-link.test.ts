@@ -6,10 +6,10 @@
  */
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { JobLinks } from '../../src/p2p/job-link.ts'
-import type { JobLink } from '../../src/p2p/job-link.ts'
-import { MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION } from '../../src/p2p/protocol.ts'
-import type { LinkFrame } from '../../src/p2p/messages.ts'
+import { JobLinks } from '../../src/p2p/jobs/link.ts'
+import type { JobLink } from '../../src/p2p/jobs/link.ts'
+import { MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION } from '../../src/p2p/wire/protocol.ts'
+import type { LinkFrame } from '../../src/p2p/wire/messages.ts'
 import { cbor, connect, FrameLog, jobId, rawFrame, silentLog, startNode, stopAll, waitFor } from '../helpers/p2p-nodes.ts'
 import type { Node } from '../helpers/p2p-nodes.ts'
 

@@ -4,14 +4,14 @@
  * registers only 1.0.0 (a real libp2p node) still gets non-streaming jobs
  * answered, and is never offered a streaming job; 1.1.0 frames never travel
  * on a 1.0.0 link; frames of jobs take turns on a link (fairness); the
- * window, resume and ordering rules of stream-flow.ts.
+ * window, resume and ordering rules of src/p2p/jobs/stream-flow.ts.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { encode } from 'cborg'
-import { JobLinks } from '../../src/p2p/job-link.ts'
-import { JOB_PROTOCOL, JOB_PROTOCOL_STREAM, PROTOCOL_VERSION } from '../../src/p2p/protocol.ts'
-import { PartialIn, PartialOut } from '../../src/p2p/stream-flow.ts'
+import { JobLinks } from '../../src/p2p/jobs/link.ts'
+import { JOB_PROTOCOL, JOB_PROTOCOL_STREAM, PROTOCOL_VERSION } from '../../src/p2p/wire/protocol.ts'
+import { PartialIn, PartialOut } from '../../src/p2p/jobs/stream-flow.ts'
 import { cbor, connect, FrameLog, jobId, rawFrame, silentLog, standInModel, startNode, stopAll, waitFor } from '../helpers/p2p-nodes.ts'
 import { FakeWorker, startClient } from '../helpers/p2p-fake-worker.ts'
 import { BATCH_MODEL, startStreamWorker, STREAM_MODEL } from '../helpers/stream-worker.ts'

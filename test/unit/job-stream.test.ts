@@ -10,7 +10,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { expectedText } from '../../skillsets/stand-in-stream/index.ts'
-import type { JobRequest } from '../../src/p2p/job-client.ts'
+import type { JobRequest } from '../../src/p2p/jobs/client.ts'
 import { stopAll, waitFor } from '../helpers/p2p-nodes.ts'
 import { startClient } from '../helpers/p2p-fake-worker.ts'
 import type { TestClient } from '../helpers/p2p-fake-worker.ts'

@@ -1,5 +1,5 @@
 /**
- * The worker side of the job protocol (src/p2p/job-worker.ts) on a real
+ * The worker side of the job protocol (src/p2p/jobs/worker.ts) on a real
  * libp2p node, with the node's decisions stubbed (a JobHandler that records
  * its calls), driven by raw clients: real libp2p nodes on 127.0.0.1 whose
  * JobLinks carry frames written by hand.
@@ -10,13 +10,13 @@ import assert from 'node:assert/strict'
 import { InferenceError } from '../../src/errors.ts'
 import type { Logger } from '../../src/logger.ts'
 import { frameLimits } from '../../src/node/frame-limits.ts'
-import { encodeMessage } from '../../src/p2p/codec.ts'
-import { JobLinks } from '../../src/p2p/job-link.ts'
-import type { JobLink } from '../../src/p2p/job-link.ts'
-import { JobWorker } from '../../src/p2p/job-worker.ts'
-import type { BidTerms, JobHandler, JobHead, RunOutcome } from '../../src/p2p/job-worker.ts'
-import type { Assign, LinkFrame, Offer } from '../../src/p2p/messages.ts'
-import { jobsTopic, MAX_GOSSIP_BYTES, PROTOCOL_VERSION } from '../../src/p2p/protocol.ts'
+import { encodeMessage } from '../../src/p2p/wire/codec.ts'
+import { JobLinks } from '../../src/p2p/jobs/link.ts'
+import type { JobLink } from '../../src/p2p/jobs/link.ts'
+import { JobWorker } from '../../src/p2p/jobs/worker.ts'
+import type { BidTerms, JobHandler, JobHead, RunOutcome } from '../../src/p2p/jobs/worker.ts'
+import type { Assign, LinkFrame, Offer } from '../../src/p2p/wire/messages.ts'
+import { jobsTopic, MAX_GOSSIP_BYTES, PROTOCOL_VERSION } from '../../src/p2p/wire/protocol.ts'
 import { connect, FrameLog, jobId, keyOf, silentLog, startNode, stopAll, waitFor } from '../helpers/p2p-nodes.ts'
 import type { Node } from '../helpers/p2p-nodes.ts'
 

@@ -5,8 +5,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ModelQueue } from '../../src/scheduler/model-queue.ts'
-import type { ModelQueueInit, Runner } from '../../src/scheduler/model-queue.ts'
-import type { BatchResult } from '../../src/scheduler/thread.ts'
+import type { ModelQueueInit } from '../../src/scheduler/model-queue.ts'
+import type { BatchResult, Runner } from '../../src/scheduler/runner.ts'
 import type { Skillset } from '../../src/interfaces/index.ts'
 import { forComponent } from '../../src/logger.ts'
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ModelQueue } from '../../src/scheduler/model-queue.ts'
-import type { Runner } from '../../src/scheduler/model-queue.ts'
+import type { Runner } from '../../src/scheduler/runner.ts'
 import type { Skillset } from '../../src/interfaces/index.ts'
 import { forComponent } from '../../src/logger.ts'
 

@@ -8,7 +8,7 @@ import { tcp } from '@libp2p/tcp'
 import type { Libp2p, Stream } from '@libp2p/interface'
 import { createLibp2p } from 'libp2p'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { defaultNoiseCrypto, nativeNoiseCrypto } from '../../src/p2p/noise-crypto.ts'
+import { defaultNoiseCrypto, nativeNoiseCrypto } from '../../src/p2p/swarm/noise-crypto.ts'
 
 const SIZES = [0, 1, 15, 16, 17, 1199, 1200, 1201, 4096, 65519, 65535 - 16, 64 * 1024]
 const bytes = (x: { subarray: () => Uint8Array }): Buffer => Buffer.from(x.subarray())

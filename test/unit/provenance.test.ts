@@ -6,8 +6,8 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { hashInput, hashOutput, signedBytes, signResult, verifyResult } from '../../src/p2p/provenance.ts'
-import type { SignedFields } from '../../src/p2p/provenance.ts'
+import { hashInput, hashOutput, signedBytes, signResult, verifyResult } from '../../src/p2p/trust/provenance.ts'
+import type { SignedFields } from '../../src/p2p/trust/provenance.ts'
 
 async function fields (): Promise<{ key: Awaited<ReturnType<typeof generateKeyPair>>, f: SignedFields }> {
   const key = await generateKeyPair('Ed25519')

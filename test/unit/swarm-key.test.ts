@@ -1,5 +1,5 @@
 /**
- * Private swarms (src/p2p/swarm-key.ts): the swarm.key file format read
+ * Private swarms (src/p2p/trust/swarm-key.ts): the swarm.key file format read
  * strictly, keys written with mode 0600 and never overwritten unasked, and
  * libp2p nodes that connect only when they hold the same key.
  */
@@ -9,8 +9,8 @@ import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createLibp2p } from 'libp2p'
 import { setLogSink } from '../../src/logger.ts'
-import { libp2pOptions } from '../../src/p2p/libp2p.ts'
-import { formatSwarmKey, newSwarmKey, parseSwarmKey, readSwarmKey, SWARM_KEY_HEADER, swarmKeyFingerprint, writeSwarmKey } from '../../src/p2p/swarm-key.ts'
+import { libp2pOptions } from '../../src/p2p/swarm/libp2p.ts'
+import { formatSwarmKey, newSwarmKey, parseSwarmKey, readSwarmKey, SWARM_KEY_HEADER, swarmKeyFingerprint, writeSwarmKey } from '../../src/p2p/trust/swarm-key.ts'
 import { tempDir } from '../helpers/store-fixtures.ts'
 
 const HEX = 'dffb7e3135399a8b1612b2aaca1c36a3a8ac2cd0cca51ceeb2ced87d308cac6d'

@@ -70,10 +70,10 @@ export async function openStore (args: ParsedArgs, options: OpenOptions = {}): P
   const catalog = await loadCatalog(str(args, 'catalog') ?? process.env.IPFS_ACCELERATE_CATALOG ?? DEFAULT_CATALOG_PATH)
   let libp2p
   if (options.network !== undefined) {
-    const { libp2pOptions } = await import('../../p2p/libp2p.ts')
-    const { loadOrCreateIdentity } = await import('../../p2p/identity.ts')
+    const { libp2pOptions } = await import('../../p2p/swarm/libp2p.ts')
+    const { loadOrCreateIdentity } = await import('../../p2p/trust/identity.ts')
     const keyFile = options.network.swarmKey
-    const swarm = keyFile === undefined ? undefined : await (await import('../../p2p/swarm-key.ts')).readSwarmKey(keyFile)
+    const swarm = keyFile === undefined ? undefined : await (await import('../../p2p/trust/swarm-key.ts')).readSwarmKey(keyFile)
     libp2p = libp2pOptions({ privateKey: await loadOrCreateIdentity(dataDir), listen: [], bootstrap: options.network.bootstrap, mdns: options.network.mdns, ...(swarm === undefined ? {} : { swarmKey: swarm.key }) })
   }
   const store = await createContentStore({ dataDir, catalog, ...(libp2p === undefined ? {} : { libp2p }), trustedPeers: options.network?.trustedPeers ?? [] })

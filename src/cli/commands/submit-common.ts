@@ -99,7 +99,7 @@ export interface SubmitSession {
 export async function withClient<T> (args: ParsedArgs, fn: (session: SubmitSession) => Promise<T>): Promise<T> {
   const ms = timeoutMs(args)
   const keyFile = str(args, 'swarm-key') ?? process.env.IPFS_ACCELERATE_SWARM_KEY
-  const swarm = keyFile === undefined ? undefined : await (await import('../../p2p/swarm-key.ts')).readSwarmKey(keyFile)
+  const swarm = keyFile === undefined ? undefined : await (await import('../../p2p/trust/swarm-key.ts')).readSwarmKey(keyFile)
   const { ClientNode } = await import('../../node/client-node.ts')
   const client = new ClientNode({ bootstrap: await bootstrapAddrs(args), mdns: bool(args, 'mdns') ?? true, joinMs: ms, ...(swarm === undefined ? {} : { swarmKey: swarm.key }) })
   const attached: string[] = []

@@ -34,7 +34,7 @@ ERR_EXISTS).
     json: { type: 'boolean' }
   },
   async run (args) {
-    const { newSwarmKey, swarmKeyFingerprint, writeSwarmKey } = await import('../../p2p/swarm-key.ts')
+    const { newSwarmKey, swarmKeyFingerprint, writeSwarmKey } = await import('../../p2p/trust/swarm-key.ts')
     const dataDir = str(args, 'data-dir') ?? process.env.IPFS_ACCELERATE_DATA_DIR ?? defaultDataDir()
     const key = newSwarmKey()
     const path = await writeSwarmKey(str(args, 'out') ?? join(dataDir, 'swarm.key'), key, { force: bool(args, 'force') === true })

@@ -3,17 +3,17 @@
  * malformed adverts on the adverts topic, published by real libp2p nodes
  * (signed, as every accepted message must be). The worker's topic
  * validators reject them, and gossipsub's scoring graylists a sender after
- * a few (libp2p.ts): from then on its messages are ignored unread. So the
+ * a few (src/p2p/swarm/libp2p.ts): from then on its messages are ignored unread. So the
  * inputs are spread over several identities, a fresh one every
  * `perIdentity` inputs, and the report says how many the worker's
  * validators saw (its `dropped` counters) and how many were ignored.
  */
 import { createLibp2p } from 'libp2p'
 import { multiaddr } from '@multiformats/multiaddr'
-import { decodeMessage } from '../../../src/p2p/codec.ts'
-import { libp2pOptions } from '../../../src/p2p/libp2p.ts'
-import { advertSchema, offerSchema } from '../../../src/p2p/messages.ts'
-import { ADVERTS_TOPIC, MAX_GOSSIP_BYTES, jobsTopic } from '../../../src/p2p/protocol.ts'
+import { decodeMessage } from '../../../src/p2p/wire/codec.ts'
+import { libp2pOptions } from '../../../src/p2p/swarm/libp2p.ts'
+import { advertSchema, offerSchema } from '../../../src/p2p/wire/messages.ts'
+import { ADVERTS_TOPIC, MAX_GOSSIP_BYTES, jobsTopic } from '../../../src/p2p/wire/protocol.ts'
 import { Fuzzer, Tally } from './mutate.ts'
 
 const STAND_IN_TOPIC = jobsTopic('stand-in')

@@ -29,13 +29,13 @@
  */
 import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { errorMessage, ProtocolError } from '../errors.ts'
-import type { Logger } from '../logger.ts'
-import { decodeMessage } from './codec.ts'
+import { errorMessage, ProtocolError } from '../../errors.ts'
+import type { Logger } from '../../logger.ts'
+import { decodeMessage } from '../wire/codec.ts'
 import { encodeFrame, FrameReader } from './frames.ts'
-import { frameAllowed, linkFrameSchema, TO_WORKER } from './messages.ts'
-import type { LinkFrame } from './messages.ts'
-import { JOB_PROTOCOL_STREAM, JOB_PROTOCOLS, MAX_CONTROL_FRAME_BYTES, MAX_FRAME_BYTES } from './protocol.ts'
+import { frameAllowed, linkFrameSchema, TO_WORKER } from '../wire/messages.ts'
+import type { LinkFrame } from '../wire/messages.ts'
+import { JOB_PROTOCOL_STREAM, JOB_PROTOCOLS, MAX_CONTROL_FRAME_BYTES, MAX_FRAME_BYTES } from '../wire/protocol.ts'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
 interface Outgoing { bytes: Uint8ArrayList, resolve: () => void, reject: (err: Error) => void }

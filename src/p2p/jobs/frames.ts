@@ -11,9 +11,9 @@
  * next frame after it.
  */
 import { Uint8ArrayList } from 'uint8arraylist'
-import { ProtocolError } from '../errors.ts'
-import { encodeMessage } from './codec.ts'
-import { MAX_FRAME_BYTES } from './protocol.ts'
+import { ProtocolError } from '../../errors.ts'
+import { encodeMessage } from '../wire/codec.ts'
+import { MAX_FRAME_BYTES } from '../wire/protocol.ts'
 
 const JOB_ID = /^[A-Za-z0-9_-]{8,64}$/
 const MAX_JOB_ID_BYTES = 64

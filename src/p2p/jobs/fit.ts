@@ -16,7 +16,7 @@
  *   than the throughput it advertises) and against what this client saw
  *   (recent failures weigh heavily; measured latency replaces claims).
  */
-import type { AdvertModel, Bid } from './messages.ts'
+import type { AdvertModel, Bid } from '../wire/messages.ts'
 
 /** What a client remembers of one worker. */
 export interface WorkerRecord {

@@ -17,12 +17,11 @@
  */
 import { createHash } from 'node:crypto'
 import type { Hash } from 'node:crypto'
-import { JobCancelledError, ProtocolError } from '../errors.ts'
-import { hashOutput } from './provenance.ts'
+import { JobCancelledError, ProtocolError } from '../../errors.ts'
+import { hashOutput } from '../trust/provenance.ts'
 
 /** Partials a worker may have unacknowledged per job, unless the client asks for fewer (assign `window`). */
 export const DEFAULT_STREAM_WINDOW = 16
-export const MAX_STREAM_WINDOW = 256
 
 /** The running hash of a job's partials, in order. */
 export class PartialsHash {

@@ -4,25 +4,20 @@
  * outcome (result or error), and answers to a client's `query` after it
  * lost the link (the kept outcome, `progress`, or `status: unknown`; a
  * streaming job resumes from the client's `fromSeq`). Split from
- * job-worker.ts, which takes offers and leases; both share `Held`.
+ * worker.ts, which takes offers and leases; both share `Held`.
  */
-import { errorCode, errorMessage } from '../errors.ts'
-import type { SkillsetName } from '../interfaces/index.ts'
-import type { Logger } from '../logger.ts'
-import type { JobLink, JobLinks } from './job-link.ts'
-import type { LinkFrame, Offer, Result } from './messages.ts'
-import { MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION } from './protocol.ts'
+import { errorCode, errorMessage } from '../../errors.ts'
+import type { SkillsetName } from '../../interfaces/index.ts'
+import type { Logger } from '../../logger.ts'
+import type { JobLink, JobLinks } from './link.ts'
+import type { LinkFrame, Offer, Result } from '../wire/messages.ts'
+import { MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION } from '../wire/protocol.ts'
 import { PartialOut } from './stream-flow.ts'
+import type { FrameLimits } from './types.ts'
 
 /** What a worker knows of a job before its input arrives. */
 export type JobHead = Pick<Offer, 'jobId' | 'traceId' | 'skillset' | 'model' | 'cost' | 'inputBytes'>
 export type ResultBody = Omit<Result, 'v' | 't' | 'jobId'>
-export interface FrameLimits {
-  input: number
-  output: number
-  /** Streaming skillsets: the largest `partial` frame body (its envelope included). */
-  partial?: number
-}
 
 /** A job in hand (or its kept outcome), by `client/jobId`. */
 export interface Held {

@@ -1,16 +1,17 @@
 /**
- * The contracts of the worker side of the job protocol (job-worker.ts):
+ * The contracts of the worker side of the job protocol (worker.ts):
  * what the node decides (JobHandler: whether to bid, how to run a leased
  * job) and what a JobWorker is built from.
  */
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
-import type { SkillsetName } from '../interfaces/index.ts'
-import type { Logger } from '../logger.ts'
-import type { FrameLimits, JobHead, ResultBody } from './job-answers.ts'
-import type { JobLinks } from './job-link.ts'
-import type { NodeServices } from './libp2p.ts'
-import type { Assign, Bid } from './messages.ts'
-import type { ProvenanceClaim } from './provenance.ts'
+import type { SkillsetName } from '../../interfaces/index.ts'
+import type { Logger } from '../../logger.ts'
+import type { JobHead, ResultBody } from './answers.ts'
+import type { FrameLimits } from './types.ts'
+import type { JobLinks } from './link.ts'
+import type { NodeServices } from '../swarm/libp2p.ts'
+import type { Assign, Bid } from '../wire/messages.ts'
+import type { ProvenanceClaim } from '../trust/provenance.ts'
 
 export type BidTerms = Omit<Bid, 'v' | 't' | 'jobId'>
 /** What the node's handler returns: the result, and how it was computed (the worker signs it). */

@@ -1,5 +1,5 @@
 /** Names and limits of wire protocol version 1 (see docs/architecture.md). */
-import type { SkillsetName } from '../interfaces/index.ts'
+import type { SkillsetName } from '../../interfaces/index.ts'
 
 export const PROTOCOL_VERSION = 1
 export const ADVERTS_TOPIC = '/ipfs-accelerate/1/adverts'
@@ -34,3 +34,5 @@ export const MAX_CONTROL_FRAME_BYTES = 4 * 1024
 export const MAX_DIRECTORY_BYTES = 512 * 1024
 /** Entries in a directory answer. */
 export const MAX_DIRECTORY_PEERS = 256
+/** The largest window (unacknowledged partials per job) a client may ask for in `assign` (default 16, jobs/stream-flow.ts). */
+export const MAX_STREAM_WINDOW = 256

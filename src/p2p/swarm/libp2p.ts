@@ -18,9 +18,9 @@ import { tcp } from '@libp2p/tcp'
 import type { Libp2pOptions } from 'libp2p'
 import { MemoryDatastore } from 'datastore-core'
 import { nativeNoiseCrypto } from './noise-crypto.ts'
-import { swarmProtector } from './swarm-key.ts'
-import { ADVERTS_TOPIC, MAX_GOSSIP_BYTES, jobsTopic } from './protocol.ts'
-import { SKILLSET_NAMES } from '../interfaces/index.ts'
+import { swarmProtector } from '../trust/swarm-key.ts'
+import { ADVERTS_TOPIC, MAX_GOSSIP_BYTES, jobsTopic } from '../wire/protocol.ts'
+import { SKILLSET_NAMES } from '../../interfaces/index.ts'
 
 export interface NodeServices extends Record<string, unknown> {
   identify: Identify
@@ -34,7 +34,7 @@ export interface Libp2pInit {
   mdns: boolean
   /** mDNS service tag: lets tests keep separate swarms apart. */
   mdnsServiceTag?: string
-  /** A private swarm's pre-shared key (32 bytes, src/p2p/swarm-key.ts): only peers with the same key can connect. */
+  /** A private swarm's pre-shared key (32 bytes, src/p2p/trust/swarm-key.ts): only peers with the same key can connect. */
   swarmKey?: Uint8Array
 }
 

@@ -4,7 +4,7 @@
  */
 import { decode, encode } from 'cborg'
 import type { z } from 'zod'
-import { MessageTooLargeError, ProtocolError } from '../errors.ts'
+import { MessageTooLargeError, ProtocolError } from '../../errors.ts'
 
 export function encodeMessage (msg: unknown, maxBytes: number): Uint8Array {
   const bytes = encode(msg)

@@ -1,21 +1,20 @@
 /**
- * The auction of a job, seen from the client (split from job-client.ts,
+ * The auction of a job, seen from the client (split from client.ts,
  * which leases and answers): the workers that serve the job's model, rounds
  * of direct and gossip offers, and the choice among bids. A streaming job
  * is offered only over job protocol 1.1.0 links: a worker whose link
  * speaks 1.0.0 counts as having answered, and is not offered it.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
-import { errorMessage, NoWorkerError } from '../errors.ts'
-import type { Serving } from './adverts.ts'
-import type { BoundedMap } from './bounded.ts'
-import { encodeMessage } from './codec.ts'
+import { errorMessage, NoWorkerError } from '../../errors.ts'
+import type { Serving } from '../swarm/adverts.ts'
+import type { BoundedMap } from '../wire/bounded.ts'
+import { encodeMessage } from '../wire/codec.ts'
 import { bidMs, bidWindowEnd, expectedMs, rankBids, recentFailures, typicalThroughput, weight, weightedPick } from './fit.ts'
 import type { WorkerRecord } from './fit.ts'
-import type { JobClientInit, JobRequest } from './job-client.ts'
-import type { Pending } from './job-lease.ts'
-import type { Bid, LinkFrame, Offer } from './messages.ts'
-import { MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from './protocol.ts'
+import type { JobClientInit, JobRequest, Pending } from './types.ts'
+import type { Bid, LinkFrame, Offer } from '../wire/messages.ts'
+import { MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from '../wire/protocol.ts'
 
 export interface AuctionDeps {
   init: JobClientInit

@@ -14,8 +14,8 @@ import type { KeyObject } from 'node:crypto'
 import { encode } from 'cborg'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { errorMessage } from '../errors.ts'
-import { BoundedMap } from './bounded.ts'
+import { errorMessage } from '../../errors.ts'
+import { BoundedMap } from '../wire/bounded.ts'
 
 /** What the worker states about how it computed a result. */
 export interface ProvenanceClaim {
@@ -37,7 +37,7 @@ export interface SignedFields extends ProvenanceClaim {
   model: string
   inputHash: Uint8Array
   outputHash: Uint8Array
-  /** Streaming jobs: how many partials came before the result, and their running hash (stream-flow.ts). */
+  /** Streaming jobs: how many partials came before the result, and their running hash (jobs/stream-flow.ts). */
   partials?: number
   partialsHash?: Uint8Array
 }

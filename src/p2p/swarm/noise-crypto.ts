@@ -21,7 +21,7 @@ import type { KeyObject } from 'node:crypto'
 import { pureJsCrypto } from '@chainsafe/libp2p-noise'
 import type { ICryptoInterface } from '@chainsafe/libp2p-noise'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { forComponent } from '../logger.ts'
+import { forComponent } from '../../logger.ts'
 
 const ALG = 'chacha20-poly1305'
 const TAG = 16

@@ -6,8 +6,8 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
-import { ConfigError } from '../errors.ts'
-import { forComponent } from '../logger.ts'
+import { ConfigError } from '../../errors.ts'
+import { forComponent } from '../../logger.ts'
 
 const log = forComponent('ipfs-accelerate:identity')
 const MAX_KEY_BYTES = 16 * 1024

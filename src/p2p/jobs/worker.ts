@@ -15,29 +15,29 @@
  *
  * Streaming jobs (a skillset for which `streams()` is true) are bid for and
  * taken only over job protocol 1.1.0 links: their partials go out under the
- * client's window (job-answers.ts, stream-flow.ts); each `ack` also renews
+ * client's window (answers.ts, stream-flow.ts); each `ack` also renews
  * the lease; a client that has no link to us for `resumeGraceMs` (it went
  * away) and does not ask again has its job cancelled, so the runner stops.
  */
 import type { Message } from '@libp2p/gossipsub'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
-import { errorCode, errorMessage, JobCancelledError, ProtocolError, ShuttingDownError } from '../errors.ts'
-import type { SkillsetName } from '../interfaces/index.ts'
-import { BoundedMap, PeerBuckets } from './bounded.ts'
-import { decodeMessage } from './codec.ts'
-import type { JobLink } from './job-link.ts'
-import { bidSchema, offerSchema } from './messages.ts'
-import type { Assign, LinkFrame, Offer } from './messages.ts'
-import { MAX_CONTROL_FRAME_BYTES, MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from './protocol.ts'
-import { hashInput, hashOutput, signResult } from './provenance.ts'
-import { answerQuery, deliver, heartbeats, openStream, sendQuiet } from './job-answers.ts'
-import type { AnswerDeps, Held, JobHead } from './job-answers.ts'
-import type { BidTerms, JobWorkerInit } from './job-handler.ts'
+import { errorCode, errorMessage, JobCancelledError, ProtocolError, ShuttingDownError } from '../../errors.ts'
+import type { SkillsetName } from '../../interfaces/index.ts'
+import { BoundedMap, PeerBuckets } from '../wire/bounded.ts'
+import { decodeMessage } from '../wire/codec.ts'
+import type { JobLink } from './link.ts'
+import { bidSchema, offerSchema } from '../wire/messages.ts'
+import type { Assign, LinkFrame, Offer } from '../wire/messages.ts'
+import { MAX_CONTROL_FRAME_BYTES, MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from '../wire/protocol.ts'
+import { hashInput, hashOutput, signResult } from '../trust/provenance.ts'
+import { answerQuery, deliver, heartbeats, openStream, sendQuiet } from './answers.ts'
+import type { AnswerDeps, Held, JobHead } from './answers.ts'
+import type { BidTerms, JobWorkerInit } from './handler.ts'
 import { DEFAULT_STREAM_WINDOW } from './stream-flow.ts'
 
-export type { FrameLimits, JobHead, ResultBody } from './job-answers.ts'
-export type { BidTerms, JobHandler, JobWorkerInit, RunOutcome } from './job-handler.ts'
+export type { JobHead, ResultBody } from './answers.ts'
+export type { BidTerms, JobHandler, JobWorkerInit, RunOutcome } from './handler.ts'
 
 const OUTCOME_TTL_MS = 120_000
 const BID_TTL_MS = 30_000

@@ -8,11 +8,10 @@
  * from when the message arrives, so clock skew between hosts does not matter.
  */
 import { z } from 'zod'
-import { SKILLSET_NAMES } from '../interfaces/index.ts'
-import type { SkillsetName } from '../interfaces/index.ts'
-import { modelIdSchema } from '../models/catalog.ts'
-import { MAX_DIRECTORY_PEERS, PROTOCOL_VERSION } from './protocol.ts'
-import { MAX_STREAM_WINDOW } from './stream-flow.ts'
+import { SKILLSET_NAMES } from '../../interfaces/index.ts'
+import type { SkillsetName } from '../../interfaces/index.ts'
+import { modelIdSchema } from '../../models/catalog.ts'
+import { MAX_DIRECTORY_PEERS, MAX_STREAM_WINDOW, PROTOCOL_VERSION } from './protocol.ts'
 
 const v = z.literal(PROTOCOL_VERSION)
 export const jobIdSchema = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, 'job ids are 8-64 characters of letters, digits, "_" and "-"')
@@ -130,13 +129,13 @@ export const timingsSchema = z.strictObject({
 
 const bytes = (min: number, max: number): z.ZodType<Uint8Array> => z.instanceof(Uint8Array).refine((b) => b.byteLength >= min && b.byteLength <= max, `expected ${min}-${max} bytes`)
 
-/** How a result was computed, signed by the worker's key (see provenance.ts). */
+/** How a result was computed, signed by the worker's key (see trust/provenance.ts). */
 export const provenanceSchema = z.strictObject({
   modelCid: z.string().max(200),
   provider: z.string().max(32),
   dtype: z.string().max(16),
   inputHash: bytes(32, 32),
-  /** Streaming jobs (1.1.0): sha256 over the hashes of the partials, in order (see stream-flow.ts); signed. */
+  /** Streaming jobs (1.1.0): sha256 over the hashes of the partials, in order (see jobs/stream-flow.ts); signed. */
   partialsHash: bytes(32, 32).optional(),
   signature: bytes(16, 1024)
 })

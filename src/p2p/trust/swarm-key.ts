@@ -18,8 +18,8 @@ import { chmod, mkdir, open, rename, stat, unlink, writeFile } from 'node:fs/pro
 import { dirname, resolve } from 'node:path'
 import type { ConnectionProtector } from '@libp2p/interface'
 import { preSharedKey } from '@libp2p/pnet'
-import { ConfigError, errorMessage, ExistsError } from '../errors.ts'
-import { forComponent } from '../logger.ts'
+import { ConfigError, errorMessage, ExistsError } from '../../errors.ts'
+import { forComponent } from '../../logger.ts'
 
 const log = forComponent('ipfs-accelerate:swarm-key')
 

@@ -5,7 +5,7 @@
  */
 import type { Libp2p, PeerInfo } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import type { Logger } from '../logger.ts'
+import type { Logger } from '../../logger.ts'
 
 export interface AutoDialer { stop(): void, dial(addrs: Multiaddr[] | PeerInfo): void }
 

@@ -30,49 +30,27 @@
  *
  * Execution is at least once (a worker given up on may still finish);
  * delivery to the caller is exactly once: a job resolves once, and a late
- * or second answer is dropped. The auction lives in job-auction.ts, the
- * lease in job-lease.ts.
+ * or second answer is dropped. The auction lives in auction.ts, the
+ * lease in lease.ts.
  */
 import { randomBytes } from 'node:crypto'
-import type { Libp2p } from '@libp2p/interface'
-import { AccelerateError, errorCode, errorMessage, ForbiddenError, JobFailedError, JobTimeoutError, StreamBrokenError } from '../errors.ts'
-import type { SkillsetName } from '../interfaces/index.ts'
-import type { Logger } from '../logger.ts'
-import type { Adverts } from './adverts.ts'
-import { BoundedMap } from './bounded.ts'
-import { encodeMessage } from './codec.ts'
+import { AccelerateError, errorCode, errorMessage, ForbiddenError, JobFailedError, JobTimeoutError, StreamBrokenError } from '../../errors.ts'
+import type { SkillsetName } from '../../interfaces/index.ts'
+import type { Logger } from '../../logger.ts'
+import type { Adverts } from '../swarm/adverts.ts'
+import { BoundedMap } from '../wire/bounded.ts'
+import { encodeMessage } from '../wire/codec.ts'
 import type { WorkerRecord } from './fit.ts'
-import type { JobLink, JobLinks } from './job-link.ts'
-import { Auctioneer } from './job-auction.ts'
-import { leaseJob } from './job-lease.ts'
-import type { LeaseDeps, Pending } from './job-lease.ts'
-import type { FrameLimits } from './job-worker.ts'
-import type { NodeServices } from './libp2p.ts'
-import type { Bid, LinkFrame, Result } from './messages.ts'
-import { MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION } from './protocol.ts'
+import type { JobLink, JobLinks } from './link.ts'
+import { Auctioneer } from './auction.ts'
+import { leaseJob } from './lease.ts'
+import type { LeaseDeps } from './lease.ts'
+import type { JobClientInit, JobRequest, Pending } from './types.ts'
+import type { Bid, LinkFrame, Result } from '../wire/messages.ts'
+import { MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION } from '../wire/protocol.ts'
 
-export interface JobRequest {
-  skillset: SkillsetName
-  model?: string
-  input: Record<string, unknown>
-  params?: Record<string, unknown>
-  /** Cost units of the input (texts for embed). */
-  cost: number
-  timeoutMs: number
-  signal?: AbortSignal
-  /**
-   * A streaming skillset's job (job protocol 1.1.0): each partial (wire
-   * form) is handed to `onPartial` in order, one at a time; a slow callback
-   * pauses the job on the worker (`window` partials at most in flight,
-   * default 16). Only workers with 1.1.0 links are offered the job.
-   */
-  stream?: {
-    onPartial: (partial: Record<string, unknown>, seq: number) => void | Promise<void>
-    window?: number
-  }
-  /** Called each time the job is leased to a worker (again after a retry elsewhere), before its input goes out. */
-  onLease?: (worker: string) => void
-}
+export type { JobClientInit, JobRequest } from './types.ts'
+
 
 /** One worker's go at a job that did not end in its result. */
 export interface JobTry { worker: string, code: string, message: string }
@@ -92,32 +70,6 @@ export interface JobResponse {
   timings: Result['timings'] & { totalMs: number, bidMs: number, attempts: number, rounds: number, firstPartialMs?: number }
 }
 
-export interface JobClientInit {
-  libp2p: Libp2p<NodeServices>
-  links: JobLinks
-  adverts: Adverts
-  limits: (skillset: SkillsetName) => FrameLimits
-  log: Logger
-  /** Workers offered each job directly (default 3). */
-  fanout?: number
-  /** After the first bid, wait at least this long (or as long as it took) for the other direct candidates (default 20 ms)... */
-  bidWindowMs?: number
-  /** ...but never longer than this (default 250 ms), unless the best bid would take long anyway: then up to half its expected time (fit.ts bidWindowEnd). */
-  maxBidWindowMs?: number
-  /** The first round waits this long for a bid; later rounds twice as long each, up to maxRoundMs (defaults 300, 2000). */
-  roundMs?: number
-  maxRoundMs?: number
-  /** Workers send progress this often while they hold a job (default 1000 ms)... */
-  heartbeatMs?: number
-  /** ...and one silent for this many periods is given up on (default 3). */
-  stallBeats?: number
-  /** Shortest lease (default 10 s); longer for jobs a worker expects to take longer. */
-  minLeaseMs?: number
-  /** Workers a job may fail on before the client gives up (default 3). */
-  maxTries?: number
-  /** How long to look for a worker before ERR_NO_WORKER when none is known (default 5 s). */
-  discoveryMs?: number
-}
 
 export function newJobId (): string {
   return randomBytes(12).toString('base64url')
