@@ -184,3 +184,39 @@ test('adverts travel by gossip; a stopping worker\'s leaving advert removes it',
     await stopAll(worker, listener)
   }
 })
+
+test('an idle worker advertises on change, then only as a refresh; load changes wait for the interval; TTL is three refreshes', async () => {
+  const worker = await startNode()
+  const listener = await startNode()
+  let model = standInModel('test/idle')
+  const wa = new Adverts({ libp2p: worker, log: silentLog, intervalMs: 200, refreshMs: 1500, build: () => advertBody(worker, [model]) })
+  const heard: Array<{ at: number, advert: Advert }> = []
+  const la = new Adverts({ libp2p: listener, log: silentLog, onAdvert: (p) => { heard.push({ at: performance.now(), advert: p.advert }) } })
+  try {
+    await la.start()
+    await wa.start()
+    await connect(listener, worker)
+    await waitFor('the first advert', () => heard.length >= 1)
+    assert.equal(heard[0]!.advert.ttlMs, 4500)
+    // Nothing changes: the next advert is the refresh, a refresh period after the last one, with none between.
+    await waitFor('the refresh', () => wa.sent.refresh >= 1, 10_000)
+    await waitFor('the refresh to arrive', () => heard.length >= 2, 5000)
+    assert.equal(heard.length, 2, `adverts heard: ${heard.map((h) => h.advert.seq).join(', ')}`)
+    assert.ok(heard[1]!.at - heard[0]!.at >= 1500 - 250, `the refresh came ${Math.round(heard[1]!.at - heard[0]!.at)} ms after the first advert`)
+    assert.equal(wa.sent.load, 0)
+    // Load alone changed: one advert within an interval or two, carrying it.
+    model = { ...model, queuedCost: 7 }
+    await waitFor('the load advert', () => heard.some((h) => h.advert.models[0]!.queuedCost === 7), 5000)
+    assert.equal(wa.sent.load, 1)
+    // What it serves changed: it goes out at once (the node calls publishSoon), as a change.
+    const changes = wa.sent.change
+    model = { ...model, loaded: false }
+    wa.publishSoon()
+    await waitFor('the change advert', () => heard.some((h) => !h.advert.models[0]!.loaded), 5000)
+    assert.equal(wa.sent.change, changes + 1)
+    assert.ok(la.serving('stand-in', 'test/idle').length === 0, 'a model that is not loaded is not served')
+  } finally {
+    await stopAll(wa, la)
+    await stopAll(worker, listener)
+  }
+})

@@ -31,6 +31,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import { errorMessage } from '../../errors.ts'
 import type { Logger } from '../../logger.ts'
 import { BoundedMap } from '../wire/bounded.ts'
+import { readAll } from './read-all.ts'
 import { decodeMessage, encodeMessage } from '../wire/codec.ts'
 import type { NodeServices } from './libp2p.ts'
 import { advertSchema, directoryRequestSchema, directorySchema } from '../wire/messages.ts'
@@ -376,32 +377,4 @@ function keys (body: AdvertBody): { shape: string, load: string } {
   const shape: LoadFree = { ...body, models: body.models.map(({ queuedCost: _q, throughput: _t, ...m }) => m) }
   delete (shape as Partial<AdvertBody>).queueDepth
   return { shape: JSON.stringify(shape), load: JSON.stringify([body.queueDepth, body.models.map((m) => [m.queuedCost, m.throughput])]) }
-}
-
-/**
- * Every byte a peer sends on a stream until it closes its end, bounded in
- * size and time. The listener is attached before anything is sent, so no
- * byte passes unheard.
- */
-function readAll (stream: Stream, maxBytes: number, signal: AbortSignal): Promise<Uint8Array> {
-  return new Promise<Uint8Array>((resolve, reject) => {
-    const chunks: Uint8Array[] = []
-    let total = 0
-    const done = (err?: Error): void => {
-      signal.removeEventListener('abort', onAbort)
-      if (err !== undefined) reject(err)
-      else resolve(Buffer.concat(chunks))
-    }
-    const onAbort = (): void => { done(signal.reason instanceof Error ? signal.reason : new Error('aborted')) }
-    if (signal.aborted) { onAbort(); return }
-    signal.addEventListener('abort', onAbort, { once: true })
-    stream.addEventListener('message', (evt) => {
-      const bytes = evt.data instanceof Uint8Array ? evt.data : evt.data.subarray()
-      total += bytes.byteLength
-      if (total > maxBytes) done(new RangeError(`over ${maxBytes} bytes on a directory stream`))
-      else chunks.push(bytes)
-    })
-    stream.addEventListener('remoteCloseWrite', () => { done() })
-    stream.addEventListener('close', (evt) => { done(evt.error) })
-  })
 }
