@@ -18,6 +18,7 @@ import { tcp } from '@libp2p/tcp'
 import type { Libp2pOptions } from 'libp2p'
 import { MemoryDatastore } from 'datastore-core'
 import { nativeNoiseCrypto } from './noise-crypto.ts'
+import './yamux-window.ts'
 import { swarmProtector } from '../trust/swarm-key.ts'
 import { ADVERTS_TOPIC, MAX_GOSSIP_BYTES, jobsTopic } from '../wire/protocol.ts'
 import { SKILLSET_NAMES } from '../../interfaces/index.ts'
@@ -87,7 +88,8 @@ export function libp2pOptions (init: Libp2pInit): Libp2pOptions<NodeServices> {
     // Native ChaCha20-Poly1305 with cached keys: noise's default rebuilt the key every frame.
     connectionEncrypters: [noise({ crypto: nativeNoiseCrypto })],
     ...(init.swarmKey === undefined ? {} : { connectionProtector: swarmProtector(init.swarmKey) }),
-    streamMuxers: [yamux()],
+    // No yamux keep-alive pings (one per connection every 30 s): the connection monitor pings each connection every 60 s.
+    streamMuxers: [yamux({ enableKeepAlive: false })],
     peerDiscovery,
     // libp2p pings every connection every 10 s by default (a stream and a protocol negotiation each; /ipfs/ping is not
     // served here, which the monitor takes as alive). Jobs have their own heartbeats; idle links need far fewer.
