@@ -198,11 +198,13 @@ test('an idle worker advertises on change, then only as a refresh; load changes 
     await connect(listener, worker)
     await waitFor('the first advert', () => heard.length >= 1)
     assert.equal(heard[0]!.advert.ttlMs, 4500)
-    // Nothing changes: the next advert is the refresh, a refresh period after the last one, with none between.
+    // Nothing changes: the first advert is repeated once at the next tick, then the next is the refresh, a refresh period later, none between.
     await waitFor('the refresh', () => wa.sent.refresh >= 1, 10_000)
-    await waitFor('the refresh to arrive', () => heard.length >= 2, 5000)
-    assert.equal(heard.length, 2, `adverts heard: ${heard.map((h) => h.advert.seq).join(', ')}`)
-    assert.ok(heard[1]!.at - heard[0]!.at >= 1500 - 250, `the refresh came ${Math.round(heard[1]!.at - heard[0]!.at)} ms after the first advert`)
+    await waitFor('the refresh to arrive', () => heard.length >= 3, 5000)
+    assert.equal(heard.length, 3, `adverts heard: ${heard.map((h) => h.advert.seq).join(', ')}`)
+    assert.equal(wa.sent.repeat, 1)
+    assert.ok(heard[1]!.at - heard[0]!.at < 1000, `the repeat came ${Math.round(heard[1]!.at - heard[0]!.at)} ms after the first advert`)
+    assert.ok(heard[2]!.at - heard[1]!.at >= 1500 - 250, `the refresh came ${Math.round(heard[2]!.at - heard[1]!.at)} ms after the repeat`)
     assert.equal(wa.sent.load, 0)
     // Load alone changed: one advert within an interval or two, carrying it.
     model = { ...model, queuedCost: 7 }

@@ -8,7 +8,9 @@
  * (debounced) when what the node serves changes (models, readiness,
  * addresses), at most once per `intervalMs` while only its load changes
  * (queued cost, depth, throughput), once per `intervalMs` when new peers
- * subscribed, and otherwise as a refresh every `refreshMs` — or every
+ * subscribed (a change or a new subscriber's advert once more at the next
+ * tick, in case gossipsub could not send it to a peer yet), and otherwise
+ * as a refresh every `refreshMs` — or every
  * second per peer in the table, if that is longer, so that the adverts a
  * node takes in stay near one a second however large the swarm. The TTL is
  * three refreshes. An idle swarm sends next to nothing.
@@ -101,7 +103,9 @@ export class Adverts {
   /** Peers that subscribed to the adverts topic lately: a peer that re-subscribes is not new. */
   private readonly subscribers = new BoundedMap<string, true>(4096, 10 * 60_000)
   /** Counters: adverts sent, and why. */
-  readonly sent = { change: 0, load: 0, subscribers: 0, refresh: 0 }
+  readonly sent = { change: 0, load: 0, subscribers: 0, repeat: 0, refresh: 0 }
+  /** A change or a new subscriber's advert goes out once more at the next tick: a copy gossipsub could not send yet is not lost for a refresh period. */
+  private repeatDue = false
   /**
    * A peer subscribed: it hears our next advert. That advert goes at the
    * next tick (at most once per `intervalMs`, however many subscribe: every
@@ -179,7 +183,7 @@ export class Adverts {
     const last = this.last
     const why = last === undefined || shape !== last.shape
       ? 'change'
-      : load !== last.load ? 'load' : this.newSubscribers ? 'subscribers' : performance.now() - last.at >= this.refreshMs ? 'refresh' : undefined
+      : load !== last.load ? 'load' : this.newSubscribers ? 'subscribers' : this.repeatDue ? 'repeat' : performance.now() - last.at >= this.refreshMs ? 'refresh' : undefined
     if (why !== undefined) void this.publish(false, why, body)
   }
 
@@ -190,6 +194,8 @@ export class Adverts {
     const { shape, load } = keys(body)
     this.last = { shape, load, at: performance.now() }
     this.newSubscribers = false
+    // A peer whose subscription we heard may not have our outbound gossip stream yet (a loaded host): say it twice.
+    this.repeatDue = why === 'change' || why === 'subscribers'
     if (!leaving) this.sent[why]++
     const advert: Advert = { v: PROTOCOL_VERSION, t: 'advert', bootId: this.bootId, seq: this.seq++, ttlMs: this.ttlMs, leaving, ...body }
     try {
