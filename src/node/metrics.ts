@@ -41,7 +41,7 @@ const DROPS: ReadonlyArray<{ source: string, reason: string, read: (p: NodeParts
 /** Job bus events worth a rate on a dashboard, from the job worker's counters. */
 const BUS_EVENTS: ReadonlyArray<[string, keyof NonNullable<NodeParts['jobs']>]> = Object.freeze([
   ['offer', 'offers'], ['direct_offer', 'directOffers'], ['bid', 'bids'], ['busy', 'busy'], ['lease', 'leases'],
-  ['result', 'results'], ['error', 'errors'], ['cancelled', 'cancelled'], ['expired', 'expired'], ['query', 'queries'], ['resumed', 'resumed']
+  ['result', 'results'], ['error', 'errors'], ['cancelled', 'cancelled'], ['expired', 'expired'], ['query', 'queries'], ['resumed', 'resumed'], ['refused', 'refused']
 ])
 
 /** A counter whose value is another part's cumulative count: set at scrape time. */

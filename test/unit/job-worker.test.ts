@@ -174,6 +174,29 @@ test('a late assign (no prior bid) is still run and answered', async (t) => {
   assert.equal(handler.runsOf(id).length, 1)
 })
 
+test('an assign with no bid that the worker could not bid on now is refused at once, not queued; one it could is run (the one-round-trip path)', async (t) => {
+  reset()
+  const c = await client(t)
+  const link = await c.link()
+  const refused = jobs.stats.refused
+  handler.terms = () => ({ busy: 'the queue of test/model holds 4096 cost units' })
+  const full = jobId('full')
+  await link.send(assign(full, 'x'))
+  const err = await c.log.next('error', full)
+  assert.equal(err.code, 'ERR_QUEUE_FULL')
+  assert.match(err.message, /holds 4096 cost units: offer the job to another worker/)
+  handler.terms = () => undefined
+  const other = jobId('other-model')
+  await link.send(assign(other, 'x'))
+  assert.equal((await c.log.next('error', other)).code, 'ERR_MODEL_NOT_FOUND')
+  assert.equal(handler.runsOf(full).length + handler.runsOf(other).length, 0, 'neither reached the handler')
+  assert.equal(jobs.stats.refused, refused + 2)
+  reset()
+  const ok = jobId('fits')
+  await link.send(assign(ok, 'fits'))
+  assert.deepEqual((await c.log.next('result', ok)).output, { echo: 'fits' })
+})
+
 test('a job id reused by another peer is another job: each peer gets the outcome of its own input', async (t) => {
   reset()
   handler.delayMs = 200

@@ -29,7 +29,7 @@ function head (jobId: string, skillset: JobHead['skillset'] = 'embed', model?: s
 }
 
 function parts (over: Partial<NodeParts> = {}): NodeParts {
-  const jobs = { offers: 0, directOffers: 0, dropped: 2, rateLimited: 3, bids: 5, busy: 0, unreachable: 0, leases: 4, executions: 4, declined: 0, results: 0, errors: 0, cancelled: 0, expired: 0, queries: 0, badFrames: 1, held: 0, forbidden: 0, partials: 0, acks: 0, resumed: 0, orphaned: 0, oldLinks: 0 }
+  const jobs = { offers: 0, directOffers: 0, dropped: 2, rateLimited: 3, bids: 5, busy: 0, unreachable: 0, leases: 4, executions: 4, declined: 0, results: 0, errors: 0, cancelled: 0, expired: 0, queries: 0, badFrames: 1, held: 0, forbidden: 0, partials: 0, acks: 0, resumed: 0, orphaned: 0, oldLinks: 0, refused: 0 }
   return { state: 'ok', libp2p: undefined, hardware: undefined, requested: { device: 'auto', dtype: 'auto' }, served: [], adverts: undefined, jobs, links: { opened: 0, accepted: 0, refused: 7, ended: 0 }, exchange: { ...emptyExchangeStats(), servedBytes: 1234, fetchedBlocks: 9 }, ...over }
 }
 

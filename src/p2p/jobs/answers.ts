@@ -10,7 +10,7 @@ import { errorCode, errorMessage } from '../../errors.ts'
 import type { SkillsetName } from '../../interfaces/index.ts'
 import type { Logger } from '../../logger.ts'
 import type { JobLink, JobLinks } from './link.ts'
-import type { LinkFrame, Offer, Result } from '../wire/messages.ts'
+import type { Assign, LinkFrame, Offer, Result } from '../wire/messages.ts'
 import { MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION } from '../wire/protocol.ts'
 import { PartialOut } from './stream-flow.ts'
 import type { FrameLimits } from './types.ts'
@@ -152,4 +152,16 @@ export function heartbeats (deps: AnswerDeps, jobs: Iterable<[string, Held]>, re
     void sendQuiet(deps, link, { v: PROTOCOL_VERSION, t: 'progress', jobId: h.head.jobId, state: 'running' })
   }
   return inHand
+}
+
+/** The error frame for a client that this worker's allow list refuses. */
+export function forbiddenFrame (client: string, jobId: string): LinkFrame {
+  return { v: PROTOCOL_VERSION, t: 'error', jobId, code: 'ERR_FORBIDDEN', message: `this worker takes jobs only from the peers it allows, and ${client} is not one: ask its operator to add it (--allow-peer), or offer the job to another worker` }
+}
+
+/** Why an assign with no bid before it is refused (the bid rule says no), or undefined when it can start now. */
+export function unbidRefusal (a: Pick<Assign, 'model' | 'skillset'>, terms: object | undefined, started: boolean): { code: string, message: string } | undefined {
+  if (terms !== undefined && !('busy' in terms)) return undefined
+  if (terms === undefined) return { code: 'ERR_MODEL_NOT_FOUND', message: `this worker does not serve ${a.model ?? `\`${a.skillset}\` jobs`}: offer the job to another worker` }
+  return { code: started ? 'ERR_QUEUE_FULL' : 'ERR_SHUTTING_DOWN', message: `${String((terms as { busy: unknown }).busy)}: offer the job to another worker` }
 }

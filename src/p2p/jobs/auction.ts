@@ -21,7 +21,7 @@ export interface AuctionDeps {
   records: BoundedMap<string, WorkerRecord>
   /** This client's record of a worker, made if need be. */
   record: (worker: string) => WorkerRecord
-  stats: { rounds: number, directOffers: number, gossipOffers: number, oldLinks: number }
+  stats: { rounds: number, directOffers: number, gossipOffers: number, oldLinks: number, fastPath: number, fastRefused: number }
   /** Send a frame the protocol can do without (declines): never throws. */
   send: (peer: string, f: LinkFrame) => Promise<void>
 }
@@ -43,6 +43,40 @@ export class Auctioneer {
       .map((p) => p.toString())
       .filter((p) => !excluded.has(p) && p !== self && this.deps.init.adverts.mayServe(p, req.skillset, req.model))
       .map((peerId) => ({ peerId, model: { id: req.model ?? '', skillset: req.skillset, provider: '', dtype: '', device: '', loaded: true }, addrs: [], source: 'hint' as const }))
+  }
+
+  /** Workers that refused a fast-path assign lately, until when (they get offers, not assigns). */
+  private readonly noFast = new Map<string, number>()
+
+  /**
+   * The one-round-trip path: a worker this client holds a link to, whose advert (or directory entry, until its
+   * advert comes) shows the model loaded, with room for this client's jobs and no recent failure here, chosen as the auction would weight it; its advert stands in for a bid.
+   * Undefined when there is none (or the job streams): the job goes to auction().
+   */
+  direct (job: Pending, req: JobRequest, excluded: ReadonlySet<string>): Bid & { worker: string } | undefined {
+    const init = this.deps.init
+    if (job.streaming || init.fastPath === false) return undefined
+    const now = performance.now()
+    const max = init.fastPathMaxInFlight ?? 1024
+    const cands = init.adverts.serving(req.skillset, req.model).filter((c) =>
+      c.model.provider !== '' && !excluded.has(c.peerId) && !((this.noFast.get(c.peerId) ?? 0) > now) && init.links.has(c.peerId) &&
+      (this.deps.records.get(c.peerId)?.inFlightCost ?? 0) + req.cost <= max && recentFailures(this.deps.records.get(c.peerId), now) === 0)
+    if (cands.length === 0) return undefined
+    const records = cands.map((c) => this.deps.records.get(c.peerId))
+    const typical = typicalThroughput(cands.map((c) => c.model))
+    const pick = weightedPick(cands.map((c, i) => ({ item: c, weight: weight(expectedMs(c.model, req.cost, records[i], typical), recentFailures(records[i], now)) })), 1)[0]
+    if (pick === undefined) return undefined
+    this.deps.stats.fastPath++
+    this.deps.record(pick.peerId).inFlightCost += req.cost
+    const m = pick.model
+    return { v: PROTOCOL_VERSION, t: 'bid', jobId: job.head.jobId, model: m.id, provider: m.provider, dtype: m.dtype, device: m.device, queuedCost: m.queuedCost ?? 0, ...(m.throughput === undefined ? {} : { throughput: m.throughput }), worker: pick.peerId }
+  }
+
+  /** A fast-path assign was refused: that worker gets offers only, for a second. */
+  refusedFast (worker: string): void {
+    this.deps.stats.fastRefused++
+    this.noFast.set(worker, performance.now() + 1000)
+    if (this.noFast.size > 4096) for (const [w, until] of this.noFast) if (until <= performance.now()) this.noFast.delete(w)
   }
 
   noWorker (req: JobRequest, excluded: ReadonlySet<string>): NoWorkerError {

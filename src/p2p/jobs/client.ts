@@ -77,6 +77,8 @@ export function newJobId (): string {
 
 /** Codes that say the job itself is wrong: another worker would refuse it too. */
 const CALLER_FAULTS = new Set(['ERR_INVALID_INPUT', 'ERR_INPUT_TOO_LARGE', 'ERR_MESSAGE_TOO_LARGE'])
+/** How a worker refuses an assign it has not bid on (jobs/worker.ts refusesUnbid): the job goes to auction instead. */
+const FAST_REFUSALS = new Set(['ERR_QUEUE_FULL', 'ERR_SHUTTING_DOWN', 'ERR_MODEL_NOT_FOUND'])
 
 export class JobClient {
   private readonly init: JobClientInit
@@ -84,7 +86,7 @@ export class JobClient {
   private readonly records = new BoundedMap<string, WorkerRecord>(4096, 10 * 60_000)
   private started = false
   private unlisten: (() => void) | undefined
-  readonly stats = { submitted: 0, answered: 0, failed: 0, rounds: 0, directOffers: 0, gossipOffers: 0, lost: 0, stalled: 0, expired: 0, queries: 0, recovered: 0, lateFrames: 0, badFrames: 0, badSignatures: 0, partials: 0, streamsBroken: 0, oldLinks: 0 }
+  readonly stats = { submitted: 0, answered: 0, failed: 0, rounds: 0, directOffers: 0, gossipOffers: 0, lost: 0, stalled: 0, expired: 0, queries: 0, recovered: 0, lateFrames: 0, badFrames: 0, badSignatures: 0, partials: 0, streamsBroken: 0, oldLinks: 0, fastPath: 0, fastRefused: 0 }
 
   private readonly leaseDeps: LeaseDeps
   private readonly auctioneer: Auctioneer
@@ -227,9 +229,10 @@ export class JobClient {
     let bidAt = 0
     try {
       while (!signal.aborted) {
-        let chosen: (Bid & { worker: string }) | undefined
+        let chosen: (Bid & { worker: string }) | undefined = this.auctioneer.direct(job, req, excluded)
+        const fast = chosen !== undefined
         try {
-          chosen = await this.auctioneer.auction(job, req, excluded, deadline, signal, waitWake, () => rounds++)
+          chosen ??= await this.auctioneer.auction(job, req, excluded, deadline, signal, waitWake, () => rounds++)
         } catch (err) {
           if (job.forbidden.size > 0 && errorCode(err) === 'ERR_NO_WORKER') throw this.refused(job, req, tries, err)
           // No worker left after some failed it: the caller needs those failures, not a list of what the swarm serves.
@@ -253,6 +256,8 @@ export class JobClient {
             timings: { ...outcome.result.timings, totalMs: performance.now() - t0, bidMs: bidAt, attempts: tries.length + 1, rounds, ...(job.firstPartialAt === undefined ? {} : { firstPartialMs: job.firstPartialAt - t0 }) }
           }
         }
+        // A fast-path assign the worker could not take: not a try; the auction finds one that can.
+        if (fast && FAST_REFUSALS.has(outcome.code)) { this.auctioneer.refusedFast(outcome.worker); continue }
         if (CALLER_FAULTS.has(outcome.code)) throw new AccelerateError(outcome.code, `worker ${outcome.worker} refused the job: ${outcome.message}`)
         if (job.streamed > 0) {
           // The caller has seen part of this run's output: another worker's run would not continue it. No silent retry.

@@ -69,6 +69,15 @@ export interface JobClientInit {
   maxTries?: number
   /** How long to look for a worker before ERR_NO_WORKER when none is known (default 5 s). */
   discoveryMs?: number
+  /**
+   * One round trip for a known worker (default true): a job goes straight to a worker this client holds a link
+   * to and whose advert shows the model loaded, with the lease and input, no offer or bid; a refusal (its queue is
+   * full, it stops, it does not serve the model) sends the job to the ordinary auction. Streaming jobs always
+   * go through the auction.
+   */
+  fastPath?: boolean
+  /** The fast path is taken while this client's jobs in flight at the worker cost at most this much (default 1024). */
+  fastPathMaxInFlight?: number
 }
 
 /** How a lease ended. */

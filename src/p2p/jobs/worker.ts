@@ -31,7 +31,7 @@ import { bidSchema, offerSchema } from '../wire/messages.ts'
 import type { Assign, LinkFrame, Offer } from '../wire/messages.ts'
 import { MAX_CONTROL_FRAME_BYTES, MAX_GOSSIP_BYTES, PROTOCOL_VERSION, jobsTopic } from '../wire/protocol.ts'
 import { hashInput, hashOutput, signResult } from '../trust/provenance.ts'
-import { answerQuery, deliver, heartbeats, openStream, sendQuiet } from './answers.ts'
+import { answerQuery, deliver, forbiddenFrame, heartbeats, openStream, sendQuiet, unbidRefusal } from './answers.ts'
 import type { AnswerDeps, Held, JobHead } from './answers.ts'
 import type { BidTerms, JobWorkerInit } from './handler.ts'
 import { DEFAULT_STREAM_WINDOW } from './stream-flow.ts'
@@ -58,7 +58,7 @@ export class JobWorker {
   private readonly decoded = new WeakMap<Message, Offer>()
   private ticker: NodeJS.Timeout | undefined
   /** Counters for /healthz and tests. */
-  readonly stats = { offers: 0, directOffers: 0, dropped: 0, rateLimited: 0, bids: 0, busy: 0, unreachable: 0, leases: 0, executions: 0, declined: 0, results: 0, errors: 0, cancelled: 0, expired: 0, queries: 0, badFrames: 0, held: 0, forbidden: 0, partials: 0, acks: 0, resumed: 0, orphaned: 0, oldLinks: 0 }
+  readonly stats = { offers: 0, directOffers: 0, dropped: 0, rateLimited: 0, bids: 0, busy: 0, unreachable: 0, leases: 0, executions: 0, declined: 0, results: 0, errors: 0, cancelled: 0, expired: 0, queries: 0, badFrames: 0, held: 0, forbidden: 0, partials: 0, acks: 0, resumed: 0, orphaned: 0, oldLinks: 0, refused: 0 }
   private readonly onMessage = (evt: CustomEvent<Message>): void => { this.onGossip(evt.detail) }
   private readonly answers: AnswerDeps
   private unlisten: (() => void) | undefined
@@ -151,9 +151,8 @@ export class JobWorker {
   }
 
   private limitFor (client: string, jobId: string): number {
-    const head = this.bids.get(`${client}/${jobId}`)
+    const head = this.bids.get(`${client}/${jobId}`) // else an unbid assign may come: the largest input of any served skillset
     if (head !== undefined) return this.init.limits(head.skillset).input + MAX_CONTROL_FRAME_BYTES
-    // A late assign (its bid forgotten) may still come: the largest input any served skillset takes.
     return Math.max(...this.init.skillsets.map((s) => this.init.limits(s).input)) + MAX_CONTROL_FRAME_BYTES
   }
 
@@ -294,19 +293,19 @@ export class JobWorker {
 
   private async sendForbidden (link: JobLink, jobId: string): Promise<void> {
     this.init.log.debug('refused a job from a peer not allowed', { client: link.peer, jobId })
-    await sendQuiet(this.answers, link, { v: PROTOCOL_VERSION, t: 'error', jobId, code: 'ERR_FORBIDDEN', message: `this worker takes jobs only from the peers it allows, and ${link.peer} is not one: ask its operator to add it (--allow-peer), or offer the job to another worker` })
+    await sendQuiet(this.answers, link, forbiddenFrame(link.peer, jobId))
   }
 
-  private async sendBusy (link: JobLink, jobId: string, reason: string): Promise<void> {
-    await sendQuiet(this.answers, link, { v: PROTOCOL_VERSION, t: 'busy', jobId, reason: reason.slice(0, 200) })
-  }
+  private async sendBusy (link: JobLink, jobId: string, reason: string): Promise<void> { await sendQuiet(this.answers, link, { v: PROTOCOL_VERSION, t: 'busy', jobId, reason: reason.slice(0, 200) }) }
 
   private onAssign (link: JobLink, a: Assign): void {
     const key = `${link.peer}/${a.jobId}`
-    // An offer that became a lease was worth answering: its token goes back, so the offer rate bounds
-    // offers a peer makes without leasing (a flood), not the jobs of a client that leases what it is bid.
-    if (this.bids.delete(key)) this.offerBuckets.give(link.peer)
+    // A bid that became a lease gives its offer token back: the rate bounds offers never leased (a flood), not jobs.
+    const bidFor = this.bids.delete(key)
+    if (bidFor) this.offerBuckets.give(link.peer)
     if (this.forbids(link.peer)) { void this.sendForbidden(link, a.jobId); return }
+    // An assign with no bid (the client's one-round-trip path): taken if it could be bid on now, else refused at once.
+    if (!bidFor && this.jobs.get(key) === undefined && this.refusesUnbid(link, a)) return
     const existing = this.jobs.get(key)
     if (existing !== undefined) {
       // Leased again by the same client (it lost our link): never run twice; answer with what we have.
@@ -358,6 +357,15 @@ export class JobWorker {
       await deliver(this.answers, held)
     }).finally(() => { this.active.delete(task) })
     this.active.add(task)
+  }
+
+  /** Refuse (answering at once) an unbid assign this worker cannot start now; false when it takes it. */
+  private refusesUnbid (link: JobLink, a: Assign): boolean {
+    const why = unbidRefusal(a, this.started ? this.init.handler.bid(a) : { busy: 'the worker is stopping' }, this.started)
+    if (why === undefined) return false
+    this.stats.refused++
+    void sendQuiet(this.answers, link, { v: PROTOCOL_VERSION, t: 'error', jobId: a.jobId, ...why })
+    return true
   }
 
   private cancel (key: string, why: string): void {
