@@ -15,7 +15,7 @@ import { configSchema } from '../src/config/schema.ts'
 import { WorkerNode } from '../src/node/worker-node.ts'
 import { tempDir } from '../test/helpers/procs.ts'
 
-const { values: opts } = parseArgs({ options: { nodes: { type: 'string', default: '16' }, seconds: { type: 'string', default: '20' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } } })
+const { values: opts } = parseArgs({ options: { nodes: { type: 'string', default: '16' }, seconds: { type: 'string', default: '20' }, out: { type: 'string' }, 'no-profile': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } })
 if (opts.help === true) { process.stdout.write('Usage: node bench/idle-profile.ts [--nodes N] [--seconds S] [--out FILE]\n'); process.exit(0) }
 const n = Number(opts.nodes)
 const seconds = Number(opts.seconds)
@@ -45,12 +45,26 @@ function threads (): Map<string, number> {
   }
   return out
 }
+// What went out while idle: adverts by reason, summed over the nodes (the counters are the adverts' own).
+const sent = (): Record<string, number> => {
+  const out: Record<string, number> = {}
+  for (const x of nodes) for (const [k, v] of Object.entries((x as unknown as { adverts: { sent: Record<string, number> } }).adverts.sent)) out[k] = (out[k] ?? 0) + v
+  return out
+}
+const sent0 = sent()
 // First a window without the profiler (its sampling costs CPU too), then one with it.
 const threads0 = threads()
 const cpu0 = process.cpuUsage()
 await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
 const cpu = process.cpuUsage(cpu0)
 const threads1 = threads()
+const sent1 = sent()
+process.stdout.write(`adverts sent by ${n} nodes in the ${seconds} s window: ${JSON.stringify(Object.fromEntries(Object.entries(sent1).map(([k, v]) => [k, v - (sent0[k] ?? 0)])))}\n`)
+if (opts['no-profile'] === true) {
+  process.stdout.write(`${n} idle nodes in one process: ${((cpu.user + cpu.system) / 1000 / seconds / n).toFixed(2)} ms of CPU a second per node\n`)
+  await Promise.all(nodes.map(async (x) => { await x.stop(1000) }))
+  process.exit(0)
+}
 await session.post('Profiler.start')
 await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
 const { profile } = await session.post('Profiler.stop')
