@@ -8,7 +8,7 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { errorMessage, NoWorkerError } from '../../errors.ts'
 import type { Serving } from '../swarm/adverts.ts'
-import type { BoundedMap } from '../wire/bounded.ts'
+import { BoundedMap } from '../wire/bounded.ts'
 import { encodeMessage } from '../wire/codec.ts'
 import { bidMs, bidWindowEnd, expectedMs, rankBids, recentFailures, typicalThroughput, weight, weightedPick } from './fit.ts'
 import type { WorkerRecord } from './fit.ts'
@@ -45,26 +45,33 @@ export class Auctioneer {
       .map((peerId) => ({ peerId, model: { id: req.model ?? '', skillset: req.skillset, provider: '', dtype: '', device: '', loaded: true }, addrs: [], source: 'hint' as const }))
   }
 
-  /** Workers that refused a fast-path assign lately, until when (they get offers, not assigns). */
-  private readonly noFast = new Map<string, number>()
+  /** Workers that refused a fast-path assign in the last second: they get offers, not assigns. */
+  private readonly noFast = new BoundedMap<string, true>(4096, 1000)
+
+  /** Up to `n` candidates at random, weighted by fit: 1 / expected completion time, less for recent failures. */
+  private pick (cands: Serving[], req: JobRequest, n: number, now: number): Serving[] {
+    const records = cands.map((c) => this.deps.records.get(c.peerId))
+    const typical = typicalThroughput(cands.map((c) => c.model))
+    return weightedPick(cands.map((c, i) => ({ item: c, weight: weight(expectedMs(c.model, req.cost, records[i], typical), recentFailures(records[i], now)) })), n)
+  }
 
   /**
-   * The one-round-trip path: a worker this client holds a link to, whose advert (or directory entry, until its
-   * advert comes) shows the model loaded, with room for this client's jobs and no recent failure here, chosen as the auction would weight it; its advert stands in for a bid.
-   * Undefined when there is none (or the job streams): the job goes to auction().
+   * The one-round-trip path: a worker this client holds a link to, whose advert (or directory entry, until
+   * its advert comes) shows the model loaded, with room for this client's jobs and no recent failure here,
+   * picked as the auction picks; its advert stands in for a bid. Undefined when there is none (or the job
+   * streams): the job goes to auction().
    */
   direct (job: Pending, req: JobRequest, excluded: ReadonlySet<string>): Bid & { worker: string } | undefined {
     const init = this.deps.init
     if (job.streaming || init.fastPath === false) return undefined
     const now = performance.now()
     const max = init.fastPathMaxInFlight ?? 1024
-    const cands = init.adverts.serving(req.skillset, req.model).filter((c) =>
-      c.model.provider !== '' && !excluded.has(c.peerId) && !((this.noFast.get(c.peerId) ?? 0) > now) && init.links.has(c.peerId) &&
-      (this.deps.records.get(c.peerId)?.inFlightCost ?? 0) + req.cost <= max && recentFailures(this.deps.records.get(c.peerId), now) === 0)
-    if (cands.length === 0) return undefined
-    const records = cands.map((c) => this.deps.records.get(c.peerId))
-    const typical = typicalThroughput(cands.map((c) => c.model))
-    const pick = weightedPick(cands.map((c, i) => ({ item: c, weight: weight(expectedMs(c.model, req.cost, records[i], typical), recentFailures(records[i], now)) })), 1)[0]
+    const cands = init.adverts.serving(req.skillset, req.model).filter((c) => {
+      if (c.model.provider === '' || excluded.has(c.peerId) || this.noFast.has(c.peerId) || !init.links.has(c.peerId)) return false
+      const rec = this.deps.records.get(c.peerId)
+      return (rec?.inFlightCost ?? 0) + req.cost <= max && recentFailures(rec, now) === 0
+    })
+    const pick = this.pick(cands, req, 1, now)[0]
     if (pick === undefined) return undefined
     this.deps.stats.fastPath++
     this.deps.record(pick.peerId).inFlightCost += req.cost
@@ -75,8 +82,7 @@ export class Auctioneer {
   /** A fast-path assign was refused: that worker gets offers only, for a second. */
   refusedFast (worker: string): void {
     this.deps.stats.fastRefused++
-    this.noFast.set(worker, performance.now() + 1000)
-    if (this.noFast.size > 4096) for (const [w, until] of this.noFast) if (until <= performance.now()) this.noFast.delete(w)
+    this.noFast.set(worker, true)
   }
 
   noWorker (req: JobRequest, excluded: ReadonlySet<string>): NoWorkerError {
@@ -118,10 +124,8 @@ export class Auctioneer {
       offered = true
       this.deps.stats.rounds++
       job.answered.clear()
-      const records = cands.map((c) => this.deps.records.get(c.peerId))
-      const typical = typicalThroughput(cands.map((c) => c.model))
       const now = performance.now()
-      const picks = weightedPick(cands.map((c, i) => ({ item: c, weight: weight(expectedMs(c.model, req.cost, records[i], typical), recentFailures(records[i], now)) })), fanout)
+      const picks = this.pick(cands, req, fanout, now)
       const offer: Offer = { v: PROTOCOL_VERSION, t: 'offer', ...job.head, ttlMs: Math.max(1, Math.round(deadline - now)), round }
       const direct = new Set(picks.map((p) => p.peerId))
       // The round's clock starts once its offers are out: dials to new workers take time, more on a busy host.

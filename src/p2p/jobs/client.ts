@@ -12,6 +12,10 @@
  *    subscribers). Bids are taken until every direct candidate answered, or
  *    as long again as the first bid took (bounded). No bid: the next round
  *    comes after a back-off.
+ *    A worker this client already holds a link to, whose advert shows room,
+ *    gets the `assign` at once instead (one round trip, auction.ts direct);
+ *    when it refuses (its queue is full, it stops), the auction runs and
+ *    the refusal is not a try.
  * 3. Lease: the input goes with `assign`, with a lease length from the
  *    worker's expected time and a heartbeat period. A worker that stops
  *    sending frames, or whose lease runs out, is given up on: the job is

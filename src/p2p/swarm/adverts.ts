@@ -176,22 +176,18 @@ export class Adverts {
 
   /** Each `intervalMs`: advertise if the load changed, new peers subscribed, or the refresh is due; otherwise nothing. */
   private tick (): void {
-    const build = this.init.build
-    if (build === undefined || this.debounce !== undefined) return
-    const body = build()
-    const { shape, load } = keys(body)
+    if (this.init.build === undefined || this.debounce !== undefined) return
+    const next = prepare(this.init.build())
     const last = this.last
-    const why = last === undefined || shape !== last.shape
+    const why = last === undefined || next.shape !== last.shape
       ? 'change'
-      : load !== last.load ? 'load' : this.newSubscribers ? 'subscribers' : this.repeatDue ? 'repeat' : performance.now() - last.at >= this.refreshMs ? 'refresh' : undefined
-    if (why !== undefined) void this.publish(false, why, body)
+      : next.load !== last.load ? 'load' : this.newSubscribers ? 'subscribers' : this.repeatDue ? 'repeat' : performance.now() - last.at >= this.refreshMs ? 'refresh' : undefined
+    if (why !== undefined) void this.publish(false, why, next)
   }
 
-  private async publish (leaving: boolean, why: keyof Adverts['sent'] = 'change', built?: AdvertBody): Promise<void> {
-    const build = this.init.build
-    if (build === undefined) return
-    const body = built ?? build()
-    const { shape, load } = keys(body)
+  private async publish (leaving: boolean, why: keyof Adverts['sent'] = 'change', prepared?: Prepared): Promise<void> {
+    if (this.init.build === undefined) return
+    const { body, shape, load } = prepared ?? prepare(this.init.build())
     this.last = { shape, load, at: performance.now() }
     this.newSubscribers = false
     // A peer whose subscription we heard may not have our outbound gossip stream yet (a loaded host): say it twice.
@@ -378,9 +374,11 @@ export class Adverts {
   }
 }
 
-/** An advert body's shape (what it serves, where) and its load (queued cost, depth, throughput), each as a string to compare. */
-function keys (body: AdvertBody): { shape: string, load: string } {
+/** An advert body with its shape (what it serves, where) and its load (queued cost, depth, throughput), each as a string to compare. */
+interface Prepared { body: AdvertBody, shape: string, load: string }
+
+function prepare (body: AdvertBody): Prepared {
   const shape: LoadFree = { ...body, models: body.models.map(({ queuedCost: _q, throughput: _t, ...m }) => m) }
   delete (shape as Partial<AdvertBody>).queueDepth
-  return { shape: JSON.stringify(shape), load: JSON.stringify([body.queueDepth, body.models.map((m) => [m.queuedCost, m.throughput])]) }
+  return { body, shape: JSON.stringify(shape), load: JSON.stringify([body.queueDepth, body.models.map((m) => [m.queuedCost, m.throughput])]) }
 }
