@@ -55,6 +55,13 @@ import { NodeObserver } from './observe.ts'
 import type { NodeParts } from './node-parts.ts'
 
 const log = forComponent('ipfs-accelerate:node')
+/**
+ * A worker dials the peers that adverts name until it has this many connections. At 32, each refresh advert
+ * from a peer not yet connected made a node dial it (a Noise handshake and a directory exchange each side), and
+ * 64 idle nodes kept meshing towards 32 to 63 connections each, every connection adding pings, flood-published
+ * copies and heartbeat work; at 8 (and as many inbound) gossip still reaches a node by several paths.
+ */
+const WORKER_AUTO_DIAL_CONNECTIONS = 8
 
 export interface WorkerNodeInfo {
   peerId: string
@@ -127,8 +134,9 @@ export class WorkerNode implements JobHandler {
       throw listenError(err, cfg.listen)
     }
     const libp2p = store.libp2p!
-    // Dial advertised peers (content providers, workers) only while this node has few connections.
-    this.dialer = autoDial(libp2p, log, { maxConnections: 32 })
+    // Dial advertised peers (content providers, workers) only while this node has few connections: enough for
+    // gossip to reach it by several paths. Jobs and model blocks dial the peer they need; other nodes dial this one.
+    this.dialer = autoDial(libp2p, log, { maxConnections: WORKER_AUTO_DIAL_CONNECTIONS })
     // Adverts start before the models load: peers learn which weights we hold at once.
     this.held = await store.models.heldRoots()
     this.adverts = new Adverts({

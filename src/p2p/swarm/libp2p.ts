@@ -92,8 +92,10 @@ export function libp2pOptions (init: Libp2pInit): Libp2pOptions<NodeServices> {
     streamMuxers: [yamux({ enableKeepAlive: false })],
     peerDiscovery,
     // libp2p pings every connection every 10 s by default (a stream and a protocol negotiation each; /ipfs/ping is not
-    // served here, which the monitor takes as alive). Jobs have their own heartbeats; idle links need far fewer.
-    connectionMonitor: { pingInterval: 60_000 },
+    // served here, which the monitor takes as alive), all of a node's connections at once. Jobs have their own
+    // heartbeats and stall detection, and TCP keep-alive (on in @libp2p/tcp) finds a host that is gone; an idle link
+    // needs no more than a ping every 5 minutes (at 60 s, 64 idle nodes spent ~3 ms of CPU a second each on pings).
+    connectionMonitor: { pingInterval: 300_000 },
     connectionManager: {
       maxConnections: 512,
       // libp2p's defaults (5 connections a second per host, 10 handshakes at
@@ -118,15 +120,18 @@ export function libp2pOptions (init: Libp2pInit): Libp2pOptions<NodeServices> {
         // seqno, which only the sender's key can sign, and only a copy that passed the check enters this cache.
         // Without it every copy from each mesh peer paid an ed25519 verify (a third of an idle node's CPU).
         fastMsgIdFn,
-        // An idle swarm's traffic is its adverts (about one a second reaching each node, swarm/adverts.ts). Flood publish
-        // already hands each advert to every connected subscriber, so the mesh and gossip are the repair path, sized down:
-        // a mesh of 4 (not 6) forwards fewer duplicate copies; IHAVE gossip goes to 2 peers a heartbeat instead of a quarter
-        // of all non-mesh peers (14 of 57 at 64 nodes, every second); no IDONTWANT for messages under 16 KiB (every advert
-        // and offer: one frame to each mesh peer per message, to save a copy of about the same size).
-        D: 4,
-        Dlo: 3,
-        Dhi: 8,
-        Dout: 2,
+        // An idle swarm's traffic is its adverts (swarm/adverts.ts). Flood publish already hands each advert to every
+        // connected subscriber, so the mesh and gossip are the repair path, sized down: every node forwards each first
+        // copy to its whole mesh, so a node took in about one copy per mesh peer (6.8 copies of each advert at 64 nodes
+        // with a mesh of 4 to 8, ~3 ms of CPU per advert); a mesh of 3 to 4 still joins a random graph of this degree.
+        // IHAVE gossip goes to 2 peers a heartbeat instead of a quarter of all non-mesh peers (14 of 57 at 64 nodes,
+        // every second); no IDONTWANT for messages under 16 KiB (every advert and offer: one frame to each mesh peer per
+        // message, to save a copy of about the same size).
+        D: 3,
+        Dlo: 2,
+        Dhi: 4,
+        Dout: 1,
+        Dscore: 2,
         Dlazy: 2,
         gossipFactor: 0,
         idontwantMinDataSize: 16 * 1024
