@@ -89,7 +89,7 @@ export const configSchema = z.strictObject({
   adverts: z.strictObject({
     /** The shortest gap between adverts that only report load (queued cost, throughput), and between adverts for new subscribers. */
     intervalMs: z.number().int().min(100).max(600_000).default(5000),
-    /** An unchanged advert is re-sent this often (longer in a swarm of more than refreshMs/1000 peers: about one advert a second reaches each node); adverts live three refreshes. */
+    /** An unchanged advert is re-sent about this often (±25 %; longer in a swarm of more than refreshMs/4000 peers: about one advert every 4 s reaches each node); adverts live three refreshes. */
     refreshMs: z.number().int().min(1000).max(1_200_000).default(60_000)
   }).prefault({}),
   store: z.strictObject({

@@ -270,3 +270,25 @@ test('a lease callback that throws fails its job and gives back the cost counted
     assert.equal(used.size, 2, 'equal bids go to both workers')
   })
 })
+
+test('a worker that died without a word (its advert outlives it) is passed over once its link could not be opened', async () => {
+  // The dead worker claims 1000x the throughput, so it is the auction's pick while it is believed reachable.
+  const dead = await FakeWorker.start({ name: 'dead', models: [standInModel('test/model', { throughput: 10_000 })] })
+  const honest = await FakeWorker.start({ name: 'honest', models: [standInModel('test/model', { throughput: 10 })] })
+  await withSwarm([dead, honest], { fanout: 1, roundMs: 200 }, async (c) => {
+    await knows(c, [dead, honest])
+    await dead.node.stop()
+    await waitFor('the dead worker\'s connection to close', () => c.node.getConnections(dead.node.peerId).length === 0)
+    assert.equal(c.adverts.serving('stand-in', 'test/model').length, 2, 'its advert is still in the table')
+    const first = await c.client.submit(job('one'))
+    assert.equal(first.worker, honest.id)
+    const rounds = c.client.stats.rounds
+    assert.ok(rounds >= 2, `the first job offered to the dead worker first (${rounds} rounds)`)
+    for (const x of ['two', 'three', 'four']) {
+      const before = c.client.stats.rounds
+      const res = await c.client.submit(job(x))
+      assert.equal(res.worker, honest.id)
+      assert.equal(c.client.stats.rounds - before, 1, `job ${x}: one round, straight to the worker that answers`)
+    }
+  })
+})

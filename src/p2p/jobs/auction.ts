@@ -36,6 +36,9 @@ export class Auctioneer {
   candidates (req: JobRequest, excluded: ReadonlySet<string>): Serving[] {
     const self = this.deps.init.libp2p.peerId.toString()
     const known = this.deps.init.adverts.serving(req.skillset, req.model).filter((s) => !excluded.has(s.peerId) && s.peerId !== self)
+    // A worker this client could not reach lately is passed over while others serve (an advert outlives a crash).
+    const reachable = known.filter((s) => !this.unreachable.has(s.peerId))
+    if (reachable.length > 0) return reachable
     if (known.length > 0) return known
     // Nothing advertised yet: the connected peers subscribed to the skillset's topic may serve it (each says busy if not),
     // unless their adverts or hints say they do not.
@@ -44,6 +47,9 @@ export class Auctioneer {
       .filter((p) => !excluded.has(p) && p !== self && this.deps.init.adverts.mayServe(p, req.skillset, req.model))
       .map((peerId) => ({ peerId, model: { id: req.model ?? '', skillset: req.skillset, provider: '', dtype: '', device: '', loaded: true }, addrs: [], source: 'hint' as const }))
   }
+
+  /** Workers this client could not open a link to in the last 30 s. */
+  private readonly unreachable = new BoundedMap<string, true>(4096, 30_000)
 
   /** Workers that refused a fast-path assign in the last second: they get offers, not assigns. */
   private readonly noFast = new BoundedMap<string, true>(4096, 1000)
@@ -85,6 +91,13 @@ export class Auctioneer {
     this.noFast.set(worker, true)
   }
 
+  /** Ask the connected peers for their directories (each at most every 2 s after a failure); true while one is in flight. */
+  private askConnected (): boolean {
+    const { libp2p, adverts } = this.deps.init
+    for (const peer of libp2p.getPeers().slice(0, 8)) void adverts.learnFrom(peer)
+    return adverts.fetching
+  }
+
   noWorker (req: JobRequest, excluded: ReadonlySet<string>): NoWorkerError {
     const peers = this.deps.init.libp2p.getPeers().length
     if (peers === 0) return new NoWorkerError('no peer found: start a worker node (`npm start`), or pass --bootstrap with the multiaddr it printed (and --swarm-key with the swarm\'s key if it is private)')
@@ -114,8 +127,13 @@ export class Auctioneer {
         // worker failed the job (a retry; a refusal is final), the directory read at join time is old news: others
         // may be joining, so wait for discovery (bounded by discoveryMs) before saying no other worker serves it.
         const retrying = [...excluded].some((w) => !job.forbidden.has(w))
-        const settled = !retrying && this.deps.init.adverts.stats.directoriesFetched > 0
-        if (settled || performance.now() >= discoverUntil - 1) throw this.noWorker(req, excluded)
+        const adverts = this.deps.init.adverts
+        const settled = !retrying && adverts.stats.directoriesFetched > 0
+        if (settled) throw this.noWorker(req, excluded)
+        // Joined but not told yet (the peer's directory is on its way, or it could not answer in time on a loaded
+        // host: asked again): no answer is not "nobody serves it", so the wait goes on to the job's deadline.
+        const joining = adverts.stats.directoriesFetched === 0 && this.askConnected()
+        if (!joining && performance.now() >= discoverUntil - 1) throw this.noWorker(req, excluded)
         await waitWake(Math.min(discoverUntil, performance.now() + 50))
         round--
         continue
@@ -180,7 +198,14 @@ export class Auctioneer {
       if (c.addrs.length > 0 && this.deps.init.libp2p.getConnections(peerIdFromString(c.peerId)).length === 0) {
         await this.deps.init.libp2p.peerStore.merge(peerIdFromString(c.peerId), { multiaddrs: c.addrs })
       }
-      const link = await this.deps.init.links.get(c.peerId, AbortSignal.any([signal, AbortSignal.timeout(3000)]))
+      let link
+      try {
+        link = await this.deps.init.links.get(c.peerId, AbortSignal.any([signal, AbortSignal.timeout(3000)]))
+      } catch (err) {
+        if (!signal.aborted) this.unreachable.set(c.peerId, true)
+        throw err
+      }
+      this.unreachable.delete(c.peerId)
       if (job.streaming && !link.streaming) {
         // A peer that speaks only job protocol 1.0.0 is never offered a stream: it counts as an answer.
         this.deps.stats.oldLinks++

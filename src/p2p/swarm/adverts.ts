@@ -11,9 +11,13 @@
  * advert reached nobody (a change or such an advert once more at the next
  * tick, in case gossipsub could not send it to a peer yet), and otherwise
  * as a refresh every `refreshMs` — or every
- * second per peer in the table, if that is longer, so that the adverts a
- * node takes in stay near one a second however large the swarm. The TTL is
- * three refreshes. An idle swarm sends next to nothing.
+ * 4 s per peer in the table, if that is longer, so that the adverts a node
+ * takes in stay near one every 4 s however large the swarm — each refresh
+ * drawn at random within ±25 % of that, so that nodes started together do
+ * not refresh in bursts. The TTL is three refreshes. An idle swarm sends
+ * next to nothing. A worker that crashed lingers in tables for its TTL
+ * (minutes in a large swarm); a client that cannot reach it passes it over
+ * (jobs/auction.ts).
  *
  * - An advert's addresses must end in its sender's own peer id; others are
  *   dropped, so one advert cannot make the swarm dial an arbitrary host.
@@ -64,8 +68,14 @@ export interface AdvertsInit {
   refreshMs?: number
 }
 
-/** A refresh comes at least this many ms apart per peer in the table: a node takes in about one advert a second. */
-const REFRESH_PER_PEER_MS = 1000
+/**
+ * A refresh comes at least this many ms apart per peer in the table: a node takes in about one advert every 4 s.
+ * Each advert a node takes in costs it ~1.5 ms of CPU (its signature, a few duplicate copies, forwards to its mesh:
+ * 64 nodes on 2 cores); at 1 s per peer the refreshes alone were ~1.5 ms/s per idle node.
+ */
+const REFRESH_PER_PEER_MS = 4000
+/** Each refresh comes within ±25 % of the refresh period, at random. */
+const REFRESH_JITTER = 0.25
 /** Load fields of an advert's models: a change in these alone waits for `intervalMs`. */
 type LoadFree = Omit<AdvertBody, 'queueDepth'> & { models: Array<Omit<AdvertModel, 'queuedCost' | 'throughput'>> }
 
@@ -94,10 +104,16 @@ export class Adverts {
   private started = false
   private readonly decoded = new WeakMap<Message, Advert>()
   private readonly asked = new BoundedMap<string, Promise<void>>(4096, 60_000)
+  /** Peers whose directory could not be read lately: asked again after 2 s, not at once (and not only after a minute). */
+  private readonly askFailed = new BoundedMap<string, true>(4096, 2000)
+  /** Directory requests in flight. */
+  private asking = 0
   readonly stats = { dropped: 0, foreignAddrs: 0, restarts: 0, directoriesServed: 0, directoriesFetched: 0, badHints: 0 }
   private readonly onMessage = (evt: CustomEvent<Message>): void => { this.receive(evt.detail) }
   /** What the last advert said: its shape (load left out) and its load, and when it went. */
   private last: { shape: string, load: string, at: number } | undefined
+  /** This refresh period's share of `refreshMs` (drawn at each advert, within ±REFRESH_JITTER). */
+  private refreshFactor = 1
   /** New subscribers to the adverts topic since the last advert (they have not heard us yet). */
   private newSubscribers = false
   /** Peers that subscribed to the adverts topic lately: a peer that re-subscribes is not new. */
@@ -133,10 +149,12 @@ export class Adverts {
   }
 
   get intervalMs (): number { return this.init.intervalMs ?? 5000 }
-  /** How often an unchanged advert is re-sent now: `refreshMs`, or a second per peer in the table if longer. */
+  /** How often an unchanged advert is re-sent now, on average: `refreshMs`, or 4 s per peer in the table if longer. */
   get refreshMs (): number { return Math.max(this.init.refreshMs ?? 60_000, this.intervalMs, REFRESH_PER_PEER_MS * this.table.size) }
-  /** How long this node's adverts (and the hints it takes from directories) live: three refreshes. */
+  /** How long this node's adverts (and the hints it takes from directories) live: three refreshes (at least two and a bit, jittered). */
   get ttlMs (): number { return Math.min(3_600_000, 3 * this.refreshMs) }
+  /** Whether a directory request is in flight: a client that has just joined may yet learn of workers. */
+  get fetching (): boolean { return this.asking > 0 }
   /** Malformed adverts dropped. */
   get dropped (): number { return this.stats.dropped }
 
@@ -188,7 +206,7 @@ export class Adverts {
     const last = this.last
     const why = last === undefined || next.shape !== last.shape
       ? 'change'
-      : next.load !== last.load ? 'load' : this.newSubscribers ? 'subscribers' : this.repeatDue ? 'repeat' : performance.now() - last.at >= this.refreshMs ? 'refresh' : undefined
+      : next.load !== last.load ? 'load' : this.newSubscribers ? 'subscribers' : this.repeatDue ? 'repeat' : performance.now() - last.at >= this.refreshMs * this.refreshFactor ? 'refresh' : undefined
     if (why !== undefined) void this.publish(false, why, next)
   }
 
@@ -196,6 +214,7 @@ export class Adverts {
     if (this.init.build === undefined) return
     const { body, shape, load } = prepared ?? prepare(this.init.build())
     this.last = { shape, load, at: performance.now() }
+    this.refreshFactor = 1 - REFRESH_JITTER + 2 * REFRESH_JITTER * Math.random()
     this.newSubscribers = false
     // A peer whose subscription we heard may not have our outbound gossip stream yet (a loaded host): say it twice.
     this.repeatDue = why === 'change' || why === 'subscribers'
@@ -338,17 +357,22 @@ export class Adverts {
   /**
    * Ask a peer for its directory once a minute at most (bounded, errors
    * logged): a worker does so for every connection it opens, so the peer it
-   * joins learns it at once, and it learns the peer's table.
+   * joins learns it at once, and it learns the peer's table. A request that
+   * failed (a peer too loaded to answer in time) may be made again 2 s later.
    */
   async learnFrom (peer: PeerId, timeoutMs = 5000): Promise<void> {
     const key = peer.toString()
     const asking = this.asked.get(key)
     if (asking !== undefined) { await asking; return }
+    if (this.askFailed.has(key)) return
+    this.asking++
     const fetching = this.fetchDirectory(peer, AbortSignal.timeout(timeoutMs)).then((n) => {
       this.init.log.debug('directory', { peer: key, workers: n })
     }, (err: unknown) => {
+      this.asked.delete(key)
+      this.askFailed.set(key, true)
       this.init.log.debug('no directory from a peer', { peer: key, error: errorMessage(err) })
-    })
+    }).finally(() => { this.asking-- })
     this.asked.set(key, fetching)
     await fetching
   }
