@@ -34,6 +34,19 @@ function advert (peerId: string, opts: { bootId?: string, seq?: number, models?:
 }
 const ids = (s: Array<{ peerId: string }>): string[] => s.map((x) => x.peerId)
 
+/** A worker node and another node, each with the Adverts `make` gives it; both stopped in the end, whatever happens. */
+async function withPair (make: (worker: Node, other: Node) => [Adverts, Adverts], fn: (worker: Node, other: Node, wa: Adverts, oa: Adverts) => Promise<void>): Promise<void> {
+  const worker = await startNode()
+  const other = await startNode()
+  const [wa, oa] = make(worker, other)
+  try {
+    await fn(worker, other, wa, oa)
+  } finally {
+    await stopAll(wa, oa)
+    await stopAll(worker, other)
+  }
+}
+
 test('within one boot an older seq is ignored; a newer one replaces the advert', async () => {
   const a = new Adverts({ libp2p: node, log: silentLog })
   const p = await newPeerId()
@@ -162,11 +175,7 @@ test('directory() and fetchDirectory() between real nodes: hints that serving() 
 })
 
 test('learnFrom(): a directory request that failed is made again after 2 s, not a minute later; fetching says one is in flight', async () => {
-  const worker = await startNode()
-  const asker = await startNode()
-  const wa = new Adverts({ libp2p: worker, log: silentLog, build: () => advertBody(worker, [standInModel('test/retry')]) })
-  const ask = new Adverts({ libp2p: asker, log: silentLog })
-  try {
+  await withPair((worker, asker) => [new Adverts({ libp2p: worker, log: silentLog, build: () => advertBody(worker, [standInModel('test/retry')]) }), new Adverts({ libp2p: asker, log: silentLog })], async (worker, asker, wa, ask) => {
     // The worker does not answer the directory protocol yet (a peer too loaded to answer in time looks the same).
     await connect(asker, worker)
     const first = ask.learnFrom(worker.peerId, 2000)
@@ -189,10 +198,7 @@ test('learnFrom(): a directory request that failed is made again after 2 s, not 
     // A request that succeeded is not made again within the minute.
     await ask.learnFrom(worker.peerId, 2000)
     assert.equal(wa.stats.directoriesServed, 1)
-  } finally {
-    await stopAll(wa, ask)
-    await stopAll(worker, asker)
-  }
+  })
 })
 
 test('adverts travel by gossip; a stopping worker\'s leaving advert removes it', async () => {
@@ -255,4 +261,59 @@ test('an idle worker advertises on change, then only as a refresh; load changes 
     await stopAll(wa, la)
     await stopAll(worker, listener)
   }
+})
+
+test('the refresh comes within half the last advert\'s TTL when the table grew since (the period grew with it); a directory passes on no second-hand hint', async () => {
+  const heard: Array<{ at: number, advert: Advert }> = []
+  await withPair((worker, listener) => [
+    new Adverts({ libp2p: worker, log: silentLog, intervalMs: 200, refreshMs: 1500, build: () => advertBody(worker, [standInModel('test/grow')]) }),
+    new Adverts({ libp2p: listener, log: silentLog, onAdvert: (p) => { heard.push({ at: performance.now(), advert: p.advert }) } })
+  ], async (worker, listener, wa, la) => {
+    await la.start()
+    await wa.start()
+    await connect(listener, worker)
+    await waitFor('the first advert and its repeat', () => heard.length >= 2)
+    assert.equal(heard[1]!.advert.ttlMs, 4500)
+    // Ten workers join the table: the refresh period is now 4 s per peer, 40 s, past the 4.5 s the last advert lives.
+    for (let i = 0; i < 10; i++) {
+      const p = await newPeerId()
+      wa.accept(p, advert(p))
+    }
+    assert.equal(wa.refreshMs, 40_000)
+    await waitFor('the refresh', () => heard.length >= 3, 6000)
+    const gap = heard[2]!.at - heard[1]!.at
+    assert.ok(gap <= 4500 / 2 * 1.25 + 300, `the refresh came ${Math.round(gap)} ms after the last advert, which lived 4500 ms`)
+    assert.equal(heard[2]!.advert.ttlMs, 120_000, 'and lives three of the new periods')
+    // The ten are in its table as if their adverts came by gossip, so its directory names them; a hint it takes from
+    // another directory is kept but not passed on, so hints cannot circulate and outlive a dead worker.
+    const third = await newPeerId()
+    const dir = wa.directory()
+    assert.equal(dir.peers.length, 11, 'itself and the ten it heard')
+    la.accept(third, advert(third, { models: [standInModel('test/third')] }))
+    const named = await wa.fetchDirectory(listener.peerId, AbortSignal.timeout(5000))
+    assert.equal(named, 1, 'the listener named the third worker (and this one, which is no hint here)')
+    assert.ok(wa.serving('stand-in', 'test/third').some((s) => s.peerId === third && s.source === 'hint'))
+    assert.ok(!wa.directory().peers.some((p) => p.peerId === third), 'a second-hand hint is not in the answer')
+  })
+})
+
+test('a change goes out again at each settle repeat (for nodes gossip missed while the mesh formed), then not until the refresh', async () => {
+  const heard: Array<{ at: number, advert: Advert }> = []
+  await withPair((worker, listener) => [
+    new Adverts({ libp2p: worker, log: silentLog, intervalMs: 100, refreshMs: 60_000, settleRepeatsMs: [800, 1600], build: () => advertBody(worker, [standInModel('test/settle')]) }),
+    new Adverts({ libp2p: listener, log: silentLog, onAdvert: (p) => { heard.push({ at: performance.now(), advert: p.advert }) } })
+  ], async (worker, listener, wa, la) => {
+    await la.start()
+    await connect(listener, worker)
+    await waitFor('the listener\'s subscription to reach the worker', () => worker.services.pubsub.getSubscribers('/ipfs-accelerate/1/adverts').length > 0 || undefined)
+    await wa.start()
+    await waitFor('the change, its repeat and two settle repeats', () => heard.length >= 4, 5000)
+    const at = heard.map((h) => h.at - heard[0]!.at)
+    assert.ok(at[2]! >= 800 - 150 && at[2]! < 800 + 600, `the first settle repeat came at ${Math.round(at[2]!)} ms`)
+    assert.ok(at[3]! >= 1600 - 150 && at[3]! < 1600 + 600, `the second settle repeat came at ${Math.round(at[3]!)} ms`)
+    assert.deepEqual(heard.map((h) => h.advert.seq), [0, 1, 2, 3], 'each one a new seq of the same state')
+    await sleep(1000)
+    assert.equal(heard.length, 4, 'nothing more until the refresh')
+    assert.deepEqual({ change: wa.sent.change, repeat: wa.sent.repeat, refresh: wa.sent.refresh }, { change: 1, repeat: 3, refresh: 0 })
+  })
 })

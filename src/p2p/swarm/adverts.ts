@@ -9,7 +9,9 @@
  * addresses), at most once per `intervalMs` while only its load changes
  * (queued cost, depth, throughput), when a peer subscribes while our last
  * advert reached nobody (a change or such an advert once more at the next
- * tick, in case gossipsub could not send it to a peer yet), and otherwise
+ * tick, in case gossipsub could not send it to a peer yet; a change again
+ * 30 s and 2 min later, for the nodes gossip missed while the mesh formed),
+ * and otherwise
  * as a refresh every `refreshMs` — or every
  * 4 s per peer in the table, if that is longer, so that the adverts a node
  * takes in stay near one every 4 s however large the swarm — each refresh
@@ -23,26 +25,26 @@
  *   dropped, so one advert cannot make the swarm dial an arbitrary host.
  * - A restarted peer is recognised by a new `bootId` (its `seq` starts
  *   again at 0); within one boot, an older `seq` is ignored.
- * - The directory protocol hands a fresh client the table as hints, so it
- *   can dial the workers that serve its job at once instead of waiting for
- *   their next heartbeat. Hints never override a peer's own advert.
+ * - The directory protocol (swarm/directory.ts) hands a fresh client the
+ *   table as hints, so it can dial the workers that serve its job at once
+ *   instead of waiting for their next refresh. Hints never override a
+ *   peer's own advert.
  */
 import { randomBytes } from 'node:crypto'
 import type { Message } from '@libp2p/gossipsub'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
-import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
+import type { Libp2p, PeerId } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { errorMessage } from '../../errors.ts'
 import type { Logger } from '../../logger.ts'
 import { BoundedMap } from '../wire/bounded.ts'
-import { readAll } from './read-all.ts'
+import { DirectoryExchange } from './directory.ts'
 import { decodeMessage, encodeMessage } from '../wire/codec.ts'
 import type { NodeServices } from './libp2p.ts'
-import { advertSchema, directoryRequestSchema, directorySchema } from '../wire/messages.ts'
-import type { Advert, AdvertModel, Directory, DirectoryRequest } from '../wire/messages.ts'
-import { ADVERTS_TOPIC, DIRECTORY_PROTOCOL, MAX_DIRECTORY_BYTES, MAX_DIRECTORY_PEERS, MAX_GOSSIP_BYTES, PROTOCOL_VERSION } from '../wire/protocol.ts'
+import { advertSchema } from '../wire/messages.ts'
+import type { Advert, AdvertModel, Directory } from '../wire/messages.ts'
+import { ADVERTS_TOPIC, MAX_DIRECTORY_PEERS, MAX_GOSSIP_BYTES, PROTOCOL_VERSION } from '../wire/protocol.ts'
 import type { SkillsetName } from '../../interfaces/index.ts'
 
 export type AdvertBody = Omit<Advert, 'v' | 't' | 'seq' | 'ttlMs' | 'leaving' | 'bootId'>
@@ -66,6 +68,8 @@ export interface AdvertsInit {
   maxPeers?: number
   /** An unchanged advert is re-sent this often at least (default 60 000 ms; longer in a large swarm, see above). */
   refreshMs?: number
+  /** When a change goes out again after it (default SETTLE_REPEATS_MS, 30 s and 2 min). */
+  settleRepeatsMs?: readonly number[]
 }
 
 /**
@@ -76,6 +80,14 @@ export interface AdvertsInit {
 const REFRESH_PER_PEER_MS = 4000
 /** Each refresh comes within ±25 % of the refresh period, at random. */
 const REFRESH_JITTER = 0.25
+/**
+ * After a change, the advert goes out again this long after it (each one that comes before the refresh would). Gossip
+ * sometimes misses a node while the mesh forms, or hands a node that has just joined an older copy from its message
+ * cache after the newer one: 64 nodes started together, 3 to 26 of them still held some worker's first advert (model
+ * not loaded yet) a minute on, until that worker's refresh minutes later. Two repeats per change cost each node two
+ * adverts taken in per worker that changed.
+ */
+const SETTLE_REPEATS_MS = [30_000, 120_000]
 /** Load fields of an advert's models: a change in these alone waits for `intervalMs`. */
 type LoadFree = Omit<AdvertBody, 'queueDepth'> & { models: Array<Omit<AdvertModel, 'queuedCost' | 'throughput'>> }
 
@@ -96,22 +108,18 @@ export function ownAddrs (peerId: string, addrs: readonly string[]): Multiaddr[]
 export class Adverts {
   private readonly init: AdvertsInit
   private readonly table = new Map<string, PeerAdvert>()
-  private readonly hints = new Map<string, { peerId: string, models: AdvertModel[], addrs: Multiaddr[], expiresAt: number }>()
+  /** Workers named by directories (`firstHand`: by the worker itself, as the asker of one), until their own advert comes. */
+  private readonly hints = new Map<string, { peerId: string, models: AdvertModel[], addrs: Multiaddr[], expiresAt: number, firstHand: boolean }>()
   private timer: NodeJS.Timeout | undefined
   private debounce: NodeJS.Timeout | undefined
   private seq = 0
   private readonly bootId = randomBytes(12).toString('base64url')
   private started = false
   private readonly decoded = new WeakMap<Message, Advert>()
-  private readonly asked = new BoundedMap<string, Promise<void>>(4096, 60_000)
-  /** Peers whose directory could not be read lately: asked again after 2 s, not at once (and not only after a minute). */
-  private readonly askFailed = new BoundedMap<string, true>(4096, 2000)
-  /** Directory requests in flight. */
-  private asking = 0
   readonly stats = { dropped: 0, foreignAddrs: 0, restarts: 0, directoriesServed: 0, directoriesFetched: 0, badHints: 0 }
   private readonly onMessage = (evt: CustomEvent<Message>): void => { this.receive(evt.detail) }
   /** What the last advert said: its shape (load left out) and its load, and when it went. */
-  private last: { shape: string, load: string, at: number } | undefined
+  private last: { shape: string, load: string, at: number, ttlMs: number } | undefined
   /** This refresh period's share of `refreshMs` (drawn at each advert, within ±REFRESH_JITTER). */
   private refreshFactor = 1
   /** New subscribers to the adverts topic since the last advert (they have not heard us yet). */
@@ -124,6 +132,8 @@ export class Adverts {
   readonly sent = { change: 0, load: 0, subscribers: 0, repeat: 0, refresh: 0 }
   /** A change or a new subscriber's advert goes out once more at the next tick: a copy gossipsub could not send yet is not lost for a refresh period. */
   private repeatDue = false
+  /** When the last change goes out again (SETTLE_REPEATS_MS after it), unless an advert went out shortly before. */
+  private settleAt: number[] = []
   /**
    * A peer subscribed. Only while our last advert reached nobody (a node
    * that has just started, or was alone) does that make us advertise, at
@@ -144,8 +154,21 @@ export class Adverts {
     if (this.last === undefined || performance.now() - this.last.at >= this.intervalMs) this.publishSoon('subscribers')
   }
 
+  private readonly exchange: DirectoryExchange
+
   constructor (init: AdvertsInit) {
     this.init = init
+    this.exchange = new DirectoryExchange({
+      libp2p: init.libp2p,
+      log: init.log,
+      stats: this.stats,
+      self: () => init.build?.(),
+      answer: () => this.directory(),
+      hint: (peerId, models, addrs, ttlMs, firstHand) => this.hint(peerId, models, addrs, ttlMs ?? this.ttlMs, firstHand),
+      // A hint lives until the worker's own refresh may come, which its table (about the size of the directory that
+      // named it) sets: a node that has just joined, its own table still small, would drop hints minutes too early.
+      hintTtlMs: (named) => Math.min(3_600_000, Math.max(this.ttlMs, 3 * REFRESH_PER_PEER_MS * named))
+    })
   }
 
   get intervalMs (): number { return this.init.intervalMs ?? 5000 }
@@ -153,8 +176,18 @@ export class Adverts {
   get refreshMs (): number { return Math.max(this.init.refreshMs ?? 60_000, this.intervalMs, REFRESH_PER_PEER_MS * this.table.size) }
   /** How long this node's adverts (and the hints it takes from directories) live: three refreshes (at least two and a bit, jittered). */
   get ttlMs (): number { return Math.min(3_600_000, 3 * this.refreshMs) }
+  /**
+   * When an unchanged advert is due again, after one whose TTL was `lastTtlMs`: the refresh period, jittered, but
+   * within half that TTL. The period grows with the table; an advert sent while the table was small must not expire
+   * in the swarm's tables before the next one comes (sent at 5 peers with a 180 s TTL, the refresh at 63 peers came
+   * 190-315 s later: workers dropped out of tables for a minute or two).
+   */
+  private refreshDueMs (lastTtlMs: number): number {
+    return Math.min(this.refreshMs, lastTtlMs / 2) * this.refreshFactor
+  }
+
   /** Whether a directory request is in flight: a client that has just joined may yet learn of workers. */
-  get fetching (): boolean { return this.asking > 0 }
+  get fetching (): boolean { return this.exchange.fetching }
   /** Malformed adverts dropped. */
   get dropped (): number { return this.stats.dropped }
 
@@ -165,7 +198,7 @@ export class Adverts {
     pubsub.topicValidators.set(ADVERTS_TOPIC, (_peer, msg) => this.validate(msg))
     pubsub.subscribe(ADVERTS_TOPIC)
     pubsub.addEventListener('message', this.onMessage)
-    await this.init.libp2p.handle(DIRECTORY_PROTOCOL, (stream, connection) => { this.answerDirectory(stream, connection.remotePeer.toString()) }, { maxInboundStreams: 32 })
+    await this.exchange.start()
     if (this.init.build !== undefined) {
       pubsub.addEventListener('subscription-change', this.onSubscription)
       this.timer = setInterval(() => { this.tick() }, this.intervalMs)
@@ -186,7 +219,7 @@ export class Adverts {
     pubsub.removeEventListener('message', this.onMessage)
     pubsub.unsubscribe(ADVERTS_TOPIC)
     pubsub.topicValidators.delete(ADVERTS_TOPIC)
-    await this.init.libp2p.unhandle(DIRECTORY_PROTOCOL)
+    await this.exchange.stop()
   }
 
   /** Publish soon (debounced), e.g. when a peer joins or what we serve changed. */
@@ -206,20 +239,26 @@ export class Adverts {
     const last = this.last
     const why = last === undefined || next.shape !== last.shape
       ? 'change'
-      : next.load !== last.load ? 'load' : this.newSubscribers ? 'subscribers' : this.repeatDue ? 'repeat' : performance.now() - last.at >= this.refreshMs * this.refreshFactor ? 'refresh' : undefined
+      : next.load !== last.load ? 'load' : this.newSubscribers ? 'subscribers' : this.repeatDue || (this.settleAt[0] ?? Infinity) <= performance.now() ? 'repeat' : performance.now() - last.at >= this.refreshDueMs(last.ttlMs) ? 'refresh' : undefined
     if (why !== undefined) void this.publish(false, why, next)
   }
 
   private async publish (leaving: boolean, why: keyof Adverts['sent'] = 'change', prepared?: Prepared): Promise<void> {
     if (this.init.build === undefined) return
     const { body, shape, load } = prepared ?? prepare(this.init.build())
-    this.last = { shape, load, at: performance.now() }
+    const ttlMs = this.ttlMs
+    const now = performance.now()
+    this.last = { shape, load, at: now, ttlMs }
     this.refreshFactor = 1 - REFRESH_JITTER + 2 * REFRESH_JITTER * Math.random()
+    // Any advert carries the latest state: one now stands in for a settle repeat due within an interval.
+    this.settleAt = why === 'change'
+      ? (this.init.settleRepeatsMs ?? SETTLE_REPEATS_MS).filter((d) => d < this.refreshDueMs(ttlMs)).map((d) => now + d)
+      : this.settleAt.filter((t) => t > now + this.intervalMs)
     this.newSubscribers = false
     // A peer whose subscription we heard may not have our outbound gossip stream yet (a loaded host): say it twice.
     this.repeatDue = why === 'change' || why === 'subscribers'
     if (!leaving) this.sent[why]++
-    const advert: Advert = { v: PROTOCOL_VERSION, t: 'advert', bootId: this.bootId, seq: this.seq++, ttlMs: this.ttlMs, leaving, ...body }
+    const advert: Advert = { v: PROTOCOL_VERSION, t: 'advert', bootId: this.bootId, seq: this.seq++, ttlMs, leaving, ...body }
     try {
       const { recipients } = await this.init.libp2p.services.pubsub.publish(ADVERTS_TOPIC, encodeMessage(advert, MAX_GOSSIP_BYTES))
       this.reached = recipients.length
@@ -321,7 +360,11 @@ export class Adverts {
     return [...seen.values()].sort((a, b) => `${a.skillset}:${a.id}`.localeCompare(`${b.skillset}:${b.id}`))
   }
 
-  /** This node's table as a directory answer: itself first (when it advertises), then the peers it heard, then its hints. */
+  /**
+   * This node's table as a directory answer: itself first (when it advertises), then the peers it heard, then the
+   * workers that named themselves to it. Hints taken from other directories are not passed on: each pass would renew
+   * them, and a worker that died could live on in the swarm's hints for ever.
+   */
   directory (): Directory {
     const peers: Directory['peers'] = []
     if (this.init.build !== undefined) {
@@ -329,81 +372,26 @@ export class Adverts {
       peers.push({ peerId: this.init.libp2p.peerId.toString(), addrs: self.addrs, models: self.models })
     }
     for (const p of this.peers()) peers.push({ peerId: p.peerId, addrs: p.advert.addrs, models: p.advert.models })
-    for (const h of this.hints.values()) peers.push({ peerId: h.peerId, addrs: h.addrs.map(String), models: h.models })
+    for (const h of this.hints.values()) if (h.firstHand) peers.push({ peerId: h.peerId, addrs: h.addrs.map(String), models: h.models })
     return { v: PROTOCOL_VERSION, t: 'directory', peers: peers.slice(0, MAX_DIRECTORY_PEERS) }
   }
 
-  private hint (peerId: string, models: AdvertModel[], addrs: readonly string[]): void {
-    if (peerId === this.init.libp2p.peerId.toString() || this.table.has(peerId)) return
+  /** Take a worker named by a directory (or by the asker of one) as a hint for `ttlMs`; true when it is kept. */
+  private hint (peerId: string, models: AdvertModel[], addrs: readonly string[], ttlMs: number, firstHand: boolean): boolean {
+    if (peerId === this.init.libp2p.peerId.toString() || this.table.has(peerId)) return false
+    // What the worker said of itself is not overwritten by what others say of it.
+    if (!firstHand && this.hints.get(peerId)?.firstHand === true) return true
     this.hints.delete(peerId)
-    this.hints.set(peerId, { peerId, models, addrs: ownAddrs(peerId, addrs), expiresAt: performance.now() + this.ttlMs })
+    this.hints.set(peerId, { peerId, models, addrs: ownAddrs(peerId, addrs), expiresAt: performance.now() + ttlMs, firstHand })
     while (this.hints.size > (this.init.maxPeers ?? 4096)) this.hints.delete(this.hints.keys().next().value as string)
+    return this.hints.has(peerId)
   }
 
-  /** Serve one directory request: read the ask (and the asker's own entry), answer, close. */
-  private answerDirectory (stream: Stream, asker: string): void {
-    readAll(stream, MAX_DIRECTORY_BYTES, AbortSignal.timeout(5000)).then((bytes) => {
-      const ask = decodeMessage(bytes, directoryRequestSchema, MAX_DIRECTORY_BYTES)
-      if (ask.self !== undefined) this.hint(asker, ask.self.models, ask.self.addrs)
-      this.stats.directoriesServed++
-      stream.send(encodeMessage(this.directory(), MAX_DIRECTORY_BYTES))
-      return stream.close({ signal: AbortSignal.timeout(2000) })
-    }).catch((err: unknown) => {
-      this.init.log.debug('a directory request failed', { peer: asker, error: errorMessage(err) })
-      stream.abort(err as Error)
-    })
-  }
+  /** Ask a peer for its directory (at most once a minute; again 2 s after a failure): see swarm/directory.ts. */
+  async learnFrom (peer: PeerId, timeoutMs = 5000): Promise<void> { await this.exchange.learnFrom(peer, timeoutMs) }
 
-  /**
-   * Ask a peer for its directory once a minute at most (bounded, errors
-   * logged): a worker does so for every connection it opens, so the peer it
-   * joins learns it at once, and it learns the peer's table. A request that
-   * failed (a peer too loaded to answer in time) may be made again 2 s later.
-   */
-  async learnFrom (peer: PeerId, timeoutMs = 5000): Promise<void> {
-    const key = peer.toString()
-    const asking = this.asked.get(key)
-    if (asking !== undefined) { await asking; return }
-    if (this.askFailed.has(key)) return
-    this.asking++
-    const fetching = this.fetchDirectory(peer, AbortSignal.timeout(timeoutMs)).then((n) => {
-      this.init.log.debug('directory', { peer: key, workers: n })
-    }, (err: unknown) => {
-      this.asked.delete(key)
-      this.askFailed.set(key, true)
-      this.init.log.debug('no directory from a peer', { peer: key, error: errorMessage(err) })
-    }).finally(() => { this.asking-- })
-    this.asked.set(key, fetching)
-    await fetching
-  }
-
-  /**
-   * Ask a connected peer for its directory (naming this node, when it
-   * advertises) and keep its entries as hints. Returns how many it named.
-   */
-  async fetchDirectory (peer: PeerId, signal: AbortSignal): Promise<number> {
-    const stream = await this.init.libp2p.dialProtocol(peer, DIRECTORY_PROTOCOL, { signal })
-    const answer = readAll(stream, MAX_DIRECTORY_BYTES, signal)
-    const self = this.init.build?.()
-    const ask: DirectoryRequest = { v: PROTOCOL_VERSION, t: 'ask', ...(self === undefined ? {} : { self: { addrs: self.addrs, models: self.models } }) }
-    stream.send(encodeMessage(ask, MAX_DIRECTORY_BYTES))
-    await stream.close({ signal })
-    const dir = decodeMessage(await answer, directorySchema, MAX_DIRECTORY_BYTES)
-    this.stats.directoriesFetched++
-    let named = 0
-    for (const p of dir.peers) {
-      try {
-        peerIdFromString(p.peerId)
-      } catch (err) {
-        this.stats.badHints++
-        this.init.log.debug('a directory named something that is not a peer id', { from: peer.toString(), error: errorMessage(err) })
-        continue
-      }
-      this.hint(p.peerId, p.models, p.addrs)
-      if (this.hints.has(p.peerId)) named++
-    }
-    return named
-  }
+  /** Ask a connected peer for its directory and keep its entries as hints; how many it named. */
+  async fetchDirectory (peer: PeerId, signal: AbortSignal): Promise<number> { return await this.exchange.fetchDirectory(peer, signal) }
 }
 
 /** An advert body with its shape (what it serves, where) and its load (queued cost, depth, throughput), each as a string to compare. */
