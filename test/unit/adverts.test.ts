@@ -317,3 +317,31 @@ test('a change goes out again at each settle repeat (for nodes gossip missed whi
     assert.deepEqual({ change: wa.sent.change, repeat: wa.sent.repeat, refresh: wa.sent.refresh }, { change: 1, repeat: 3, refresh: 0 })
   })
 })
+
+test('a load change within its band sends nothing (expected wait under 50 ms, throughput within a power of 2); across one, a load advert', async () => {
+  let model = standInModel('test/band', { queuedCost: 0, throughput: 100 })
+  const heard: Advert[] = []
+  await withPair((worker, listener) => [
+    new Adverts({ libp2p: worker, log: silentLog, intervalMs: 100, refreshMs: 60_000, settleRepeatsMs: [], build: () => advertBody(worker, [model]) }),
+    new Adverts({ libp2p: listener, log: silentLog, onAdvert: (p) => { heard.push(p.advert) } })
+  ], async (worker, listener, wa, la) => {
+    await la.start()
+    await connect(listener, worker)
+    await waitFor('the listener\'s subscription to reach the worker', () => worker.services.pubsub.getSubscribers('/ipfs-accelerate/1/adverts').length > 0 || undefined)
+    await wa.start()
+    await waitFor('the change and its repeat', () => heard.length >= 2)
+    // 0 -> 4 queued at 100 -> 120 a second: a wait of 33 ms at most, the same throughput band (64-127).
+    model = { ...model, queuedCost: 4, throughput: 120 }
+    await sleep(500)
+    assert.equal(wa.sent.load, 0, 'no load advert within a band')
+    // 30 queued: 250 ms of work, two bands up.
+    model = { ...model, queuedCost: 30 }
+    await waitFor('the load advert', () => heard.some((a) => a.models[0]!.queuedCost === 30), 2000)
+    assert.equal(wa.sent.load, 1)
+    assert.equal(heard.at(-1)!.models[0]!.throughput, 120, 'it carries the exact figures')
+    // Throughput halves: a band down, another load advert.
+    model = { ...model, throughput: 50 }
+    await waitFor('the throughput advert', () => heard.some((a) => a.models[0]!.throughput === 50), 2000)
+    assert.equal(wa.sent.load, 2)
+  })
+})
