@@ -102,8 +102,9 @@ export function libp2pOptions (init: Libp2pInit): Libp2pOptions<NodeServices> {
     peerDiscovery,
     // libp2p pings every connection every 10 s by default (a stream and a protocol negotiation each; /ipfs/ping is not
     // served here, which the monitor takes as alive), all of a node's connections at once. Jobs have their own
-    // heartbeats and stall detection, and TCP keep-alive (on in @libp2p/tcp) finds a host that is gone; an idle link
-    // needs no more than a ping every 5 minutes (at 60 s, 64 idle nodes spent ~3 ms of CPU a second each on pings).
+    // heartbeats and stall detection, and a host that closed or reset its end is seen at once; one that vanished
+    // (power, network) is found by the ping that fails, within 5 minutes (TCP keep-alive, on in @libp2p/tcp, waits the
+    // kernel's 2 hours). At 60 s, 64 idle nodes spent ~3 ms of CPU a second each on pings.
     connectionMonitor: { pingInterval: PING_INTERVAL_MS },
     connectionManager: {
       maxConnections: 512,
