@@ -7,16 +7,16 @@
  * An advert goes out when something changes, not on a clock: at once
  * (debounced) when what the node serves changes (models, readiness,
  * addresses), at most once per `intervalMs` while only its load changes
- * (a model's expected wait or throughput across a band: see loadBands), when a peer subscribes while our last
- * advert reached nobody (a change or such an advert once more at the next
- * tick, in case gossipsub could not send it to a peer yet; a change again
- * 30 s and 2 min later, for the nodes gossip missed while the mesh formed),
- * and otherwise
- * as a refresh every `refreshMs` — or every
- * 4 s per peer in the table, if that is longer, so that the adverts a node
- * takes in stay near one every 4 s however large the swarm — each refresh
- * drawn at random within ±25 % of that, so that nodes started together do
- * not refresh in bursts. The TTL is three refreshes. An idle swarm sends
+ * (a model's expected wait or throughput across a band: see loadBands),
+ * when a peer subscribes while our last advert reached nobody (a change or
+ * such an advert once more at the next tick, in case gossipsub could not
+ * send it to a peer yet; a change again 30 s and 2 min later, for the nodes
+ * gossip missed while the mesh formed), and otherwise as a refresh every
+ * `refreshMs` — or every 4 s per peer in the table, if that is longer, so
+ * that the adverts a node takes in stay near one every 4 s however large
+ * the swarm — each refresh drawn at random within ±25 % of that, so that
+ * nodes started together do not refresh in bursts, and within half the
+ * last advert's TTL. The TTL is three refreshes. An idle swarm sends
  * next to nothing. A worker that crashed lingers in tables for its TTL
  * (minutes in a large swarm); a client that cannot reach it passes it over
  * (jobs/auction.ts).
