@@ -21,7 +21,8 @@ import { ADVERTS_TOPIC } from '../src/p2p/wire/protocol.ts'
 import { emit, serve } from './scale-proto.ts'
 import type { JobOutcome, Json, Knobs } from './scale-proto.ts'
 
-interface ClientSpec { at: number, via: string, jobs: Array<{ items: number, tag: string }> }
+/** `keep`: a client that stays (bench/scale.ts --long-lived): joined once, kept until the scenario's drain. */
+interface ClientSpec { at: number, via: string, jobs: Array<{ items: number, tag: string }>, keep?: string }
 
 const LOST_GRACE_MS = 15_000
 
@@ -78,42 +79,70 @@ async function runJob (client: ClientNode, j: { items: number, tag: string }): P
   }
 }
 
+/** Clients that stay, by key: joined on first use, stopped at the scenario's drain. */
+const kept = new Map<string, Promise<ClientNode>>()
+
+async function join (c: ClientSpec): Promise<ClientNode> {
+  const client = new ClientNode({ bootstrap: [c.via], mdns: false, jobs: knobs })
+  const t0 = performance.now()
+  try {
+    await client.start()
+    summary.joinMs.push(performance.now() - t0)
+    countGossip(client['libp2p'] as Libp2p<NodeServices>)
+  } catch (err) {
+    summary.joinFailed++
+    process.stderr.write(`client could not join through ${c.via}: ${errorMessage(err)}\n`)
+  }
+  return client
+}
+
+async function stopClient (client: ClientNode): Promise<void> {
+  for (const [k, v] of Object.entries(client.stats ?? {})) sums[k] = (sums[k] ?? 0) + v
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([client.stop(), new Promise((resolve) => { timer = setTimeout(resolve, 10_000) })]).catch((err: unknown) => {
+    process.stderr.write(`client stop failed: ${errorMessage(err)}\n`)
+  })
+  clearTimeout(timer)
+}
+
+async function runKept (c: ClientSpec, key: string): Promise<void> {
+  await sleep(c.at - Date.now())
+  summary.startLagMs.push(Date.now() - c.at)
+  let client = kept.get(key)
+  if (client === undefined) {
+    summary.clients++
+    client = join(c)
+    kept.set(key, client)
+  }
+  const node = await client
+  // Awaited first, pushed after: `outbox.push(await ...)` would push into the array flush() already sent and replaced.
+  await Promise.all(c.jobs.map(async (j) => { const o = await bounded(node, j); outbox.push(o) }))
+}
+
+/** A job's outcome, or LOST when neither a result nor an error came in time. */
+async function bounded (client: ClientNode, j: { items: number, tag: string }): Promise<JobOutcome> {
+  let timer: NodeJS.Timeout | undefined
+  const lost = new Promise<JobOutcome>((resolve) => {
+    timer = setTimeout(() => { resolve({ tag: j.tag, items: j.items, ok: false, code: 'LOST', message: 'neither a result nor an error in time' }) }, timeoutMs + LOST_GRACE_MS)
+  })
+  const o = await Promise.race([runJob(client, j), lost])
+  clearTimeout(timer)
+  return o
+}
+
 async function runClient (c: ClientSpec): Promise<void> {
+  if (c.keep !== undefined) { await runKept(c, c.keep); return }
   await sleep(c.at - Date.now())
   summary.startLagMs.push(Date.now() - c.at)
   summary.clients++
   alive++
   summary.maxAlive = Math.max(summary.maxAlive, alive)
-  const client = new ClientNode({ bootstrap: [c.via], mdns: false, jobs: knobs })
+  const client = await join(c)
   try {
-    const t0 = performance.now()
-    try {
-      await client.start()
-      summary.joinMs.push(performance.now() - t0)
-      countGossip(client['libp2p'] as Libp2p<NodeServices>)
-    } catch (err) {
-      summary.joinFailed++
-      process.stderr.write(`client could not join through ${c.via}: ${errorMessage(err)}\n`)
-    }
-    const done = await Promise.all(c.jobs.map(async (j) => {
-      let timer: NodeJS.Timeout | undefined
-      const lost = new Promise<JobOutcome>((resolve) => {
-        timer = setTimeout(() => { resolve({ tag: j.tag, items: j.items, ok: false, code: 'LOST', message: 'neither a result nor an error in time' }) }, timeoutMs + LOST_GRACE_MS)
-      })
-      const o = await Promise.race([runJob(client, j), lost])
-      clearTimeout(timer)
-      outbox.push(o)
-      return o
-    }))
-    void done
-    for (const [k, v] of Object.entries(client.stats ?? {})) sums[k] = (sums[k] ?? 0) + v
+    await Promise.all(c.jobs.map(async (j) => { const o = await bounded(client, j); outbox.push(o) }))
   } finally {
     alive--
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([client.stop(), new Promise((resolve) => { timer = setTimeout(resolve, 10_000) })]).catch((err: unknown) => {
-      process.stderr.write(`client stop failed: ${errorMessage(err)}\n`)
-    })
-    clearTimeout(timer)
+    await stopClient(client)
   }
 }
 
@@ -124,6 +153,10 @@ async function drain (maxMs: number): Promise<Json> {
     await Promise.race([Promise.allSettled([...running]), new Promise((resolve) => { timer = setTimeout(resolve, Math.max(0, until - performance.now())) })])
     clearTimeout(timer)
   }
+  // The scenario is over: clients that stayed leave now (their stats counted).
+  const stay = [...kept.values()]
+  kept.clear()
+  for (const c of stay) await stopClient(await c)
   flush()
   const cpu = process.cpuUsage()
   const loopLag = { p50: lag.percentile(50) / 1e6, p99: lag.percentile(99) / 1e6, max: lag.max / 1e6 }

@@ -53,6 +53,8 @@ export class Fleet {
   readonly last = new Map<string, NodeStats>()
   /** RSS and CPU of every host process, by name, as last seen. */
   readonly procs = new Map<string, { rss: number, cpuMs: number, nodes: number, loopLag: HostStats['loopLag'] }>()
+  /** The CPU ms of every host process as last seen, kept after it exits (a killed node's work still counts). */
+  readonly cpuSeen = new Map<string, number>()
   private nextJoin = 0
 
   constructor (init: FleetInit) {
@@ -161,6 +163,7 @@ export class Fleet {
       if (o === undefined) continue
       res.push(o.s)
       this.procs.set(o.h.name, { rss: o.s.rss, cpuMs: o.s.cpuMs, nodes: o.s.nodes.length, loopLag: o.s.loopLag })
+      this.cpuSeen.set(o.h.name, o.s.cpuMs)
       for (const n of o.s.nodes) this.last.set(n.key, n)
     }
     for (const h of [...this.hosts, ...this.solos]) if (h.exited) this.procs.delete(h.name)

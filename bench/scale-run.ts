@@ -23,6 +23,8 @@ export interface RunSettings {
   minItems: number
   maxItems: number
   jobsPerClient: number
+  /** Clients that stay: this many ClientNodes, each joined once and kept for the scenario, take the jobs one at a time as they fall due (jobsPerClient is then 1). */
+  longLived?: number
   timeoutMs: number
   seed: number
 }
@@ -74,7 +76,7 @@ function pct (xs: number[]): Pct {
   return { p50: percentile(xs, 0.5), p99: percentile(xs, 0.99), max: xs.length === 0 ? Number.NaN : Math.max(...xs) }
 }
 
-interface Arrival { at: number, jobs: Array<{ items: number, tag: string }> }
+interface Arrival { at: number, jobs: Array<{ items: number, tag: string }>, keep?: number }
 
 /** Poisson client arrivals: phases of (jobs, jobs a second). */
 function schedule (s: RunSettings, phases: Array<{ jobs: number, rate: number }>, random: () => number): Arrival[] {
@@ -82,14 +84,15 @@ function schedule (s: RunSettings, phases: Array<{ jobs: number, rate: number }>
   let t = 0
   let seq = 0
   for (const ph of phases) {
-    const clients = Math.ceil(ph.jobs / s.jobsPerClient)
-    const clientRate = ph.rate / s.jobsPerClient
+    const perClient = s.longLived === undefined ? s.jobsPerClient : 1
+    const clients = Math.ceil(ph.jobs / perClient)
+    const clientRate = ph.rate / perClient
     let left = ph.jobs
     for (let c = 0; c < clients; c++) {
       t += -Math.log(1 - random()) / clientRate * 1000
-      const k = Math.min(s.jobsPerClient, left)
+      const k = Math.min(perClient, left)
       left -= k
-      out.push({ at: t, jobs: Array.from({ length: k }, () => ({ items: s.minItems + Math.floor(random() * (s.maxItems - s.minItems + 1)), tag: `${s.scenario}-${s.n}-${seq++}` })) })
+      out.push({ at: t, jobs: Array.from({ length: k }, () => ({ items: s.minItems + Math.floor(random() * (s.maxItems - s.minItems + 1)), tag: `${s.scenario}-${s.n}-${seq++}` })), ...(s.longLived === undefined ? {} : { keep: out.length % s.longLived }) })
     }
   }
   return out
@@ -153,7 +156,7 @@ export async function runScenario (fleet: Fleet, s: RunSettings, log: (m: string
   // Counters before; client-process counters reset.
   await fleet.stats(true)
   const before = new Map(fleet.last)
-  const cpuBefore = [...fleet.procs.values()].reduce((a, p) => a + p.cpuMs, 0)
+  const cpuBefore = new Map(fleet.cpuSeen)
   const clientCpuBefore = (await Promise.all(fleet.clients.map(async (c) => Number((await c.request({ cmd: 'drain', maxMs: 0 }, 10_000)).cpuMs)))).reduce((a, b) => a + b, 0)
   const machineBefore = machineBusyMs()
   const outcomes: JobOutcome[] = []
@@ -170,13 +173,14 @@ export async function runScenario (fleet: Fleet, s: RunSettings, log: (m: string
   let lastPoll = 0
   while ((i < arrivals.length || e < events.length) && Date.now() - start < spanMs + 120_000) {
     const now = Date.now() - start
-    const batches = new Map<Child, Array<{ at: number, via: string, jobs: Arrival['jobs'] }>>()
+    const batches = new Map<Child, Array<{ at: number, via: string, jobs: Arrival['jobs'], keep?: string }>>()
     const targets = fleet.live().filter((x) => !x.leaving)
     while (i < arrivals.length && arrivals[i]!.at <= now + 300) {
       const a = arrivals[i++]!
       const via = targets[Math.floor(random() * targets.length)]!.addr
-      const host = fleet.clients[rr++ % fleet.clients.length]!
-      batches.set(host, [...(batches.get(host) ?? []), { at: start + Math.round(a.at), via, jobs: a.jobs }])
+      // A kept client lives in one client process: its jobs go there (it joins through the node of its first job).
+      const host = fleet.clients[a.keep === undefined ? rr++ % fleet.clients.length : a.keep % fleet.clients.length]!
+      batches.set(host, [...(batches.get(host) ?? []), { at: start + Math.round(a.at), via, jobs: a.jobs, ...(a.keep === undefined ? {} : { keep: `k${a.keep}` }) }])
     }
     for (const [host, list] of batches) host.send({ cmd: 'clients', list })
     while (e < events.length && events[e]!.at <= now) {
@@ -254,7 +258,9 @@ export async function runScenario (fleet: Fleet, s: RunSettings, log: (m: string
   const procs = [...fleet.procs.values()]
   const liveNodes = fleet.live().length
   const totalMB = procs.reduce((a, p) => a + p.rss, 0) / 2 ** 20
-  const nodesMs = procs.reduce((a, p) => a + p.cpuMs, 0) - cpuBefore
+  // Per process, from its figure before to its last (killed processes included: summing only the live ones went
+  // negative in churn, when a process killed during the scenario took its CPU out of the total).
+  const nodesMs = [...fleet.cpuSeen].reduce((a, [name, ms]) => a + ms - (cpuBefore.get(name) ?? 0), 0)
   const clientsMs = drains.reduce((a, d) => a + Number(d.cpuMs), 0) - clientCpuBefore
   for (const x of fleet.nodes.values()) x.leaving = false
   return {

@@ -36,6 +36,7 @@ const { values: opts } = parseArgs({
     'ms-per-item': { type: 'string' },
     items: { type: 'string', default: '1-8' },
     'jobs-per-client': { type: 'string', default: '5' },
+    'long-lived': { type: 'string' },
     procs: { type: 'string', default: '4' },
     'client-procs': { type: 'string', default: '2' },
     'adverts-ms': { type: 'string', default: '5000' },
@@ -60,7 +61,7 @@ const { values: opts } = parseArgs({
 if (opts.help === true) {
   process.stdout.write(`Usage: node bench/scale.ts [--quick] [--nodes 8,32,64] [--scenarios ${SCENARIOS.join(',')}]
   [--jobs N (per scenario)] [--main-jobs N (steady50 at the largest N)] [--rate JOBS/S at 100% load | --ms-per-item MS]
-  [--items MIN-MAX] [--jobs-per-client K] [--procs P] [--client-procs C] [--adverts-ms MS] [--timeout-ms MS]
+  [--items MIN-MAX] [--jobs-per-client K | --long-lived C (C clients that stay, one job at a time as each falls due)] [--procs P] [--client-procs C] [--adverts-ms MS] [--timeout-ms MS]
   [--fail-rate R] [--seed S] [--max-minutes M] [--label TEXT] [--dump (every job outcome to a .jsonl beside the JSON)]
   [--variant 'roundMs=1000,jobsPerClient=10' (each scenario twice on one fleet: base, then variant, marked *)]
   job-client knobs: [--fanout N] [--bid-window-ms MS] [--max-bid-window-ms MS] [--round-ms MS] [--max-round-ms MS] [--heartbeat-ms MS] [--min-lease-ms MS]
@@ -78,8 +79,13 @@ const knobs: Knobs = {}
 const knobFlags: Array<[keyof Knobs, string | undefined]> = [['fanout', opts.fanout], ['bidWindowMs', opts['bid-window-ms']], ['maxBidWindowMs', opts['max-bid-window-ms']], ['roundMs', opts['round-ms']], ['maxRoundMs', opts['max-round-ms']], ['heartbeatMs', opts['heartbeat-ms']], ['minLeaseMs', opts['min-lease-ms']]]
 for (const [k, v] of knobFlags) if (v !== undefined) knobs[k] = Number(v)
 // --variant 'roundMs=1000,fanout=2': every scenario runs twice on the same fleet, base then variant, for a before/after
-// comparison that shares the machine's conditions (jobsPerClient=K is accepted too).
-const variant: Knobs & { jobsPerClient?: number } | undefined = opts.variant === undefined
+// comparison that shares the machine's conditions (jobsPerClient=K and longLived=C are accepted too).
+const longLived = opts['long-lived'] === undefined ? undefined : Number(opts['long-lived'])
+if (longLived !== undefined && !(Number.isInteger(longLived) && longLived >= 1 && longLived <= 256)) {
+  process.stderr.write(`error ERR_USAGE: --long-lived: a whole number of clients from 1 to 256: ${opts['long-lived']}\n`)
+  process.exit(2)
+}
+const variant: Knobs & { jobsPerClient?: number, longLived?: number } | undefined = opts.variant === undefined
   ? undefined
   : Object.fromEntries(opts.variant.split(',').map((kv) => { const [k, v] = kv.split('='); return [k!.trim(), Number(v)] }))
 // Defaults sized for a 2-core machine: a short-lived client costs ~150-250 ms of CPU (dials, handshakes), see docs/performance.md.
@@ -127,9 +133,9 @@ try {
     for (const s of scenarios) {
       if (performance.now() - t0 > maxMs - 60_000) { log(`skipping ${s} at N=${n}: out of time`); continue }
       for (const v of variant === undefined ? [undefined] : [undefined, variant]) {
-        const { jobsPerClient: vJobsPerClient, ...vKnobs } = v ?? {}
+        const { jobsPerClient: vJobsPerClient, longLived: vLongLived, ...vKnobs } = v ?? {}
         for (const c of fleet.clients) await c.request({ cmd: 'config', knobs: { ...knobs, ...vKnobs }, timeoutMs: Number(opts['timeout-ms']) }, 10_000)
-        const settings: RunSettings = { n, scenario: s, jobs: s === 'steady50' && n === largest ? mainJobs : jobs, capacityJobs, msPerItem, minItems, maxItems, jobsPerClient: vJobsPerClient ?? Number(opts['jobs-per-client']), timeoutMs: Number(opts['timeout-ms']), seed: Number(opts.seed) }
+        const settings: RunSettings = { n, scenario: s, jobs: s === 'steady50' && n === largest ? mainJobs : jobs, capacityJobs, msPerItem, minItems, maxItems, jobsPerClient: vJobsPerClient ?? Number(opts['jobs-per-client']), ...(vLongLived ?? longLived) === undefined ? {} : { longLived: vLongLived ?? longLived }, timeoutMs: Number(opts['timeout-ms']), seed: Number(opts.seed) }
         const label = v === undefined ? s : `${s}*`
         log(`N=${n} ${label}: ${settings.jobs} jobs${v === undefined ? '' : ` with ${opts.variant}`}`)
         const r = await runScenario(fleet, settings, log, opts.dump === true ? (o) => { dumped.push(...o.map((x) => ({ n, scenario: label, ...x }))) } : undefined)
@@ -149,7 +155,7 @@ clearTimeout(hardStop)
 
 async function finish (partial: boolean): Promise<void> {
   const fmt = (x: number, d = 1): string => Number.isFinite(x) ? x.toFixed(d) : '-'
-  process.stdout.write(`\nscale: ${nodesList.join(',')} nodes, items ${minItems}-${maxItems}, ${opts['jobs-per-client']} jobs/client, 100% load = ${rate} jobs/s${Object.keys(knobs).length > 0 ? `, knobs ${JSON.stringify(knobs)}` : ''}${partial ? ' (PARTIAL)' : ''}\n`)
+  process.stdout.write(`\nscale: ${nodesList.join(',')} nodes, items ${minItems}-${maxItems}, ${longLived === undefined ? `${opts['jobs-per-client']} jobs/client` : `${longLived} long-lived clients`}, 100% load = ${rate} jobs/s${Object.keys(knobs).length > 0 ? `, knobs ${JSON.stringify(knobs)}` : ''}${partial ? ' (PARTIAL)' : ''}\n`)
   printTable(results.map((r) => ({
     N: String(r.n),
     scenario: r.variant === undefined ? r.scenario : `${r.scenario}*`,
@@ -188,7 +194,7 @@ async function finish (partial: boolean): Promise<void> {
     partial,
     runTimeS: elapsedS,
     machine: { cpus: availableParallelism(), model: cpus()[0]?.model, memGiB: totalmem() / 2 ** 30, loadAverage: loadavg(), node: process.version },
-    settings: { nodes: nodesList, scenarios, rate, jobs, mainJobs, items: [minItems, maxItems], jobsPerClient: Number(opts['jobs-per-client']), hostProcs: Number(opts.procs), clientProcs: Number(opts['client-procs']), advertsMs: Number(opts['adverts-ms']), timeoutMs: Number(opts['timeout-ms']), seed: Number(opts.seed), knobs },
+    settings: { nodes: nodesList, scenarios, rate, jobs, mainJobs, items: [minItems, maxItems], jobsPerClient: Number(opts['jobs-per-client']), ...(longLived === undefined ? {} : { longLived }), hostProcs: Number(opts.procs), clientProcs: Number(opts['client-procs']), advertsMs: Number(opts['adverts-ms']), timeoutMs: Number(opts['timeout-ms']), seed: Number(opts.seed), knobs },
     fleets,
     results
   }
