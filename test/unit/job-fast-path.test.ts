@@ -11,7 +11,7 @@ import assert from 'node:assert/strict'
 import type { JobRequest } from '../../src/p2p/jobs/types.ts'
 import { FakeWorker, knows, startClient } from '../helpers/p2p-fake-worker.ts'
 import type { TestClient } from '../helpers/p2p-fake-worker.ts'
-import { connect, stopAll, waitFor } from '../helpers/p2p-nodes.ts'
+import { connect, standInModel, stopAll, waitFor } from '../helpers/p2p-nodes.ts'
 
 const job = (x: string): JobRequest => ({ skillset: 'stand-in', model: 'test/model', input: { x }, cost: 10, timeoutMs: 10_000 })
 
@@ -90,5 +90,23 @@ test('a worker that goes silent with a fast-path job: the job is answered once, 
   } finally {
     await c.stop()
     await stopAll(liar, honest)
+  }
+})
+
+test('a worker whose advert shows a long queue ahead is not fast-pathed, link or not: the auction asks who is free', async () => {
+  // 50 cost units queued at 10 a second: 5 s of work ahead of the job, past the 100 ms the fast path allows.
+  const w = await FakeWorker.start({ name: 'w', models: [standInModel('test/model', { throughput: 10, queuedCost: 50 })] })
+  const c = await startClient([w], { fastPath: true })
+  try {
+    await knows(c, [w])
+    const first = await c.client.submit(job('one'))
+    const second = await c.client.submit(job('two'))
+    assert.equal(second.worker, w.id)
+    assert.equal(w.log.of('offer', second.jobId).length, 1, 'offered, not assigned at once')
+    assert.equal(c.client.stats.fastPath, 0)
+    void first
+  } finally {
+    await c.stop()
+    await stopAll(w)
   }
 })

@@ -72,10 +72,17 @@ export class Auctioneer {
     if (job.streaming || init.fastPath === false) return undefined
     const now = performance.now()
     const max = init.fastPathMaxInFlight ?? 1024
-    const cands = init.adverts.serving(req.skillset, req.model).filter((c) => {
+    const maxWaitMs = init.fastPathMaxWaitMs ?? 100
+    const all = init.adverts.serving(req.skillset, req.model)
+    const typical = typicalThroughput(all.map((c) => c.model))
+    const cands = all.filter((c) => {
       if (c.model.provider === '' || excluded.has(c.peerId) || this.noFast.has(c.peerId) || !init.links.has(c.peerId)) return false
       const rec = this.deps.records.get(c.peerId)
-      return (rec?.inFlightCost ?? 0) + req.cost <= max && recentFailures(rec, now) === 0
+      if ((rec?.inFlightCost ?? 0) + req.cost > max || recentFailures(rec, now) > 0) return false
+      // A long-lived client holds links to a few workers: without this bound it kept sending them its jobs while their
+      // queues grew (64 nodes, 8 clients that stay, half load: queues of a minute, 1,135 of 1,500 jobs failed on lease
+      // expiry and retries). The wait ahead is the expected time less the job's own.
+      return expectedMs(c.model, req.cost, rec, typical) - expectedMs({ throughput: c.model.throughput, queuedCost: 0 }, req.cost, undefined, typical) <= maxWaitMs
     })
     const pick = this.pick(cands, req, 1, now)[0]
     if (pick === undefined) return undefined

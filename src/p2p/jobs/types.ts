@@ -78,6 +78,12 @@ export interface JobClientInit {
   fastPath?: boolean
   /** The fast path is taken while this client's jobs in flight at the worker cost at most this much (default 1024). */
   fastPathMaxInFlight?: number
+  /**
+   * ...and while the work queued ahead of the job there (its advert's queue plus what this client has in flight, at
+   * its throughput, or the pace this client measured) would take at most this long (default 100 ms); past it, the
+   * auction asks who is free.
+   */
+  fastPathMaxWaitMs?: number
 }
 
 /** How a lease ended. */
