@@ -93,20 +93,20 @@ test('a worker that goes silent with a fast-path job: the job is answered once, 
   }
 })
 
-test('a worker whose advert shows a long queue ahead is not fast-pathed, link or not: the auction asks who is free', async () => {
-  // 50 cost units queued at 10 a second: 5 s of work ahead of the job, past the 100 ms the fast path allows.
-  const w = await FakeWorker.start({ name: 'w', models: [standInModel('test/model', { throughput: 10, queuedCost: 50 })] })
-  const c = await startClient([w], { fastPath: true })
+test('a linked worker whose advert shows far more queued than another known worker is not fast-pathed: the auction asks who is free', async () => {
+  // 50 cost units queued at 10 a second: 5 s of work ahead, against an idle worker (0 queued) the client has no link to.
+  const busy = await FakeWorker.start({ name: 'busy', models: [standInModel('test/model', { throughput: 10, queuedCost: 50 })] })
+  const free = await FakeWorker.start({ name: 'free', models: [standInModel('test/model', { throughput: 10, queuedCost: 0 })] })
+  const c = await startClient([busy, free], { fastPath: true })
   try {
-    await knows(c, [w])
-    const first = await c.client.submit(job('one'))
-    const second = await c.client.submit(job('two'))
-    assert.equal(second.worker, w.id)
-    assert.equal(w.log.of('offer', second.jobId).length, 1, 'offered, not assigned at once')
+    await knows(c, [busy, free])
+    await c.links.get(busy.id, AbortSignal.timeout(5000))
+    const res = await c.client.submit(job('one'))
+    assert.equal(busy.log.of('assign', res.jobId).length === 1 && busy.log.of('offer', res.jobId).length === 0, false, 'not assigned to the busy worker unasked')
     assert.equal(c.client.stats.fastPath, 0)
-    void first
+    assert.ok(busy.log.of('offer', res.jobId).length + free.log.of('offer', res.jobId).length >= 1, 'offered through the auction')
   } finally {
     await c.stop()
-    await stopAll(w)
+    await stopAll(busy, free)
   }
 })

@@ -73,16 +73,24 @@ export class Auctioneer {
     const now = performance.now()
     const max = init.fastPathMaxInFlight ?? 1024
     const maxWaitMs = init.fastPathMaxWaitMs ?? 100
-    const all = init.adverts.serving(req.skillset, req.model)
+    const all = init.adverts.serving(req.skillset, req.model).filter((c) => c.model.provider !== '' && !excluded.has(c.peerId))
     const typical = typicalThroughput(all.map((c) => c.model))
+    // The work queued ahead of the job at a worker (its advert's queue and this client's jobs in flight there), at its
+    // advertised throughput: the pace this client measured includes the bus and its own queueing.
+    const waitMs = (c: Serving): number => {
+      const throughput = c.model.throughput !== undefined && c.model.throughput > 0 ? c.model.throughput : typical
+      return ((c.model.queuedCost ?? 0) + (this.deps.records.get(c.peerId)?.inFlightCost ?? 0)) / throughput * 1000
+    }
+    // A long-lived client holds links to a few workers: without this bound it kept sending them its jobs while their
+    // queues grew and other workers sat idle (64 nodes, 8 clients that stay, half load: 1,135 of 1,500 jobs failed on
+    // lease expiry and retries). A linked worker more than maxWaitMs busier than the freest known one goes to auction;
+    // one alone (or with every other as busy) keeps the fast path, as the auction would pick it anyway.
+    const freest = Math.min(...all.map(waitMs))
     const cands = all.filter((c) => {
-      if (c.model.provider === '' || excluded.has(c.peerId) || this.noFast.has(c.peerId) || !init.links.has(c.peerId)) return false
+      if (this.noFast.has(c.peerId) || !init.links.has(c.peerId)) return false
       const rec = this.deps.records.get(c.peerId)
       if ((rec?.inFlightCost ?? 0) + req.cost > max || recentFailures(rec, now) > 0) return false
-      // A long-lived client holds links to a few workers: without this bound it kept sending them its jobs while their
-      // queues grew (64 nodes, 8 clients that stay, half load: queues of a minute, 1,135 of 1,500 jobs failed on lease
-      // expiry and retries). The wait ahead is the expected time less the job's own.
-      return expectedMs(c.model, req.cost, rec, typical) - expectedMs({ throughput: c.model.throughput, queuedCost: 0 }, req.cost, undefined, typical) <= maxWaitMs
+      return waitMs(c) <= freest + maxWaitMs
     })
     const pick = this.pick(cands, req, 1, now)[0]
     if (pick === undefined) return undefined

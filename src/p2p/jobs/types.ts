@@ -80,8 +80,8 @@ export interface JobClientInit {
   fastPathMaxInFlight?: number
   /**
    * ...and while the work queued ahead of the job there (its advert's queue plus what this client has in flight, at
-   * its throughput, or the pace this client measured) would take at most this long (default 100 ms); past it, the
-   * auction asks who is free.
+   * its advertised throughput) is at most this much longer than at the freest worker known (default 100 ms); past it,
+   * the auction asks who is free.
    */
   fastPathMaxWaitMs?: number
 }
