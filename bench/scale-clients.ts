@@ -106,8 +106,6 @@ async function stopClient (client: ClientNode): Promise<void> {
 }
 
 async function runKept (c: ClientSpec, key: string): Promise<void> {
-  await sleep(c.at - Date.now())
-  summary.startLagMs.push(Date.now() - c.at)
   let client = kept.get(key)
   if (client === undefined) {
     summary.clients++
@@ -131,9 +129,9 @@ async function bounded (client: ClientNode, j: { items: number, tag: string }): 
 }
 
 async function runClient (c: ClientSpec): Promise<void> {
-  if (c.keep !== undefined) { await runKept(c, c.keep); return }
   await sleep(c.at - Date.now())
   summary.startLagMs.push(Date.now() - c.at)
+  if (c.keep !== undefined) { await runKept(c, c.keep); return }
   summary.clients++
   alive++
   summary.maxAlive = Math.max(summary.maxAlive, alive)

@@ -10,7 +10,7 @@ import { errorMessage, NoWorkerError } from '../../errors.ts'
 import type { Serving } from '../swarm/adverts.ts'
 import { BoundedMap } from '../wire/bounded.ts'
 import { encodeMessage } from '../wire/codec.ts'
-import { bidMs, bidWindowEnd, expectedMs, rankBids, recentFailures, typicalThroughput, weight, weightedPick } from './fit.ts'
+import { bidMs, bidWindowEnd, claimedMs, expectedMs, rankBids, recentFailures, typicalThroughput, weight, weightedPick } from './fit.ts'
 import type { WorkerRecord } from './fit.ts'
 import type { JobClientInit, JobRequest, Pending } from './types.ts'
 import type { Bid, LinkFrame, Offer } from '../wire/messages.ts'
@@ -75,22 +75,19 @@ export class Auctioneer {
     const maxWaitMs = init.fastPathMaxWaitMs ?? 100
     const all = init.adverts.serving(req.skillset, req.model).filter((c) => c.model.provider !== '' && !excluded.has(c.peerId))
     const typical = typicalThroughput(all.map((c) => c.model))
-    // The work queued ahead of the job at a worker (its advert's queue and this client's jobs in flight there), at its
-    // advertised throughput: the pace this client measured includes the bus and its own queueing.
-    const waitMs = (c: Serving): number => {
-      const throughput = c.model.throughput !== undefined && c.model.throughput > 0 ? c.model.throughput : typical
-      return ((c.model.queuedCost ?? 0) + (this.deps.records.get(c.peerId)?.inFlightCost ?? 0)) / throughput * 1000
-    }
+    // The work queued ahead of the job at each worker (its advert's queue and this client's jobs in flight there), at
+    // its advertised throughput: the pace this client measured includes the bus and its own queueing.
+    const waits = new Map(all.map((c) => [c.peerId, claimedMs(c.model, this.deps.records.get(c.peerId)?.inFlightCost ?? 0, typical)]))
     // A long-lived client holds links to a few workers: without this bound it kept sending them its jobs while their
     // queues grew and other workers sat idle (64 nodes, 8 clients that stay, half load: 1,135 of 1,500 jobs failed on
     // lease expiry and retries). A linked worker more than maxWaitMs busier than the freest known one goes to auction;
     // one alone (or with every other as busy) keeps the fast path, as the auction would pick it anyway.
-    const freest = Math.min(...all.map(waitMs))
+    const freest = Math.min(...waits.values())
     const cands = all.filter((c) => {
       if (this.noFast.has(c.peerId) || !init.links.has(c.peerId)) return false
       const rec = this.deps.records.get(c.peerId)
       if ((rec?.inFlightCost ?? 0) + req.cost > max || recentFailures(rec, now) > 0) return false
-      return waitMs(c) <= freest + maxWaitMs
+      return waits.get(c.peerId)! <= freest + maxWaitMs
     })
     const pick = this.pick(cands, req, 1, now)[0]
     if (pick === undefined) return undefined

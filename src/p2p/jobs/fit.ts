@@ -39,12 +39,17 @@ export function recentFailures (r: WorkerRecord | undefined, now: number): numbe
   return n
 }
 
+/** Ms until the worker's advertised queue and `moreCost` after it are done, at its advertised throughput (or the fallback). */
+export function claimedMs (model: Pick<AdvertModel, 'throughput' | 'queuedCost'>, moreCost: number, fallbackThroughput: number): number {
+  const tput = model.throughput !== undefined && model.throughput > 0 ? model.throughput : fallbackThroughput
+  return ((model.queuedCost ?? 0) + moreCost) / tput * 1000
+}
+
 /** Expected ms until a job of `cost` would be done there, from the advert and this client's record. */
 export function expectedMs (model: Pick<AdvertModel, 'throughput' | 'queuedCost'>, cost: number, record: WorkerRecord | undefined, fallbackThroughput: number): number {
-  const tput = model.throughput !== undefined && model.throughput > 0 ? model.throughput : fallbackThroughput
-  const ahead = (model.queuedCost ?? 0) + (record?.inFlightCost ?? 0) + cost
-  const claimed = ahead / tput * 1000
-  return record?.msPerCost === undefined ? claimed : Math.max(claimed, record.msPerCost * ahead)
+  const claimed = claimedMs(model, (record?.inFlightCost ?? 0) + cost, fallbackThroughput)
+  if (record?.msPerCost === undefined) return claimed
+  return Math.max(claimed, record.msPerCost * ((model.queuedCost ?? 0) + record.inFlightCost + cost))
 }
 
 /** Median advertised throughput, the stand-in for workers that have not measured theirs. */

@@ -7,7 +7,7 @@
  * An advert goes out when something changes, not on a clock: at once
  * (debounced) when what the node serves changes (models, readiness,
  * addresses), at most once per `intervalMs` while only its load changes
- * (a model's expected wait or throughput across a band: see loadBands),
+ * (a model's expected wait or throughput across a band: advert-shape.ts),
  * when a peer subscribes while our last advert reached nobody (a change or
  * such an advert once more at the next tick, in case gossipsub could not
  * send it to a peer yet; a change again 30 s and 2 min later, for the nodes
@@ -39,6 +39,8 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import { errorMessage } from '../../errors.ts'
 import type { Logger } from '../../logger.ts'
 import { BoundedMap } from '../wire/bounded.ts'
+import { prepare } from './advert-shape.ts'
+import type { AdvertBody, Prepared } from './advert-shape.ts'
 import { DirectoryExchange } from './directory.ts'
 import { decodeMessage, encodeMessage } from '../wire/codec.ts'
 import type { NodeServices } from './libp2p.ts'
@@ -47,7 +49,7 @@ import type { Advert, AdvertModel, Directory } from '../wire/messages.ts'
 import { ADVERTS_TOPIC, MAX_DIRECTORY_PEERS, MAX_GOSSIP_BYTES, PROTOCOL_VERSION } from '../wire/protocol.ts'
 import type { SkillsetName } from '../../interfaces/index.ts'
 
-export type AdvertBody = Omit<Advert, 'v' | 't' | 'seq' | 'ttlMs' | 'leaving' | 'bootId'>
+export type { AdvertBody } from './advert-shape.ts'
 
 export interface PeerAdvert { peerId: string, advert: Advert, expiresAt: number }
 
@@ -88,8 +90,6 @@ const REFRESH_JITTER = 0.25
  * adverts taken in per worker that changed.
  */
 const SETTLE_REPEATS_MS = [30_000, 120_000]
-/** Load fields of an advert's models: a change in these alone waits for `intervalMs` (and counts only across a band). */
-type LoadFree = Omit<AdvertBody, 'queueDepth'> & { models: Array<Omit<AdvertModel, 'queuedCost' | 'throughput'>> }
 
 /** The addresses of an advert that end in its sender's peer id, parsed. */
 export function ownAddrs (peerId: string, addrs: readonly string[]): Multiaddr[] {
@@ -392,30 +392,4 @@ export class Adverts {
 
   /** Ask a connected peer for its directory and keep its entries as hints; how many it named. */
   async fetchDirectory (peer: PeerId, signal: AbortSignal): Promise<number> { return await this.exchange.fetchDirectory(peer, signal) }
-}
-
-/** An advert body with its shape (what it serves, where) and its load (queued cost, depth, throughput), each as a string to compare. */
-interface Prepared { body: AdvertBody, shape: string, load: string }
-
-/**
- * When a load advert is due: a model's expected wait (queued cost over throughput) crossing a band (under 50 ms,
- * then powers of 4: 50-200 ms, 200-800 ms, ...), or its throughput crossing a power of 2. Under load the exact
- * figures change with every job; sent at each change, every busy worker told every node every interval (64 nodes at
- * half load: 7.6 adverts a second taken in per node, ~60 gossip messages per job, O(N) per job). A wait under 50 ms
- * (about 25 one-ms jobs queued) does not change which worker is best by much; clients also count what they put in
- * flight themselves, and bids and fast-path refusals carry the exact queue. The advert itself carries the exact
- * figures of its moment.
- */
-function loadBands (m: AdvertModel): [number, number] {
-  const t = m.throughput ?? 0
-  const q = m.queuedCost ?? 0
-  const waitMs = t > 0 ? q / t * 1000 : q > 0 ? Infinity : 0
-  const wait = waitMs < 50 ? 0 : waitMs === Infinity ? -1 : 1 + Math.floor(Math.log(waitMs / 50) / Math.log(4))
-  return [wait, t <= 0 ? 0 : 1 + Math.floor(Math.log2(t))]
-}
-
-function prepare (body: AdvertBody): Prepared {
-  const shape: LoadFree = { ...body, models: body.models.map(({ queuedCost: _q, throughput: _t, ...m }) => m) }
-  delete (shape as Partial<AdvertBody>).queueDepth
-  return { body, shape: JSON.stringify(shape), load: JSON.stringify(body.models.map(loadBands)) }
 }

@@ -73,8 +73,9 @@ export function fastMsgIdFn (msg: { from?: Uint8Array, seqno?: Uint8Array }): st
   return msg.from === undefined || msg.seqno === undefined ? '' : Buffer.from(msg.from).toString('latin1') + '/' + Buffer.from(msg.seqno).toString('latin1')
 }
 
-/** Twice the ping interval: a live connection always has traffic within it. */
+/** How often the connection monitor pings each connection (see connectionMonitor below). */
 const PING_INTERVAL_MS = 300_000
+/** Twice the ping interval: a live connection always has traffic within it. */
 const SOCKET_IDLE_MS = 2 * PING_INTERVAL_MS
 
 export function libp2pOptions (init: Libp2pInit): Libp2pOptions<NodeServices> {
